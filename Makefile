@@ -1,0 +1,78 @@
+# dockerdash: `make run` serves the dashboard, `make test` installs what the tests need and
+# runs them all. Both work on a fresh Debian/Ubuntu clone.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+BIND ?= 127.0.0.1:8000
+export DOCKERDASH_TEST_ROOT ?= /var/cache/dockerdash-test
+
+# Python 3.12+ (Django 6.1): a .python-version selects pyenv's 3.13 where pyenv is used.
+find_python = for c in python3.13 python3.12 python3 "$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python"; do \
+	  if command -v "$$c" >/dev/null 2>&1 && "$$c" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then echo "$$c"; break; fi; \
+	done
+
+.PHONY: help
+help:
+	@echo "make run    serve the dashboard on http://$(BIND) (SQLite, one process)"
+	@echo "make test   install what the tests need (apt, venv, test engine, host images) and run them"
+	@echo "make bench  print the benchmark figures"
+	@echo "make lint   ruff check + ruff format --check"
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@py="$$($(find_python))"; \
+	if [ -z "$$py" ]; then \
+	  echo "dockerdash needs Python 3.12 or newer (Django 6.1). Install python3.12 or python3.13" >&2; \
+	  echo "(Debian 13/Ubuntu 24.04: apt-get install python3 python3-venv; elsewhere pyenv install 3.13)." >&2; \
+	  exit 1; \
+	fi; \
+	echo "Using $$py ($$($$py --version))"; \
+	$$py -m venv $(VENV) || { echo "Creating the venv failed: install python3-venv for $$py" >&2; exit 1; }
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q --require-hashes -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(VENV)/bin/pip install -q --no-deps -e .
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed
+
+.PHONY: run
+run: venv
+	$(PY) manage.py migrate --noinput
+	@$(PY) manage.py createadmin
+	$(PY) manage.py serve --bind $(BIND)
+
+.PHONY: lint
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# What the tests need from the system: a real Docker Engine, debootstrap for host images,
+# OpenSSH, Chromium for the browser tests, PostgreSQL and Redis for the scale-out tests.
+APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates
+.PHONY: system-deps
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "Missing packages: $$missing (run as root or apt-get install them)" >&2; exit 1; fi; \
+	  echo "Installing $$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+.PHONY: test-fleet
+test-fleet: system-deps venv
+	scripts/test-engine start
+	eval "$$(scripts/test-engine env)" && $(PY) manage.py build_host_image
+
+.PHONY: test
+test: lint
+	$(PY) manage.py makemigrations --check --dry-run
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory test-fleet; \
+	 else echo "Not root: the tests that need the Docker engine will skip (CI runs them)."; fi
+	eval "$$(scripts/test-engine env 2>/dev/null)"; $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: venv
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory test-fleet; fi
+	eval "$$(scripts/test-engine env 2>/dev/null)"; $(PY) -m tests.bench

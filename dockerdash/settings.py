@@ -1,0 +1,189 @@
+"""dockerdash settings: every knob comes from the environment.
+
+The embedded default needs no server: SQLite (WAL) under DOCKERDASH_DATA_DIR and the
+in-memory channel layer in one process. DATABASE_URL (PostgreSQL) and REDIS_URL
+(channels-redis) switch to the scale-out shape.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+
+def envbool(name: str, default: str = "False") -> bool:
+    return os.getenv(name, default).strip().lower() in ("1", "true", "yes", "on")
+
+
+def envint(name: str, default: int) -> int:
+    return int(os.getenv(name, default))
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
+
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.getenv("DOCKERDASH_DATA_DIR", BASE_DIR / "var")).resolve()
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+DEBUG = envbool("DOCKERDASH_DEBUG", "True")
+
+
+def _secret_key() -> str:
+    if key := os.getenv("DOCKERDASH_SECRET_KEY"):
+        return key
+    # Without an explicit key we keep one on disk next to the database, so sessions
+    # survive restarts and no key is ever baked into the code.
+    path = DATA_DIR / "secret.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = envlist("DOCKERDASH_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+CSRF_TRUSTED_ORIGINS = envlist("DOCKERDASH_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "channels",
+    "machines",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "dockerdash.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "dockerdash.urls"
+ASGI_APPLICATION = "dockerdash.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if db_url := os.getenv("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(db_url, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "dockerdash.sqlite3",
+            "OPTIONS": {
+                # WAL lets readers (pages, websockets) go on while the runner writes;
+                # IMMEDIATE takes the write lock up front, so concurrent writers wait
+                # for `timeout` instead of failing with "database is locked".
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+            "TEST": {"NAME": os.getenv("DOCKERDASH_TEST_DB") or None},
+        }
+    }
+
+if redis_url := os.getenv("REDIS_URL"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "capacity": 1500, "expiry": 30},
+        }
+    }
+else:
+    # The in-memory layer drops messages past its capacity without a word (100 by
+    # default); a provisioning log can burst far beyond that.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 5000, "expiry": 30},
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "machines:list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.getenv("DOCKERDASH_TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Secrets at rest: MultiFernet keys, newest first, comma separated. Without the variable a
+# key file is generated (mode 0600) in the data folder on first use.
+FIELD_KEYS = envlist("DOCKERDASH_FIELD_KEYS")
+FIELD_KEYS_FILE = Path(os.getenv("DOCKERDASH_FIELD_KEYS_FILE", DATA_DIR / "field.keys"))
+
+# Where per-machine client bundles (`machine env`) and the CA live on disk for the CLI.
+CERTS_DIR = DATA_DIR / "machines"
+
+# HTTPS and hardening; production (DEBUG off) behind TLS passes `check --deploy`.
+SECURE_SSL_REDIRECT = envbool("DOCKERDASH_SSL_REDIRECT", str(not DEBUG))
+SESSION_COOKIE_SECURE = envbool("DOCKERDASH_SECURE_COOKIES", str(not DEBUG))
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = envint("DOCKERDASH_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DOCKERDASH_HSTS_INCLUDE_SUBDOMAINS", str(not DEBUG))
+SECURE_HSTS_PRELOAD = envbool("DOCKERDASH_HSTS_PRELOAD", str(not DEBUG))
+if envbool("DOCKERDASH_BEHIND_PROXY"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.getenv("DOCKERDASH_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # paramiko logs every channel at INFO; its DEBUG can carry key material.
+        "paramiko": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}
+
+# Runner knobs (issue 4 builds on these).
+HEALTH_CHECK_INTERVAL = envint("DOCKERDASH_HEALTH_CHECK_INTERVAL", 30)
+HEALTH_CHECK_TIMEOUT = envint("DOCKERDASH_HEALTH_CHECK_TIMEOUT", 3)
+HEALTH_CHECK_CONCURRENCY = envint("DOCKERDASH_HEALTH_CHECK_CONCURRENCY", 64)

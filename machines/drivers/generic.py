@@ -1,0 +1,113 @@
+"""generic: an existing Linux host reached over SSH (docker-machine's `-d generic`)."""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+from django import forms
+from django.core.validators import RegexValidator
+
+from machines.provision.ssh import public_key_of, wait_for_ssh
+
+from .base import BaseDriver, SSHAddress
+
+if TYPE_CHECKING:
+    from machines.models import Machine
+
+STATE_TIMEOUT = 3
+
+
+def validate_private_key(text: str) -> None:
+    try:
+        public_key_of(text)
+    except ValueError as e:
+        raise forms.ValidationError(str(e)) from None
+
+
+class GenericOptionsForm(forms.Form):
+    ip_address = forms.CharField(
+        label="IP address or host name",
+        max_length=255,
+        help_text="--generic-ip-address",
+        widget=forms.TextInput(attrs={"placeholder": "203.0.113.10"}),
+    )
+    ssh_user = forms.CharField(
+        label="SSH user",
+        initial="root",
+        max_length=64,
+        help_text="--generic-ssh-user; a non-root user needs passwordless sudo",
+        validators=[RegexValidator(r"^[a-z_][a-z0-9_.-]*$", "Not a valid user name.")],
+    )
+    ssh_port = forms.IntegerField(
+        label="SSH port", initial=22, min_value=1, max_value=65535, help_text="--generic-ssh-port"
+    )
+    ssh_key = forms.CharField(
+        label="SSH private key",
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 4, "placeholder": "-----BEGIN OPENSSH PRIVATE KEY-----"}
+        ),
+        help_text="--generic-ssh-key. Leave empty to generate an Ed25519 key; then add its "
+        "public key (shown on the machine page) to the host's authorized_keys.",
+        validators=[validate_private_key],
+    )
+    engine_port = forms.IntegerField(
+        label="Engine port",
+        initial=2376,
+        min_value=1,
+        max_value=65535,
+        help_text="--generic-engine-port",
+    )
+
+    def clean_ip_address(self) -> str:
+        value = self.cleaned_data["ip_address"].strip()
+        if any(c.isspace() for c in value) or value.startswith("-"):
+            raise forms.ValidationError("Enter an IP address or a host name.")
+        return value
+
+
+class GenericDriver(BaseDriver):
+    kind = "generic"
+    label = "Generic"
+    description = "An existing Linux host reachable over SSH."
+    options_form = GenericOptionsForm
+
+    def apply_options(self, machine: Machine, options: dict) -> None:
+        machine.ip = options["ip_address"]
+        machine.ssh_user = options.get("ssh_user") or "root"
+        machine.ssh_port = options.get("ssh_port") or 22
+        machine.engine_port = options.get("engine_port") or 2376
+        if options.get("ssh_key"):
+            machine.ssh_private_key = options["ssh_key"].strip() + "\n"
+        machine.driver_options = {}
+
+    def create(self, machine: Machine, log=print) -> None:
+        # The host exists already; creating it means proving we can reach it.
+        addr = self.ssh_address(machine)
+        log(f"Waiting for SSH on {addr.host}:{addr.port} as {addr.user}")
+        with wait_for_ssh(
+            addr.host, addr.port, addr.user, machine.ssh_private_key, machine.ssh_host_key
+        ) as session:
+            machine.ssh_host_key = session.host_key
+
+    def remove(self, machine: Machine) -> None:
+        # As docker-machine: forget the machine, leave the host alone.
+        return None
+
+    def state(self, machine: Machine) -> str:
+        from machines.models import Machine as M
+
+        try:
+            with socket.create_connection((machine.ip, machine.ssh_port), timeout=STATE_TIMEOUT):
+                return M.State.RUNNING
+        except TimeoutError:
+            return M.State.TIMEOUT
+        except OSError:
+            return M.State.STOPPED
+
+    def ip(self, machine: Machine) -> str:
+        return machine.ip
+
+    def ssh_address(self, machine: Machine) -> SSHAddress:
+        return SSHAddress(machine.ip, machine.ssh_port, machine.ssh_user)

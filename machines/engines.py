@@ -1,0 +1,70 @@
+"""Docker SDK clients for engines: unix sockets, ssh://, and tcp only with TLS client certs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import docker
+from django.conf import settings
+
+DEFAULT_LOCAL = "unix:///var/run/docker.sock"
+DEFAULT_TIMEOUT = 10
+# Docker API 1.41 (Engine 20.10, Debian 12's) is the oldest we meet; pinning it also keeps the
+# SDK from calling the daemon in the constructor just to ask its version.
+API_VERSION = "1.41"
+
+
+class EngineError(Exception):
+    pass
+
+
+def default_engine_url() -> str:
+    return os.getenv("DOCKER_HOST") or DEFAULT_LOCAL
+
+
+def _tls_files(ca: str, cert: str, key: str) -> tuple[str, str, str]:
+    """The SDK wants file paths: keep them in a private folder named by their content."""
+    digest = hashlib.sha256("\0".join((ca, cert, key)).encode()).hexdigest()[:16]
+    folder = Path(settings.DATA_DIR) / "tls-cache" / digest
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    paths = []
+    for name, pem in (("ca.pem", ca), ("cert.pem", cert), ("key.pem", key)):
+        path = folder / name
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(pem)
+        paths.append(str(path))
+    return paths[0], paths[1], paths[2]
+
+
+def client(
+    url: str,
+    *,
+    ca: str = "",
+    cert: str = "",
+    key: str = "",
+    timeout: float = DEFAULT_TIMEOUT,
+) -> docker.DockerClient:
+    """A client for one engine. One client per thread: it is a requests Session."""
+    url = url or default_engine_url()
+    if url.startswith("tcp://") or url.startswith("https://"):
+        if not (ca and cert and key):
+            raise EngineError(
+                f"{url}: engines over TCP are reached only with TLS client certificates "
+                "(give the CA, the client certificate and its key)"
+            )
+        ca_path, cert_path, key_path = _tls_files(ca, cert, key)
+        tls = docker.tls.TLSConfig(client_cert=(cert_path, key_path), ca_cert=ca_path, verify=True)
+        c = docker.DockerClient(base_url=url, tls=tls, timeout=timeout, version=API_VERSION)
+    elif url.startswith("unix://") or url.startswith("ssh://"):
+        c = docker.DockerClient(
+            base_url=url, timeout=timeout, version=API_VERSION, use_ssh_client=False
+        )
+    else:
+        raise EngineError(f"Unsupported engine URL {url!r} (use unix://, ssh:// or tcp://)")
+    # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would otherwise replace our CA with the system's.
+    c.api.trust_env = False
+    return c

@@ -1,0 +1,96 @@
+"""Secrets at rest: a text field encrypted with MultiFernet (keys newest first, rotatable)."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models
+
+
+class DecryptionError(Exception):
+    """A stored secret cannot be decrypted with any configured key."""
+
+
+def _read_or_create_key_file() -> list[str]:
+    path = settings.FIELD_KEYS_FILE
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process just wrote it
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(Fernet.generate_key().decode() + "\n")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def field_keys() -> list[str]:
+    return settings.FIELD_KEYS or _read_or_create_key_file()
+
+
+@cache
+def fernet() -> MultiFernet:
+    keys = field_keys()
+    if not keys:
+        raise ImproperlyConfigured("No field encryption key: set DOCKERDASH_FIELD_KEYS")
+    return MultiFernet([Fernet(key.encode()) for key in keys])
+
+
+def encrypt(plaintext: str) -> str:
+    return fernet().encrypt(plaintext.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    try:
+        return fernet().decrypt(token.encode()).decode()
+    except InvalidToken:
+        # Never hand the ciphertext back as if it were the secret.
+        raise DecryptionError(
+            "A stored secret cannot be decrypted with the configured keys "
+            "(DOCKERDASH_FIELD_KEYS or the key file changed?)"
+        ) from None
+
+
+def rotate(token: str) -> str:
+    return fernet().rotate(token.encode()).decode()
+
+
+class EncryptedTextField(models.TextField):
+    """Stores Fernet tokens; Python code only ever sees the plaintext."""
+
+    def from_db_value(self, value, expression, connection):
+        if value is None or value == "":
+            return value
+        return decrypt(value)
+
+    def get_prep_value(self, value):
+        if value is None or value == "":
+            return value
+        return encrypt(str(value))
+
+
+class EncryptedJSONField(EncryptedTextField):
+    """A dict of secrets (cloud credentials, passwords) stored as one encrypted JSON text."""
+
+    def from_db_value(self, value, expression, connection):
+        plaintext = super().from_db_value(value, expression, connection)
+        return json.loads(plaintext) if plaintext else {}
+
+    def to_python(self, value):
+        if isinstance(value, dict):
+            return value
+        return json.loads(value) if value else {}
+
+    def get_prep_value(self, value):
+        if isinstance(value, dict):
+            value = json.dumps(value, sort_keys=True) if value else ""
+        return super().get_prep_value(value)
+
+    def value_to_string(self, obj):
+        return json.dumps(self.value_from_object(obj))

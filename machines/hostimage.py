@@ -1,0 +1,475 @@
+"""Build the Debian images that host containers boot: systemd as PID 1, sshd, optionally Docker.
+
+No registry is reachable where the tests run, so the images come from `debootstrap` and
+`docker import`. Each image carries a label with the hash of its recipe; an image whose label
+matches is reused, and the packed root filesystems are cached on disk by the same hash, so a fresh
+engine data root gets its images back in seconds without running debootstrap again.
+
+Plain Python (no Django) so that test fixtures can call `ensure_host_images` directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import inspect
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import docker
+
+HOST_IMAGE = "dockerdash/host:bookworm"
+BARE_HOST_IMAGE = "dockerdash/host:bookworm-bare"
+ALL_IMAGES = (BARE_HOST_IMAGE, HOST_IMAGE)
+RECIPE_LABEL = "io.dockerdash.recipe"
+
+SUITE = "bookworm"
+MIRROR = os.environ.get("DOCKERDASH_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+BARE_PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "sudo",
+    "iproute2",
+    "iputils-ping",
+    "netbase",
+    "ca-certificates",
+    "procps",
+    "iptables",
+    "curl",
+    "gnupg",
+    "kmod",
+    "xz-utils",
+    "less",
+)
+DOCKER_PACKAGES = ("docker.io",)
+
+Log = Callable[[str], object]
+
+SOURCES = f"""\
+Types: deb
+URIs: {MIRROR}
+Suites: {SUITE} {SUITE}-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: {MIRROR}-security
+Suites: {SUITE}-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+"""
+
+# Every container of an image would otherwise share the host keys baked into it.
+SSH_HOST_KEYS_UNIT = """\
+[Unit]
+Description=Generate this machine's own SSH host keys
+Before=ssh.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target ssh.service
+"""
+
+SSHD_CONFIG = """\
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+"""
+
+HOSTS = """\
+127.0.0.1\tlocalhost
+::1\tlocalhost ip6-localhost ip6-loopback
+ff02::1\tip6-allnodes
+ff02::2\tip6-allrouters
+"""
+
+# Files written into the root filesystem, relative to it.
+ROOTFS_FILES = {
+    "etc/apt/sources.list.d/debian.sources": SOURCES,
+    "etc/ssh/sshd_config.d/dockerdash.conf": SSHD_CONFIG,
+    "etc/systemd/system/ssh-host-keys.service": SSH_HOST_KEYS_UNIT,
+    "etc/hosts": HOSTS,
+    "etc/hostname": "localhost\n",
+    # Empty: systemd makes up a machine id per container on its first boot.
+    "etc/machine-id": "",
+    # pam_env warns on every SSH login without it; no locale is configured on purpose.
+    "etc/default/locale": "",
+    # Docker bind-mounts its own resolv.conf, hosts and hostname over these.
+    "etc/resolv.conf": "",
+}
+ENABLED_UNITS = ("ssh-host-keys.service", "ssh.service")
+# None of these fail in a container here (systemd skips most by their conditions); masked so that
+# a test host is predictable and leaves the kernel it shares alone.
+MASKED_UNITS = (
+    # apt's timers take the dpkg lock at random times, just when a provisioner runs apt-get.
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    # No consoles in a container.
+    "getty.target",
+    "console-getty.service",
+    # With CAP_SYS_ADMIN these would mount the shared kernel's debugfs and tracefs.
+    "sys-kernel-config.mount",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+    "systemd-modules-load.service",
+    # The root filesystem is an overlay, not an ext4 volume to scrub.
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+)
+REMOVED_PATHS = (
+    "etc/apt/sources.list",
+    "var/lib/dbus/machine-id",
+)
+REMOVED_GLOBS = ("etc/ssh/ssh_host_*",)
+# Left out of the packed root filesystems: the runtime fills these, or they are only bulk.
+PACK_EXCLUDES = (
+    "./dev/*",
+    "./proc/*",
+    "./sys/*",
+    "./run/*",
+    "./tmp/*",
+    "./var/tmp/*",
+    "./var/cache/apt/*.bin",
+    "./var/cache/apt/archives/*.deb",
+    "./var/lib/apt/lists/*",
+)
+IMAGE_CHANGES = ('CMD ["/sbin/init"]', "ENV container=docker")
+# systemd shuts down cleanly on SIGRTMIN+3; on SIGTERM it would re-execute itself and Docker would
+# wait for its stop timeout. `docker import --change` refuses STOPSIGNAL, so a one-line build sets
+# it.
+STOP_SIGNAL = "SIGRTMIN+3"
+
+CHROOT_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "DEBIAN_FRONTEND": "noninteractive",
+    "LC_ALL": "C",
+    "HOME": "/root",
+}
+
+
+class HostImageError(Exception):
+    """A host image could not be built; the message says why in one line."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DOCKERDASH_CACHE_DIR", "/var/cache/dockerdash"))
+
+
+def ensure_host_images(
+    client: docker.DockerClient,
+    *,
+    force: bool = False,
+    log: Log = print,
+    images: Iterable[str] = ALL_IMAGES,
+) -> dict[str, str]:
+    """Make sure the host images exist on the client's engine; return tag -> image id.
+
+    An image whose recipe label matches is kept; otherwise it is imported from the cached root
+    filesystem, which is built first when it is missing too. `force` rebuilds everything,
+    debootstrap included.
+    """
+    wanted = [tag for tag in ALL_IMAGES if tag in set(images)]
+    unknown = set(images) - set(ALL_IMAGES)
+    if unknown:
+        raise HostImageError(f"unknown host image(s): {', '.join(sorted(unknown))}")
+    hashes = recipe_hashes()
+    result: dict[str, str] = {}
+    missing: list[str] = []
+    for tag in wanted:
+        image_id = None if force else _current_image(client, tag, hashes[tag])
+        if image_id:
+            log(f"{tag}: up to date ({_short(image_id)})")
+            result[tag] = image_id
+        else:
+            missing.append(tag)
+    if not missing:
+        return result
+
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with _locked(cache / "build.lock", log):
+        tarballs = _ensure_rootfs_tarballs(cache, missing, rootfs_hashes(), force=force, log=log)
+        for tag in missing:
+            result[tag] = _import(client, tag, tarballs[tag], hashes[tag], log)
+    return {tag: result[tag] for tag in wanted}
+
+
+def recipe_hashes() -> dict[str, str]:
+    """Tag -> hash of everything that goes into the image: its root filesystem and config."""
+    return {
+        tag: _digest(
+            {
+                "rootfs": rootfs,
+                "config": (IMAGE_CHANGES, STOP_SIGNAL),
+                "code": inspect.getsource(_import),
+            }
+        )
+        for tag, rootfs in rootfs_hashes().items()
+    }
+
+
+def rootfs_hashes() -> dict[str, str]:
+    """Tag -> hash of the recipe of its root filesystem: packages, files, units, build code."""
+    bare = _digest(
+        {
+            "suite": SUITE,
+            "mirror": MIRROR,
+            "packages": BARE_PACKAGES,
+            "files": ROOTFS_FILES,
+            "enabled": ENABLED_UNITS,
+            "masked": MASKED_UNITS,
+            "removed": (REMOVED_PATHS, REMOVED_GLOBS),
+            "excludes": PACK_EXCLUDES,
+            "code": [
+                inspect.getsource(f) for f in (_debootstrap, _configure_rootfs, _pack, _chroot)
+            ],
+        }
+    )
+    with_docker = _digest(
+        {"base": bare, "packages": DOCKER_PACKAGES, "code": inspect.getsource(_add_docker)}
+    )
+    return {BARE_HOST_IMAGE: bare, HOST_IMAGE: with_docker}
+
+
+def _digest(recipe: object) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def _current_image(client: docker.DockerClient, tag: str, recipe: str) -> str | None:
+    import docker.errors
+
+    try:
+        image = client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+    labels = image.attrs.get("Config", {}).get("Labels") or {}
+    return image.id if labels.get(RECIPE_LABEL) == recipe else None
+
+
+@contextlib.contextmanager
+def _locked(path: Path, log: Log) -> Iterator[None]:
+    # Parallel test workers may all ask for the images at once; one builds, the others wait.
+    with path.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another build is running, waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _tarball(cache: Path, tag: str, recipe: str) -> Path:
+    variant = tag.rpartition(":")[2]
+    return cache / f"rootfs-{variant}-{recipe}.tar"
+
+
+def _ensure_rootfs_tarballs(
+    cache: Path, tags: list[str], hashes: dict[str, str], *, force: bool, log: Log
+) -> dict[str, Path]:
+    tarballs = {tag: _tarball(cache, tag, hashes[tag]) for tag in ALL_IMAGES}
+    needed = [tag for tag in tags if force or not tarballs[tag].exists()]
+    for tag in tags:
+        if tag not in needed:
+            log(f"{tag}: root filesystem cached ({tarballs[tag].name})")
+    if not needed:
+        return tarballs
+
+    _check_can_build()
+    bare_tar = tarballs[BARE_HOST_IMAGE]
+    build_log = cache / "build.log"
+    with _workdir(cache) as work:
+        rootfs = work / "rootfs"
+        if force or not bare_tar.exists():
+            log(f"debootstrap {SUITE} from {MIRROR} (log: {build_log})")
+            started = time.monotonic()
+            _debootstrap(rootfs, build_log)
+            log(f"debootstrap done in {time.monotonic() - started:.0f}s")
+            _configure_rootfs(rootfs, build_log)
+            _pack(rootfs, bare_tar, log)
+        if HOST_IMAGE in needed:
+            if not rootfs.exists():
+                log(f"unpacking {bare_tar.name}")
+                rootfs.mkdir()
+                _run(["tar", "-C", rootfs, "--numeric-owner", "-xpf", bare_tar], build_log)
+            log(f"installing {' '.join(DOCKER_PACKAGES)}")
+            started = time.monotonic()
+            _add_docker(rootfs, build_log)
+            log(f"installed in {time.monotonic() - started:.0f}s")
+            _pack(rootfs, tarballs[HOST_IMAGE], log)
+    _prune_tarballs(cache, set(tarballs.values()), log)
+    return tarballs
+
+
+def _check_can_build() -> None:
+    if os.geteuid() != 0:
+        raise HostImageError("building host images needs root (debootstrap and chroot)")
+    for tool in ("debootstrap", "unshare", "chroot", "tar"):
+        if not shutil.which(tool):
+            raise HostImageError(f"{tool} not found: apt-get install -y debootstrap util-linux")
+
+
+@contextlib.contextmanager
+def _workdir(cache: Path) -> Iterator[Path]:
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=cache))
+    try:
+        yield work
+    finally:
+        # Every mount made for the build lived in a private mount namespace and is gone with it;
+        # still, never let rmtree walk into a mounted /proc or /dev.
+        mounts = Path("/proc/self/mounts").read_text().split("\n")
+        if any(f" {work}/" in line for line in mounts):
+            raise HostImageError(f"{work} still has mounts; left it in place")
+        shutil.rmtree(work)
+
+
+def _run(args: list[str | Path], build_log: Path) -> None:
+    with build_log.open("a") as out:
+        out.write(f"$ {' '.join(map(str, args))}\n")
+        out.flush()
+        done = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        tail = build_log.read_text(errors="replace").strip().splitlines()[-1:]
+        raise HostImageError(
+            f"{Path(str(args[0])).name} failed (exit {done.returncode}): "
+            f"{tail[0] if tail else ''} (see {build_log})"
+        )
+
+
+def _chroot(rootfs: Path, script: str, build_log: Path) -> None:
+    # A private mount namespace: /proc and /dev vanish with the process, even when it dies.
+    setup = (
+        'mount -t proc proc "$1/proc" && mount --bind /dev "$1/dev" && '
+        'cp /etc/resolv.conf "$1/etc/resolv.conf" && '
+        'exec env -i $2 chroot "$1" /bin/sh -euxc "$3"'
+    )
+    env = " ".join(f"{k}={v}" for k, v in CHROOT_ENV.items())
+    unshare = ["unshare", "--mount", "--propagation", "private"]
+    _run([*unshare, "sh", "-ec", setup, "sh", rootfs, env, script], build_log)
+    (rootfs / "etc/resolv.conf").write_text("")
+
+
+def _debootstrap(rootfs: Path, build_log: Path) -> None:
+    _run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(BARE_PACKAGES)}",
+            SUITE,
+            rootfs,
+            MIRROR,
+        ],
+        build_log,
+    )
+
+
+def _configure_rootfs(rootfs: Path, build_log: Path) -> None:
+    for rel, content in ROOTFS_FILES.items():
+        path = rootfs / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    for rel in REMOVED_PATHS:
+        (rootfs / rel).unlink(missing_ok=True)
+    for pattern in REMOVED_GLOBS:
+        for path in rootfs.glob(pattern):
+            path.unlink()
+    # The updates and security suites are not part of debootstrap's view of the archive.
+    _chroot(
+        rootfs,
+        "apt-get update -q\n"
+        "apt-get -q -y -o Dpkg::Options::=--force-confold dist-upgrade\n"
+        f"systemctl enable {' '.join(ENABLED_UNITS)}\n"
+        f"systemctl mask {' '.join(MASKED_UNITS)}\n",
+        build_log,
+    )
+    # openssh-server updates may have made host keys again.
+    for path in rootfs.glob("etc/ssh/ssh_host_*"):
+        path.unlink()
+
+
+def _add_docker(rootfs: Path, build_log: Path) -> None:
+    # policy-rc.d keeps maintainer scripts from starting dockerd in the build root: an image
+    # must never carry state of a daemon that ran (its /var/lib/docker breaks the next boot).
+    policy = rootfs / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        _chroot(
+            rootfs,
+            "[ -e /var/lib/apt/lists/lock ] || apt-get update -q\n"
+            "apt-get install -q -y --no-install-recommends " + " ".join(DOCKER_PACKAGES) + "\n",
+            build_log,
+        )
+    finally:
+        policy.unlink()
+    state = rootfs / "var/lib/docker"
+    if state.exists():
+        shutil.rmtree(state)
+    state.mkdir(mode=0o710)
+
+
+def _pack(rootfs: Path, tarball: Path, log: Log) -> None:
+    started = time.monotonic()
+    partial = tarball.with_suffix(".partial")
+    args: list[str | Path] = ["tar", "-C", rootfs, "--numeric-owner", "--xattrs"]
+    args += [f"--exclude={pattern}" for pattern in PACK_EXCLUDES]
+    args += ["-cf", partial, "."]
+    _run(args, tarball.parent / "build.log")
+    partial.rename(tarball)
+    size = tarball.stat().st_size / 2**20
+    log(f"packed {tarball.name} ({size:.0f} MiB) in {time.monotonic() - started:.0f}s")
+
+
+def _prune_tarballs(cache: Path, keep: set[Path], log: Log) -> None:
+    for path in cache.glob("rootfs-*.tar"):
+        if path not in keep:
+            log(f"removing outdated {path.name}")
+            path.unlink()
+
+
+def _import(client: docker.DockerClient, tag: str, tarball: Path, recipe: str, log: Log) -> str:
+    import docker.errors
+
+    started = time.monotonic()
+    try:
+        previous = client.images.get(tag).id
+    except docker.errors.ImageNotFound:
+        previous = None
+    log(f"{tag}: importing {tarball.name}")
+    changes = [*IMAGE_CHANGES, f"LABEL {RECIPE_LABEL}={recipe}"]
+    answer = client.api.import_image(src=str(tarball), changes=changes)
+    imported = json.loads(answer.strip().splitlines()[-1])["status"]
+    dockerfile = f"FROM {imported}\nSTOPSIGNAL {STOP_SIGNAL}\n"
+    image, _ = client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag=tag, pull=False, rm=True, forcerm=True
+    )
+    log(f"{tag}: imported {_short(image.id)} in {time.monotonic() - started:.0f}s")
+    if previous and previous != image.id:
+        # The old image is untagged now; keep it only while containers still use it.
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(previous)
+    return image.id

@@ -1,0 +1,348 @@
+"""`manage.py machine ACTION ...`: the docker-machine command line, on the same Operations."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from machines import operations, runner
+from machines.models import Driver, Machine, Operation, machine_name_validator
+from machines.provision.ssh import generate_key
+
+LS_FIELDS = {
+    "Name": lambda m: m.name,
+    "Active": lambda m: "*" if _is_active(m) else "-",
+    "DriverName": lambda m: m.driver.kind,
+    "State": lambda m: m.get_state_display(),
+    "URL": lambda m: m.url,
+    "DockerVersion": lambda m: m.docker_version or "Unknown",
+    "Error": lambda m: m.last_error,
+    "ResponseTime": lambda m: f"{m.response_time_ms}ms" if m.response_time_ms is not None else "",
+    "IP": lambda m: m.ip,
+}
+LS_DEFAULT = (
+    "table {{.Name}}\t{{.Active}}\t{{.DriverName}}\t{{.State}}\t{{.URL}}"
+    "\t{{.DockerVersion}}\t{{.Error}}"
+)
+HEADERS = {
+    "DriverName": "DRIVER",
+    "DockerVersion": "DOCKER",
+    "Error": "ERRORS",
+    "ResponseTime": "RESPONSE",
+}
+FIELD_RE = re.compile(r"{{\s*\.(\w+)\s*}}")
+LIFECYCLE = {
+    "start": Operation.Kind.START,
+    "stop": Operation.Kind.STOP,
+    "restart": Operation.Kind.RESTART,
+    "kill": Operation.Kind.KILL,
+}
+
+
+def _is_active(machine: Machine) -> bool:
+    return bool(machine.url) and os.getenv("DOCKER_HOST", "") == machine.url
+
+
+class Command(BaseCommand):
+    help = "Create and manage Docker hosts, as docker-machine did."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+        ls = sub.add_parser("ls", help="List machines (stored state; never waits on a host)")
+        ls.add_argument("-q", "--quiet", action="store_true", help="names only")
+        ls.add_argument("-f", "--filter", action="append", default=[], help="key=value")
+        ls.add_argument("--format", default="", help="Go-template-like, e.g. {{.Name}}")
+        ls.add_argument(
+            "-t",
+            "--timeout",
+            type=int,
+            default=10,
+            help="accepted for docker-machine compatibility; ls reads stored state and never waits",
+        )
+
+        inspect = sub.add_parser("inspect", help="Details of a machine as JSON")
+        inspect.add_argument("name")
+
+        for name in ("ip", "url", "status"):
+            p = sub.add_parser(name, help=f"Print the {name} of a machine")
+            p.add_argument("name")
+
+        create = sub.add_parser("create", help="Create a machine")
+        create.add_argument("name")
+        create.add_argument("-d", "--driver", default="none", help="driver kind or configured name")
+        create.add_argument("--container-engine", default="", help="parent engine URL")
+        create.add_argument("--container-image", default="", help="host image")
+        create.add_argument("--generic-ip-address", default="")
+        create.add_argument("--generic-ssh-user", default="root")
+        create.add_argument("--generic-ssh-key", default="", help="path of a private key")
+        create.add_argument("--generic-ssh-port", type=int, default=22)
+        create.add_argument("--generic-engine-port", type=int, default=2376)
+        create.add_argument("--url", default="", help="engine URL (none driver)")
+        create.add_argument("-v", "--verbose", action="store_true", help="stream the whole log")
+
+        for action in LIFECYCLE:
+            p = sub.add_parser(action, help=f"{action.capitalize()} machines")
+            p.add_argument("names", nargs="+")
+            p.add_argument("-v", "--verbose", action="store_true")
+
+        rm = sub.add_parser("rm", help="Remove machines")
+        rm.add_argument("names", nargs="+")
+        rm.add_argument("-y", action="store_true", help="do not ask for confirmation")
+        rm.add_argument("-f", "--force", action="store_true", help="forget even if removal fails")
+        rm.add_argument("-v", "--verbose", action="store_true")
+
+    def handle(self, *args, action: str, **options):
+        try:
+            return getattr(self, "do_" + action.replace("-", "_"))(**options)
+        except Machine.DoesNotExist:
+            raise CommandError(f"Host does not exist: {options.get('name')!r}") from None
+
+    # -- reading stored state ------------------------------------------------------------
+    def do_ls(self, quiet: bool, filter: list[str], format: str, **_):
+        machines = list(Machine.objects.select_related("driver").order_by("name"))
+        machines = [m for m in machines if _matches(m, _parse_filters(filter))]
+        if quiet:
+            format = "{{.Name}}"
+        template = (format or LS_DEFAULT).encode().decode("unicode_escape")
+        table = template.startswith("table ")
+        if table:
+            template = template.removeprefix("table ")
+        for name in FIELD_RE.findall(template):
+            if name not in LS_FIELDS:
+                raise CommandError(
+                    f"Unknown field {name!r} in --format (known: {', '.join(LS_FIELDS)})"
+                )
+        rows = []
+        if table:
+            rows.append(FIELD_RE.sub(lambda m: HEADERS.get(m[1], m[1].upper()), template))
+        for machine in machines:
+            rows.append(
+                FIELD_RE.sub(lambda m, machine=machine: str(LS_FIELDS[m[1]](machine)), template)
+            )
+        if table:
+            rows = _align(rows)
+        self.stdout.write("\n".join(rows))
+
+    def do_inspect(self, name: str, **_):
+        machine = Machine.objects.select_related("driver").get(name=name)
+        data = {
+            "Name": machine.name,
+            "DriverName": machine.driver.kind,
+            "Driver": {
+                "Name": machine.driver.name,
+                **machine.driver.settings,
+                **machine.driver_options,
+            },
+            "State": machine.state,
+            "IPAddress": machine.ip,
+            "URL": machine.url,
+            "SSHUser": machine.ssh_user,
+            "SSHPort": machine.ssh_port,
+            "SSHHostKey": machine.ssh_host_key,
+            "DockerVersion": machine.docker_version,
+            "EngineOptions": {
+                "Labels": machine.engine_labels,
+                "InsecureRegistry": machine.engine_insecure_registries,
+                "RegistryMirror": machine.engine_registry_mirrors,
+                "StorageDriver": machine.engine_storage_driver,
+                "Env": machine.engine_env,
+                "ArbitraryFlags": machine.engine_opts,
+            },
+            "LastSeen": machine.last_seen.isoformat() if machine.last_seen else None,
+            "LastError": machine.last_error,
+            "CreatedAt": machine.created_at.isoformat(),
+            "Operations": [
+                {
+                    "ID": op.pk,
+                    "Kind": op.kind,
+                    "Status": op.status,
+                    "CreatedAt": op.created_at.isoformat(),
+                    "FinishedAt": op.finished_at.isoformat() if op.finished_at else None,
+                    "Error": op.error,
+                }
+                for op in machine.operations.all()
+            ],
+        }
+        self.stdout.write(json.dumps(data, indent=4))
+
+    def do_ip(self, name: str, **_):
+        self.stdout.write(Machine.objects.get(name=name).ip)
+
+    def do_url(self, name: str, **_):
+        self.stdout.write(Machine.objects.get(name=name).url)
+
+    def do_status(self, name: str, **_):
+        self.stdout.write(Machine.objects.get(name=name).get_state_display())
+
+    # -- actions: the same Operations as the web -----------------------------------------
+    def do_create(self, name: str, driver: str, verbose: bool, **opts):
+        try:
+            machine_name_validator(name)
+        except Exception:
+            raise CommandError(
+                f"Invalid machine name {name!r}: use letters, digits, '-' and '.'"
+            ) from None
+        if Machine.objects.filter(name=name).exists():
+            raise CommandError(f"Machine {name} already exists")
+        driver_obj = _driver_for(driver, opts)
+        impl = driver_obj.get_driver()
+        form = impl.options_form(data=_options_data(driver_obj.kind, opts))
+        if not form.is_valid():
+            errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+            raise CommandError(f"Invalid options for the {driver_obj.kind} driver: {errors}")
+        with transaction.atomic():
+            machine = Machine(name=name, driver=driver_obj)
+            impl.apply_options(machine, form.cleaned_data)
+            if not machine.ssh_private_key:
+                machine.ssh_private_key, _ = generate_key()
+            machine.full_clean()
+            machine.save()
+            op = operations.request(machine, Operation.Kind.CREATE, via="cli")
+        self.stdout.write(f"Creating machine {name} ({driver_obj.kind})...")
+        self._wait(op, verbose)
+
+    def _lifecycle(self, kind: str, names: list[str], verbose: bool, args: dict | None = None):
+        failed = False
+        for name in names:
+            machine = Machine.objects.get(name=name)
+            try:
+                op = operations.request(machine, kind, via="cli", args=args)
+            except operations.OperationConflict as e:
+                self.stderr.write(str(e))
+                failed = True
+                continue
+            try:
+                self._wait(op, verbose)
+            except CommandError as e:
+                self.stderr.write(str(e))
+                failed = True
+        if failed:
+            sys.exit(1)
+
+    def do_start(self, names, verbose, **_):
+        self._lifecycle(Operation.Kind.START, names, verbose)
+
+    def do_stop(self, names, verbose, **_):
+        self._lifecycle(Operation.Kind.STOP, names, verbose)
+
+    def do_restart(self, names, verbose, **_):
+        self._lifecycle(Operation.Kind.RESTART, names, verbose)
+
+    def do_kill(self, names, verbose, **_):
+        self._lifecycle(Operation.Kind.KILL, names, verbose)
+
+    def do_rm(self, names, y: bool, force: bool, verbose: bool, **_):
+        for name in names:
+            Machine.objects.get(name=name)  # fail early on a typo
+        if not y:
+            answer = input(f"About to remove {', '.join(names)}\nAre you sure? (y/n): ")
+            if answer.strip().lower() not in ("y", "yes"):
+                raise CommandError("Remove cancelled")
+        self._lifecycle(Operation.Kind.REMOVE, names, verbose, args={"force": force})
+        for name in names:
+            if not Machine.objects.filter(name=name).exists():
+                self.stdout.write(f"Successfully removed {name}")
+
+    def _wait(self, op: Operation, verbose: bool) -> None:
+        """Follow an operation to its end, printing progress; run it here if no one else does."""
+        runner.interrupt_stale()
+        claimed = runner.claim(op.pk, worker=f"cli:{os.getpid()}")
+        worker = None
+        if claimed is not None:
+            worker = threading.Thread(target=runner.run_claimed, args=(claimed,), daemon=True)
+            worker.start()
+        seen = 0
+        while True:
+            op.refresh_from_db()
+            for line in op.log_lines.filter(seq__gt=seen).order_by("seq"):
+                seen = line.seq
+                if verbose or line.text.startswith(("[", "Failed", "Done")):
+                    self.stdout.write(line.text)
+            if not op.is_active and (worker is None or not worker.is_alive()):
+                break
+            time.sleep(0.2)
+        if op.status != Operation.Status.SUCCEEDED:
+            raise CommandError(op.error or f"{op.kind} of {op.machine_name} ended {op.status}")
+
+
+def _driver_for(name: str, opts: dict) -> Driver:
+    """A configured driver by name, or the default of a kind (with --container-engine)."""
+    if name == "container" and opts.get("container_engine"):
+        engine = opts["container_engine"]
+        driver, _ = Driver.objects.get_or_create(
+            kind="container",
+            settings__engine=engine,
+            defaults={"name": _free_driver_name("container"), "settings": {"engine": engine}},
+        )
+        return driver
+    driver = Driver.objects.filter(name=name).first() or Driver.objects.filter(kind=name).first()
+    if driver is None:
+        raise CommandError(f"Driver {name!r} not found (known kinds: generic, container, none)")
+    return driver
+
+
+def _free_driver_name(base: str) -> str:
+    n = 2
+    while Driver.objects.filter(name=f"{base}-{n}").exists():
+        n += 1
+    return f"{base}-{n}"
+
+
+def _options_data(kind: str, opts: dict) -> dict:
+    if kind == "generic":
+        key = ""
+        if path := opts.get("generic_ssh_key"):
+            try:
+                with open(os.path.expanduser(path)) as f:
+                    key = f.read()
+            except OSError as e:
+                raise CommandError(f"Cannot read --generic-ssh-key {path}: {e.strerror}") from None
+        return {
+            "ip_address": opts["generic_ip_address"],
+            "ssh_user": opts["generic_ssh_user"],
+            "ssh_port": opts["generic_ssh_port"],
+            "ssh_key": key,
+            "engine_port": opts["generic_engine_port"],
+        }
+    if kind == "container":
+        return {"image": opts.get("container_image") or ""}
+    if kind == "none":
+        return {"url": opts.get("url") or ""}
+    return {}
+
+
+def _parse_filters(items: list[str]) -> dict[str, list[str]]:
+    filters: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in ("driver", "state", "name", "label"):
+            raise CommandError(f"Unsupported filter {item!r} (use driver=, state=, name=, label=)")
+        filters.setdefault(key, []).append(value)
+    return filters
+
+
+def _matches(machine: Machine, filters: dict[str, list[str]]) -> bool:
+    tests = {
+        "driver": lambda v: machine.driver.kind == v or machine.driver.name == v,
+        "state": lambda v: machine.state.lower() == v.lower(),
+        "name": lambda v: re.search(v, machine.name) is not None,
+        "label": lambda v: v in machine.engine_labels,
+    }
+    return all(any(tests[key](v) for v in values) for key, values in filters.items())
+
+
+def _align(rows: list[str]) -> list[str]:
+    cells = [row.split("\t") for row in rows]
+    widths = [
+        max(len(r[i]) if i < len(r) else 0 for r in cells) for i in range(max(map(len, cells)))
+    ]
+    return ["   ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in cells]

@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from .drivers import KIND_CHOICES, BaseDriver, driver_class
+from .fields import EncryptedJSONField, EncryptedTextField
+
+# docker-machine's own rule for host names.
+MACHINE_NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9\-\.]*$"
+machine_name_validator = RegexValidator(
+    MACHINE_NAME_RE,
+    "Use letters, digits, '-' and '.', starting with a letter or digit (as docker-machine).",
+)
+port_validators = [MinValueValidator(1), MaxValueValidator(65535)]
+
+
+class Driver(models.Model):
+    """A configured provider: a kind of driver plus its settings and secrets."""
+
+    name = models.CharField(max_length=100, unique=True, validators=[machine_name_validator])
+    kind = models.CharField(max_length=32, choices=KIND_CHOICES)
+    settings = models.JSONField(default=dict, blank=True)
+    secrets = EncryptedJSONField(blank=True, default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    def get_driver(self) -> BaseDriver:
+        return driver_class(self.kind)(self.settings, self.secrets)
+
+
+class Machine(models.Model):
+    class State(models.TextChoices):
+        NONE = "none", "None"
+        STARTING = "starting", "Starting"
+        RUNNING = "running", "Running"
+        STOPPING = "stopping", "Stopping"
+        STOPPED = "stopped", "Stopped"
+        PAUSED = "paused", "Paused"
+        ERROR = "error", "Error"
+        TIMEOUT = "timeout", "Timeout"
+
+    name = models.CharField(max_length=63, unique=True, validators=[machine_name_validator])
+    driver = models.ForeignKey(Driver, on_delete=models.PROTECT, related_name="machines")
+    driver_options = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.NONE)
+
+    ip = models.CharField("IP", max_length=255, blank=True)
+    engine_url = models.CharField(max_length=255, blank=True)
+    engine_port = models.PositiveIntegerField(default=2376, validators=port_validators)
+
+    ssh_user = models.CharField(max_length=64, default="root")
+    ssh_port = models.PositiveIntegerField(default=22, validators=port_validators)
+    ssh_host_key = models.TextField(blank=True, help_text="Pinned on first contact.")
+    ssh_private_key = EncryptedTextField(blank=True)
+
+    # Engine options, as docker-machine's --engine-* flags.
+    engine_labels = models.JSONField(default=list, blank=True)
+    engine_insecure_registries = models.JSONField(default=list, blank=True)
+    engine_registry_mirrors = models.JSONField(default=list, blank=True)
+    engine_storage_driver = models.CharField(max_length=32, blank=True)
+    engine_env = models.JSONField(default=list, blank=True)
+    engine_opts = models.JSONField(default=list, blank=True, help_text="Extra daemon flags.")
+    engine_install_url = models.URLField(blank=True)
+    tls_san = models.JSONField("extra TLS SANs", default=list, blank=True)
+
+    # The engine's server certificate (issued by the dashboard's CA).
+    tls_server_cert = models.TextField(blank=True)
+    tls_server_key = EncryptedTextField(blank=True)
+    tls_server_expires_at = models.DateTimeField(null=True, blank=True)
+
+    # What was last observed; pages never wait on a host for these.
+    docker_version = models.CharField(max_length=64, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    last_checked = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    response_time_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("operate_machine", "Can act on machines and their containers")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("machines:detail", args=[self.name])
+
+    def get_driver(self) -> BaseDriver:
+        return self.driver.get_driver()
+
+    @property
+    def url(self) -> str:
+        return self.engine_url or (f"tcp://{self.ip}:{self.engine_port}" if self.ip else "")
+
+    @property
+    def active_operation(self) -> Operation | None:
+        return self.operations.filter(status__in=Operation.ACTIVE).first()
+
+
+class Operation(models.Model):
+    """A durable record of one action on a machine, with its log."""
+
+    class Kind(models.TextChoices):
+        CREATE = "create", "Create"
+        PROVISION = "provision", "Provision"
+        START = "start", "Start"
+        STOP = "stop", "Stop"
+        RESTART = "restart", "Restart"
+        KILL = "kill", "Kill"
+        REMOVE = "rm", "Remove"
+        REGENERATE_CERTS = "regenerate-certs", "Regenerate certificates"
+        UPGRADE = "upgrade", "Upgrade"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        INTERRUPTED = "interrupted", "Interrupted"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.PENDING, Status.RUNNING)
+
+    # SET_NULL: the history (and an `rm` being watched) outlives the machine.
+    machine = models.ForeignKey(
+        Machine, null=True, blank=True, on_delete=models.SET_NULL, related_name="operations"
+    )
+    machine_name = models.CharField(max_length=63)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    args = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    requested_via = models.CharField(max_length=16, default="web")  # web, cli, system
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=128, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    step = models.PositiveIntegerField(default=0)
+    steps_total = models.PositiveIntegerField(default=0)
+    step_name = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One mutating operation per machine at a time, enforced by the database so
+            # that two clicks, two web processes or the CLI can never run one twice.
+            models.UniqueConstraint(
+                fields=["machine"],
+                condition=models.Q(status__in=["pending", "running"]),
+                name="one_active_operation_per_machine",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.machine_name} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def duration(self):
+        if self.started_at:
+            return (self.finished_at or timezone.now()) - self.started_at
+        return None
+
+
+class OperationLogLine(models.Model):
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="log_lines")
+    seq = models.PositiveIntegerField()
+    at = models.DateTimeField(default=timezone.now)
+    step = models.CharField(max_length=100, blank=True)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["operation", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["operation", "seq"], name="log_line_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.text}"

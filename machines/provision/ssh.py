@@ -1,0 +1,235 @@
+"""SSH to machines: per-machine keys, pinned host keys, streamed commands."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import shlex
+import time
+from collections.abc import Callable
+
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+CONNECT_TIMEOUT = 10
+
+
+class SSHError(Exception):
+    """SSH failed; the message says where (connect, auth, host key, command)."""
+
+
+class HostKeyChanged(SSHError):
+    pass
+
+
+def generate_key() -> tuple[str, str]:
+    """A new Ed25519 key pair as (private key in OpenSSH format, public key line).
+
+    paramiko cannot generate or write Ed25519 keys, so `cryptography` does it.
+    """
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return private, public.decode() + " dockerdash"
+
+
+def public_key_of(private_key: str) -> str:
+    """The public key line of a private key (OpenSSH or PEM); ValueError if it is not one."""
+    text = private_key.strip().encode() + b"\n"
+    if not text.startswith(b"-----BEGIN "):
+        raise ValueError("This is not a private key (it should start with -----BEGIN).")
+    if b"ENCRYPTED" in text or b"Proc-Type: 4,ENCRYPTED" in text:
+        raise ValueError("Passphrase-protected keys are not supported; upload an unlocked key.")
+    try:
+        if b"OPENSSH PRIVATE KEY" in text:
+            key = serialization.load_ssh_private_key(text, password=None)
+        else:
+            key = serialization.load_pem_private_key(text, password=None)
+    except TypeError:
+        raise ValueError("Passphrase-protected keys are not supported.") from None
+    except (ValueError, Exception) as e:  # cryptography raises several kinds on bad input
+        raise ValueError(f"This private key cannot be read: {e}") from None
+    try:
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+    except ValueError as e:
+        raise ValueError(f"Unsupported key type: {e}") from None
+    return public.decode()
+
+
+def load_pkey(private_key: str) -> paramiko.PKey:
+    """A paramiko key from OpenSSH or PEM text (Ed25519, ECDSA or RSA)."""
+    public_key_of(private_key)  # validates, with a clear error
+    text = private_key.strip() + "\n"
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return cls.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise ValueError("Unsupported private key type (use Ed25519, ECDSA or RSA).")
+
+
+def fingerprint(host_key_line: str) -> str:
+    """SHA256 fingerprint as OpenSSH prints it, from 'type base64' text."""
+    blob = base64.b64decode(host_key_line.split()[1])
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def quote(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def command(*words: object) -> str:
+    """A shell command line from words, each one quoted."""
+    return " ".join(quote(w) for w in words)
+
+
+class SSHSession:
+    """One SSH connection to a machine, with its host key pinned.
+
+    `host_key` is the pinned key ("ssh-ed25519 AAAA..."). When it is empty the key offered
+    on this first contact is accepted and exposed as `.host_key` for the caller to store.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        private_key: str,
+        host_key: str = "",
+        timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.host, self.port, self.user = host, port, user
+        self.host_key = host_key
+        self.client = paramiko.SSHClient()
+        pkey = load_pkey(private_key)
+        if host_key:
+            key_type, key_b64 = host_key.split()[:2]
+            name = host if port == 22 else f"[{host}]:{port}"
+            self.client.get_host_keys().add(
+                name, key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
+            )
+            self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        else:
+            self.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            self.client.connect(
+                host,
+                port=port,
+                username=user,
+                pkey=pkey,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+        except paramiko.BadHostKeyException as e:
+            raise HostKeyChanged(
+                f"The SSH host key of {host}:{port} has changed (it now offers "
+                f"{fingerprint(e.key.get_name() + ' ' + e.key.get_base64())}, pinned "
+                f"{fingerprint(host_key)}). Refusing to connect: if the host was rebuilt on "
+                f"purpose, clear the pinned key and try again."
+            ) from None
+        except paramiko.SSHException as e:
+            if "not found in known_hosts" in str(e):
+                raise HostKeyChanged(
+                    f"{host}:{port} offered a host key of a different type than the pinned "
+                    f"{fingerprint(host_key)}; refusing to connect."
+                ) from None
+            if isinstance(e, paramiko.AuthenticationException):
+                raise SSHError(
+                    f"SSH authentication as {user!r} to {host}:{port} failed: the machine's "
+                    f"key is not accepted"
+                ) from None
+            raise SSHError(f"SSH to {host}:{port} failed: {e}") from None
+        except TimeoutError:
+            raise SSHError(f"SSH to {host}:{port} timed out after {timeout:g} s") from None
+        except OSError as e:
+            raise SSHError(f"SSH to {host}:{port} failed: {e.strerror or e}") from None
+        if not host_key:
+            key = self.client.get_transport().get_remote_server_key()
+            self.host_key = f"{key.get_name()} {key.get_base64()}"
+
+    def run(
+        self,
+        cmd: str,
+        on_line: Callable[[str], None] | None = None,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+    ) -> tuple[int, str]:
+        """Run a command; stream each output line (stdout and stderr merged) to on_line.
+
+        Returns (exit status, whole output). `timeout` bounds silence between reads.
+        """
+        channel = self.client.get_transport().open_session()
+        channel.set_combine_stderr(True)
+        if timeout:
+            channel.settimeout(timeout)
+        channel.exec_command(cmd)
+        if stdin is not None:
+            channel.sendall(stdin)
+            channel.shutdown_write()
+        lines: list[str] = []
+        try:
+            for raw in channel.makefile("rb"):
+                line = raw.decode(errors="replace").rstrip("\r\n")
+                lines.append(line)
+                if on_line:
+                    on_line(line)
+        except TimeoutError:
+            channel.close()
+            raise SSHError(f"Command on {self.host} gave no output for {timeout:g} s") from None
+        return channel.recv_exit_status(), "\n".join(lines)
+
+    def check(self, cmd: str, on_line: Callable[[str], None] | None = None, **kw) -> str:
+        status, output = self.run(cmd, on_line=on_line, **kw)
+        if status != 0:
+            tail = "\n".join(output.splitlines()[-15:])
+            raise SSHError(f"Command failed on {self.host} (exit {status}): {cmd}\n{tail}")
+        return output
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> SSHSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def wait_for_ssh(
+    host: str,
+    port: int,
+    user: str,
+    private_key: str,
+    host_key: str = "",
+    timeout: float = 60,
+    cancelled: Callable[[], bool] | None = None,
+) -> SSHSession:
+    """Retry until SSH answers with our key (fresh hosts take a moment to boot)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if cancelled and cancelled():
+            break
+        try:
+            return SSHSession(host, port, user, private_key, host_key, timeout=5)
+        except HostKeyChanged:
+            raise
+        except SSHError as e:
+            last = e
+            time.sleep(0.3)
+    raise SSHError(f"SSH on {host}:{port} did not answer within {timeout:g} s: {last}")

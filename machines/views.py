@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from . import operations
+from .forms import ConfirmRemoveForm, MachineForm, options_form_for
+from .models import Driver, Machine, Operation
+from .provision.ssh import generate_key, public_key_of
+
+OPERATOR_ACTIONS = {
+    "start": Operation.Kind.START,
+    "stop": Operation.Kind.STOP,
+    "restart": Operation.Kind.RESTART,
+    "kill": Operation.Kind.KILL,
+    "provision": Operation.Kind.PROVISION,
+    "regenerate-certs": Operation.Kind.REGENERATE_CERTS,
+    "upgrade": Operation.Kind.UPGRADE,
+}
+
+
+def _roles(request: HttpRequest) -> dict:
+    user = request.user
+    return {
+        "can_operate": user.has_perm("machines.operate_machine"),
+        "can_admin": user.has_perm("machines.add_machine"),
+    }
+
+
+@require_GET
+@permission_required("machines.view_machine", raise_exception=True)
+def machine_list(request: HttpRequest) -> HttpResponse:
+    machines = Machine.objects.select_related("driver").order_by("name")
+    template = "machines/list.html#machine_rows" if request.htmx else "machines/list.html"
+    return render(request, template, {"machines": machines, **_roles(request)})
+
+
+@require_GET
+@permission_required("machines.view_machine", raise_exception=True)
+def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
+    machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
+    ops = list(machine.operations.all()[:20])
+    ctx = {"machine": machine, "operations": ops, **_roles(request)}
+    if machine.ssh_private_key:
+        ctx["ssh_public_key"] = public_key_of(machine.ssh_private_key)
+    return render(request, "machines/detail.html", ctx)
+
+
+@permission_required("machines.add_machine", raise_exception=True)
+def machine_create(request: HttpRequest) -> HttpResponse:
+    form = MachineForm(request.POST or None)
+    driver = None
+    if request.method == "POST":
+        if form.is_valid():
+            driver = form.cleaned_data["driver"]
+        options = options_form_for(driver, request.POST)
+        if form.is_valid() and options is not None and options.is_valid():
+            with transaction.atomic():
+                machine = form.save(commit=False)
+                machine.created_by = request.user
+                driver_impl = driver.get_driver()
+                driver_impl.apply_options(machine, options.cleaned_data)
+                if not machine.ssh_private_key:
+                    machine.ssh_private_key, _ = generate_key()
+                machine.save()
+                operations.request(machine, Operation.Kind.CREATE, user=request.user)
+            messages.success(request, f"Creating {machine.name}")
+            if request.htmx:
+                return HttpResponseClientRedirect(machine.get_absolute_url())
+            return redirect(machine)
+        status = 400
+    else:
+        driver = Driver.objects.order_by("name").first()
+        form.initial["driver"] = driver
+        options = options_form_for(driver)
+        status = 200
+    return render(
+        request, "machines/create.html", {"form": form, "options": options}, status=status
+    )
+
+
+@require_GET
+@permission_required("machines.add_machine", raise_exception=True)
+def driver_fields(request: HttpRequest) -> HttpResponse:
+    driver = Driver.objects.filter(pk=request.GET.get("driver") or 0).first()
+    return render(
+        request, "machines/create.html#driver_fields", {"options": options_form_for(driver)}
+    )
+
+
+def _row_response(request: HttpRequest, machine: Machine) -> HttpResponse:
+    machine.refresh_from_db()
+    return render(
+        request, "machines/list.html#machine_row", {"machine": machine, **_roles(request)}
+    )
+
+
+@require_POST
+@permission_required("machines.operate_machine", raise_exception=True)
+def machine_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
+    machine = get_object_or_404(Machine, name=name)
+    kind = OPERATOR_ACTIONS.get(action)
+    if kind is None:
+        return HttpResponse(f"Unknown action {action!r}", status=404)
+    try:
+        operations.request(machine, kind, user=request.user)
+    except operations.OperationConflict as e:
+        if request.htmx:
+            return HttpResponse(str(e), status=409)
+        messages.error(request, str(e))
+        return redirect(machine)
+    if request.htmx:
+        return _row_response(request, machine)
+    return redirect(machine)
+
+
+@permission_required("machines.delete_machine", raise_exception=True)
+def machine_remove(request: HttpRequest, name: str) -> HttpResponse:
+    machine = get_object_or_404(Machine, name=name)
+    form = ConfirmRemoveForm(request.POST or None, machine=machine)
+    if request.method == "POST" and form.is_valid():
+        try:
+            operations.request(
+                machine,
+                Operation.Kind.REMOVE,
+                user=request.user,
+                args={"force": bool(request.POST.get("force"))},
+            )
+        except operations.OperationConflict as e:
+            form.add_error(None, str(e))
+        else:
+            messages.success(request, f"Removing {machine.name}")
+            if request.htmx:
+                return HttpResponseClientRedirect(machine.get_absolute_url())
+            return redirect(machine)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "machines/remove.html", {"machine": machine, "form": form}, status=status
+    )
+
+
+@require_POST
+@permission_required("machines.operate_machine", raise_exception=True)
+def operation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    op = get_object_or_404(Operation, pk=pk)
+    if operations.cancel(op):
+        messages.info(request, f"Cancelling {op.kind} of {op.machine_name}")
+    else:
+        messages.error(request, "This operation has already ended.")
+    if op.machine:
+        return redirect(op.machine)
+    return redirect("machines:list")

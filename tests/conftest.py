@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from machines.models import Driver, Machine
+from machines.provision.ssh import generate_key
+from machines.roles import ADMIN, OPERATOR, VIEWER
+
+pytest_plugins = ["tests.fleet"]
+
+
+def _user(role: str):
+    user = get_user_model().objects.create_user(username=role, password=f"{role}-pw-1234")
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def viewer(db):
+    return _user(VIEWER)
+
+
+@pytest.fixture
+def operator(db):
+    return _user(OPERATOR)
+
+
+@pytest.fixture
+def admin_user(db):
+    return _user(ADMIN)
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def viewer_client(viewer) -> Client:
+    return _client(viewer)
+
+
+@pytest.fixture
+def operator_client(operator) -> Client:
+    return _client(operator)
+
+
+@pytest.fixture
+def admin_client_(admin_user) -> Client:
+    return _client(admin_user)
+
+
+@pytest.fixture
+def generic_machine(db) -> Machine:
+    """A stored generic machine (its host is not contacted by tests using this)."""
+    private, _ = generate_key()
+    return Machine.objects.create(
+        name="web-1",
+        # get_or_create: transactional tests flush the rows the data migration made.
+        driver=Driver.objects.get_or_create(name="generic", defaults={"kind": "generic"})[0],
+        ip="192.0.2.10",
+        ssh_private_key=private,
+        state=Machine.State.RUNNING,
+        docker_version="28.2.2",
+        engine_labels=["env=prod"],
+    )

@@ -1,0 +1,219 @@
+"""Login on every page, POST and websocket; roles checked server-side."""
+
+from __future__ import annotations
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from dockerdash.asgi import application
+from machines.models import Machine, Operation
+from machines.routing import websocket_urlpatterns
+
+# A value for each kind of URL parameter, so every pattern can be reversed.
+SAMPLE_KWARGS = {"name": "web-1", "action": "restart", "pk": 1, "machine_id": 1, "operation_id": 1}
+# Django's own public pages: the login form and the password reset flow.
+PUBLIC = (
+    "login",
+    "password_reset",
+    "password_reset_done",
+    "password_reset_confirm",
+    "password_reset_complete",
+    "logout",
+)
+
+
+def _all_patterns(resolver=None, prefix=""):
+    resolver = resolver or get_resolver()
+    for p in resolver.url_patterns:
+        if isinstance(p, URLResolver):
+            ns = f"{p.namespace}:" if p.namespace else ""
+            yield from _all_patterns(p, prefix + ns)
+        elif isinstance(p, URLPattern) and p.name:
+            yield prefix + p.name, p
+
+
+def _urls():
+    for name, pattern in _all_patterns():
+        if name.split(":")[-1] in PUBLIC:
+            continue
+        converters = set(pattern.pattern.regex.groupindex)
+        if not converters <= set(SAMPLE_KWARGS):
+            continue  # the admin's per-model pages; its index and login cover the admin
+        kwargs = {k: v for k, v in SAMPLE_KWARGS.items() if k in converters}
+        yield name, reverse(name, kwargs=kwargs or None)
+
+
+URLS = sorted(set(_urls()))
+
+
+def test_every_url_pattern_is_enumerated():
+    names = {name for name, _ in URLS}
+    assert {
+        "machines:list",
+        "machines:create",
+        "machines:detail",
+        "machines:action",
+        "machines:remove",
+        "machines:operation_cancel",
+        "admin:index",
+    } <= names
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "url"), URLS)
+def test_anonymous_get_is_sent_to_login(name, url):
+    response = Client().get(url)
+    assert response.status_code == 302, name
+    assert response["Location"].startswith(("/accounts/login/", "/admin/login/")), name
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "url"), URLS)
+def test_anonymous_post_is_forbidden(name, url, generic_machine):
+    count = Operation.objects.count()
+    response = Client().post(url, {"name": "x"})
+    if name.startswith("admin:"):
+        # The admin has its own login page and redirects there.
+        assert response.status_code in (302, 403), name
+    else:
+        assert response.status_code == 403, name
+    assert Operation.objects.count() == count
+
+
+def _ws_paths():
+    for route in websocket_urlpatterns:
+        path = str(route.pattern)
+        for key, value in SAMPLE_KWARGS.items():
+            path = path.replace(f"<int:{key}>", str(value))
+        yield "/" + path
+
+
+WS_PATHS = list(_ws_paths())
+
+
+def test_every_websocket_route_is_enumerated():
+    assert WS_PATHS == ["/ws/machines/", "/ws/machines/1/", "/ws/operations/1/"]
+
+
+async def _connect(path: str, headers: list[tuple[bytes, bytes]]):
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await communicator.connect()
+    await communicator.disconnect()
+    return connected
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", WS_PATHS)
+async def test_anonymous_websocket_is_refused(path):
+    headers = [(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
+    assert not await _connect(path, headers)
+
+
+def _session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_from_foreign_origin_is_refused(viewer, generic_machine):
+    from asgiref.sync import sync_to_async
+
+    cookie = await sync_to_async(_session_cookie)(viewer)
+    good = [
+        (b"origin", b"http://127.0.0.1:8000"),
+        (b"host", b"127.0.0.1:8000"),
+        (b"cookie", cookie),
+    ]
+    evil = [(b"origin", b"http://evil.example"), (b"host", b"127.0.0.1:8000"), (b"cookie", cookie)]
+    assert await _connect("/ws/machines/", good)
+    assert not await _connect("/ws/machines/", evil)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_logged_in_viewer_gets_a_snapshot_without_actions(viewer, generic_machine):
+    from asgiref.sync import sync_to_async
+
+    cookie = await sync_to_async(_session_cookie)(viewer)
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/machines/",
+        headers=[
+            (b"origin", b"http://127.0.0.1:8000"),
+            (b"host", b"127.0.0.1:8000"),
+            (b"cookie", cookie),
+        ],
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    snapshot = await communicator.receive_from()
+    await communicator.disconnect()
+    assert 'id="machine-rows"' in snapshot
+    assert "web-1" in snapshot
+    assert "hx-post" not in snapshot
+
+
+@pytest.mark.django_db
+def test_viewer_sees_no_buttons_and_gets_403_on_every_post(viewer_client, generic_machine):
+    page = viewer_client.get(reverse("machines:list")).content.decode()
+    assert "web-1" in page
+    assert "hx-post" not in page
+    assert "Create machine" not in page
+    detail = viewer_client.get(reverse("machines:detail", args=["web-1"])).content.decode()
+    assert "Restart" not in detail and "Remove" not in detail
+    posts = [
+        reverse("machines:action", args=["web-1", action])
+        for action in ("start", "stop", "restart", "kill", "provision", "upgrade")
+    ] + [
+        reverse("machines:create"),
+        reverse("machines:remove", args=["web-1"]),
+        reverse("machines:operation_cancel", args=[1]),
+    ]
+    for url in posts:
+        assert viewer_client.post(url, {"confirm": "web-1"}).status_code == 403, url
+    assert viewer_client.get(reverse("machines:create")).status_code == 403
+    assert Operation.objects.count() == 0
+    assert Machine.objects.filter(name="web-1").exists()
+
+
+@pytest.mark.django_db
+def test_operator_can_act_but_not_create_or_remove(operator_client, generic_machine):
+    page = operator_client.get(reverse("machines:list")).content.decode()
+    assert "hx-post" in page and "Create machine" not in page
+    response = operator_client.post(
+        reverse("machines:action", args=["web-1", "restart"]), HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 200
+    assert 'id="machine-' in response.content.decode()
+    op = Operation.objects.get()
+    assert (op.kind, op.status, op.requested_by.username) == ("restart", "pending", "operator")
+    assert operator_client.get(reverse("machines:create")).status_code == 403
+    remove = operator_client.post(reverse("machines:remove", args=["web-1"]), {"confirm": "web-1"})
+    assert remove.status_code == 403
+
+
+@pytest.mark.django_db
+def test_second_click_while_one_is_pending_is_refused(operator_client, generic_machine):
+    url = reverse("machines:action", args=["web-1", "restart"])
+    assert operator_client.post(url, HTTP_HX_REQUEST="true").status_code == 200
+    second = operator_client.post(url, HTTP_HX_REQUEST="true")
+    assert second.status_code == 409
+    assert "web-1 is busy: restart (pending)" in second.content.decode()
+    assert Operation.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_empty_list_leads_to_create(admin_client_):
+    page = admin_client_.get(reverse("machines:list")).content.decode()
+    assert "No machines yet" in page
+    assert reverse("machines:create") in page
+
+
+@pytest.mark.django_db
+def test_htmx_request_gets_the_rows_partial(viewer_client, generic_machine):
+    response = viewer_client.get(reverse("machines:list"), HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert body.lstrip().startswith("<tr")
+    assert "<html" not in body
