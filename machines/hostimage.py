@@ -185,8 +185,9 @@ def ensure_host_images(
     filesystem, which is built first when it is missing too. `force` rebuilds everything,
     debootstrap included.
     """
-    wanted = [tag for tag in ALL_IMAGES if tag in set(images)]
-    unknown = set(images) - set(ALL_IMAGES)
+    requested = set(images)
+    wanted = [tag for tag in ALL_IMAGES if tag in requested]
+    unknown = requested - set(ALL_IMAGES)
     if unknown:
         raise HostImageError(f"unknown host image(s): {', '.join(sorted(unknown))}")
     hashes = recipe_hashes()
@@ -203,8 +204,13 @@ def ensure_host_images(
         return result
 
     cache = cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    with _locked(cache / "build.lock", log):
+    with _locked(cache, log):
+        if not force:
+            # Whoever held the lock before us may have imported them meanwhile.
+            for tag in list(missing):
+                if image_id := _current_image(client, tag, hashes[tag]):
+                    result[tag] = image_id
+                    missing.remove(tag)
         tarballs = _ensure_rootfs_tarballs(cache, missing, rootfs_hashes(), force=force, log=log)
         for tag in missing:
             result[tag] = _import(client, tag, tarballs[tag], hashes[tag], log)
@@ -268,9 +274,14 @@ def _current_image(client: docker.DockerClient, tag: str, recipe: str) -> str | 
 
 
 @contextlib.contextmanager
-def _locked(path: Path, log: Log) -> Iterator[None]:
+def _locked(cache: Path, log: Log) -> Iterator[None]:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        lock = (cache / "build.lock").open("w")
+    except OSError as error:
+        raise HostImageError(f"cannot use the cache dir {cache}: {error.strerror}") from error
     # Parallel test workers may all ask for the images at once; one builds, the others wait.
-    with path.open("w") as lock:
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -298,6 +309,7 @@ def _ensure_rootfs_tarballs(
     _check_can_build()
     bare_tar = tarballs[BARE_HOST_IMAGE]
     build_log = cache / "build.log"
+    build_log.write_text("")
     with _workdir(cache) as work:
         rootfs = work / "rootfs"
         if force or not bare_tar.exists():
@@ -455,10 +467,6 @@ def _import(client: docker.DockerClient, tag: str, tarball: Path, recipe: str, l
     import docker.errors
 
     started = time.monotonic()
-    try:
-        previous = client.images.get(tag).id
-    except docker.errors.ImageNotFound:
-        previous = None
     log(f"{tag}: importing {tarball.name}")
     changes = [*IMAGE_CHANGES, f"LABEL {RECIPE_LABEL}={recipe}"]
     answer = client.api.import_image(src=str(tarball), changes=changes)
@@ -468,8 +476,9 @@ def _import(client: docker.DockerClient, tag: str, tarball: Path, recipe: str, l
         fileobj=io.BytesIO(dockerfile.encode()), tag=tag, pull=False, rm=True, forcerm=True
     )
     log(f"{tag}: imported {_short(image.id)} in {time.monotonic() - started:.0f}s")
-    if previous and previous != image.id:
-        # The old image is untagged now; keep it only while containers still use it.
+    # Earlier builds lost their tag now or before; each stays only while containers still use it.
+    outdated = client.images.list(filters={"dangling": True, "label": RECIPE_LABEL})
+    for old in outdated:
         with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(previous)
+            client.images.remove(old.id)
     return image.id

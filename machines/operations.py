@@ -161,6 +161,7 @@ def do_remove(machine: Machine, ctx: Context) -> None:
     ctx.step("Forget the machine")
     machine_id = machine.pk
     machine.delete()
+    ctx.op.machine = None  # the operation and its log outlive the machine
     live.machine_removed(machine_id, ctx.op.machine_name)
 
 

@@ -36,9 +36,24 @@ INNER_BRIDGE = "172.17."
 UNPRIVILEGED = {
     "cap_add": ["ALL"],
     "cap_drop": ["SYS_RESOURCE"],
-    "security_opt": ["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
     "device_cgroup_rules": ["a *:* rwm"],
 }
+# What the CLI's `--security-opt systempaths=unconfined` means in the API (the SDK lacks it):
+# /proc and /sys unmasked and writable, which systemd and a nested engine need.
+UNMASKED_PATHS = {"MaskedPaths": [], "ReadonlyPaths": []}
+
+
+def _reason(error: BaseException) -> str:
+    """The root cause in words ("No such file or directory"), not a nest of wrappers."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror
+        nested = [a for a in getattr(error, "args", ()) if isinstance(a, BaseException)]
+        error = nested[-1] if nested else (error.__cause__ or error.__context__)
+    return str(error) if error else "unknown error"
 
 
 class ContainerSettingsForm(forms.Form):
@@ -96,7 +111,7 @@ class ContainerDriver(BaseDriver):
         except docker.errors.APIError as e:
             raise DriverError(f"{what} failed on {self.engine_url}: {e.explanation or e}") from None
         except (requests.ConnectionError, requests.Timeout, OSError) as e:
-            reason = "it does not answer" if isinstance(e, requests.Timeout) else str(e)
+            reason = "it does not answer" if isinstance(e, requests.Timeout) else _reason(e)
             raise DriverError(
                 f"Parent engine {self.engine_url} is not reachable ({what}): {reason}"
             ) from None
@@ -169,39 +184,55 @@ class ContainerDriver(BaseDriver):
                 )
         return NETWORK
 
-    def _run_kwargs(
-        self, machine: Machine, image: str, network: str, info: dict, privileged: bool
+    def _container_config(
+        self, client, machine: Machine, image: str, network: str, info: dict, privileged: bool
     ) -> dict:
+        """Arguments for the API's container create (lower level than the SDK's run())."""
         cgroup_v2 = str(info.get("CgroupVersion", "1")) == "2"
-        kwargs = {
+        binds = [f"{self.volume_name(machine)}:/var/lib/docker"]
+        host = {
+            "tmpfs": {"/run": "rw,exec", "/run/lock": "rw", "/tmp": "rw,exec"},  # noqa: S108
+            # A `reboot` inside ends the container; the policy brings it back, as a real host.
+            "restart_policy": {"Name": "unless-stopped"},
+            "network_mode": network,
+        }
+        if cgroup_v2:
+            host["cgroupns"] = "private"
+        else:
+            binds.append("/sys/fs/cgroup:/sys/fs/cgroup:rw")
+        if privileged:
+            host["privileged"] = True
+        else:
+            host.update(UNPRIVILEGED)
+        # The nested engine wants a real filesystem under it (overlay2 cannot stack on overlay).
+        host_config = client.api.create_host_config(binds=binds, **host)
+        if not privileged:
+            host_config.update(UNMASKED_PATHS)
+        return {
             "image": image,
             "name": self.container_name(machine),
             "hostname": machine.name[:63],
-            "detach": True,
             "labels": {LABEL: machine.name},
             "environment": {"container": "docker"},
-            "network": network,
-            "tmpfs": {"/run": "rw,exec", "/run/lock": "rw", "/tmp": "rw,exec"},  # noqa: S108
-            # The nested engine wants a real filesystem (overlay2 cannot stack on overlay).
-            "volumes": {f"dockerdash-{machine.name}-docker": {"bind": "/var/lib/docker"}},
-            # A `reboot` inside ends the container; the policy brings it back, as a real host.
-            "restart_policy": {"Name": "unless-stopped"},
             "stop_signal": "SIGRTMIN+3",
+            "host_config": host_config,
         }
-        if cgroup_v2:
-            kwargs["cgroupns"] = "private"
-        else:
-            kwargs["volumes"]["/sys/fs/cgroup"] = {"bind": "/sys/fs/cgroup", "mode": "rw"}
-        if privileged:
-            kwargs["privileged"] = True
-        else:
-            kwargs.update(UNPRIVILEGED)
-        return kwargs
+
+    def volume_name(self, machine: Machine) -> str:
+        return f"dockerdash-{machine.name}-docker"
 
     def _create_container(self, client, machine, image, network, info, log):
         privileged = machine.driver_options.get("privileged", True)
-        kwargs = self._run_kwargs(machine, image, network, info, privileged)
-        container = self._call("creating the container", client.containers.create, **kwargs)
+        config = self._container_config(client, machine, image, network, info, privileged)
+        # Made beforehand to carry our label, so a crashed run's leftovers can be found.
+        self._call(
+            "creating the Docker volume",
+            client.volumes.create,
+            self.volume_name(machine),
+            labels={LABEL: machine.name},
+        )
+        created = self._call("creating the container", client.api.create_container, **config)
+        container = client.containers.get(created["Id"])
         self._install_key(container, machine)
         return container
 
@@ -284,7 +315,7 @@ class ContainerDriver(BaseDriver):
         else:
             self._call("removing the container", container.remove, force=True)
         try:
-            volume = client.volumes.get(f"dockerdash-{machine.name}-docker")
+            volume = client.volumes.get(self.volume_name(machine))
         except docker.errors.NotFound:
             return
         self._call("removing the container's volume", volume.remove, force=True)

@@ -101,9 +101,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, action: str, **options):
         try:
-            return getattr(self, "do_" + action.replace("-", "_"))(**options)
-        except Machine.DoesNotExist:
-            raise CommandError(f"Host does not exist: {options.get('name')!r}") from None
+            getattr(self, "do_" + action.replace("-", "_"))(**options)
+        except CommandError as e:
+            # As docker-machine: the error alone on stderr, exit status 1.
+            self.stderr.write(str(e))
+            sys.exit(1)
 
     # -- reading stored state ------------------------------------------------------------
     def do_ls(self, quiet: bool, filter: list[str], format: str, **_):
@@ -132,7 +134,7 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(rows))
 
     def do_inspect(self, name: str, **_):
-        machine = Machine.objects.select_related("driver").get(name=name)
+        machine = _get(name)
         data = {
             "Name": machine.name,
             "DriverName": machine.driver.kind,
@@ -174,13 +176,13 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(data, indent=4))
 
     def do_ip(self, name: str, **_):
-        self.stdout.write(Machine.objects.get(name=name).ip)
+        self.stdout.write(_get(name).ip)
 
     def do_url(self, name: str, **_):
-        self.stdout.write(Machine.objects.get(name=name).url)
+        self.stdout.write(_get(name).url)
 
     def do_status(self, name: str, **_):
-        self.stdout.write(Machine.objects.get(name=name).get_state_display())
+        self.stdout.write(_get(name).get_state_display())
 
     # -- actions: the same Operations as the web -----------------------------------------
     def do_create(self, name: str, driver: str, verbose: bool, **opts):
@@ -212,7 +214,7 @@ class Command(BaseCommand):
     def _lifecycle(self, kind: str, names: list[str], verbose: bool, args: dict | None = None):
         failed = False
         for name in names:
-            machine = Machine.objects.get(name=name)
+            machine = _get(name)
             try:
                 op = operations.request(machine, kind, via="cli", args=args)
             except operations.OperationConflict as e:
@@ -241,7 +243,7 @@ class Command(BaseCommand):
 
     def do_rm(self, names, y: bool, force: bool, verbose: bool, **_):
         for name in names:
-            Machine.objects.get(name=name)  # fail early on a typo
+            _get(name)  # fail early on a typo
         if not y:
             answer = input(f"About to remove {', '.join(names)}\nAre you sure? (y/n): ")
             if answer.strip().lower() not in ("y", "yes"):
@@ -271,6 +273,13 @@ class Command(BaseCommand):
             time.sleep(0.2)
         if op.status != Operation.Status.SUCCEEDED:
             raise CommandError(op.error or f"{op.kind} of {op.machine_name} ended {op.status}")
+
+
+def _get(name: str) -> Machine:
+    try:
+        return Machine.objects.select_related("driver").get(name=name)
+    except Machine.DoesNotExist:
+        raise CommandError(f"Host does not exist: {name!r}") from None
 
 
 def _driver_for(name: str, opts: dict) -> Driver:
