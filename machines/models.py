@@ -77,12 +77,20 @@ class Machine(models.Model):
     tls_server_key = EncryptedTextField(blank=True)
     tls_server_expires_at = models.DateTimeField(null=True, blank=True)
 
+    tls_server_serial = models.CharField(max_length=64, blank=True)
+
     # What was last observed; pages never wait on a host for these.
     docker_version = models.CharField(max_length=64, blank=True)
+    engine_reachable = models.BooleanField(null=True, blank=True)
+    engine_info = models.JSONField(default=dict, blank=True)  # OS, kernel, CPUs, memory, ...
     last_seen = models.DateTimeField(null=True, blank=True)
     last_checked = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     response_time_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    # Which runner watches this machine's engine and checks its health, until when.
+    lease_owner = models.CharField(max_length=128, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -201,3 +209,62 @@ class OperationLogLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} {self.text}"
+
+
+class Container(models.Model):
+    """The stored snapshot of one container of a machine's engine (`docker ps -a`)."""
+
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="containers")
+    container_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=255)
+    image = models.CharField(max_length=255, blank=True)
+    command = models.TextField(blank=True)
+    state = models.CharField(max_length=32, blank=True)  # running, exited, paused, ...
+    status = models.CharField(max_length=255, blank=True)  # "Up 3 minutes (healthy)"
+    health = models.CharField(max_length=32, blank=True)
+    ports = models.TextField(blank=True)
+    created = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["machine", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["machine", "container_id"], name="one_row_per_container"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.machine_id}/{self.name}"
+
+
+class Worker(models.Model):
+    """A live runner process (serve, worker or a CLI running an operation itself)."""
+
+    name = models.CharField(max_length=128, unique=True)
+    kind = models.CharField(max_length=16)
+    started_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CertificateAuthority(models.Model):
+    """The dashboard's CA, and the client certificate it issued to the dashboard and CLI."""
+
+    name = models.CharField(max_length=64, unique=True, default="default")
+    cert = models.TextField()
+    key = EncryptedTextField()
+    client_cert = models.TextField()
+    client_key = EncryptedTextField()
+    expires_at = models.DateTimeField()
+    client_expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "certificate authority"
+        verbose_name_plural = "certificate authorities"
+
+    def __str__(self) -> str:
+        return self.name
