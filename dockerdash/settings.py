@@ -93,6 +93,14 @@ TEMPLATES = [
     },
 ]
 
+SQLITE_OPTIONS = {
+    # WAL lets readers (pages, websockets) go on while the runner writes; IMMEDIATE takes
+    # the write lock up front, so concurrent writers wait for `timeout` instead of failing
+    # with "database is locked".
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
 if db_url := os.getenv("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(db_url, conn_max_age=60)}
 else:
@@ -100,17 +108,13 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "dockerdash.sqlite3",
-            "OPTIONS": {
-                # WAL lets readers (pages, websockets) go on while the runner writes;
-                # IMMEDIATE takes the write lock up front, so concurrent writers wait
-                # for `timeout` instead of failing with "database is locked".
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
-            "TEST": {"NAME": os.getenv("DOCKERDASH_TEST_DB") or None},
         }
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+    # Tests use a file, not memory, so that the worker and web processes they start share it.
+    test_db = os.getenv("DOCKERDASH_TEST_DB") or str(DATA_DIR / "test.sqlite3")
+    DATABASES["default"]["TEST"] = {"NAME": test_db}
 
 if redis_url := os.getenv("REDIS_URL"):
     CHANNEL_LAYERS = {
@@ -177,8 +181,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.getenv("DOCKERDASH_LOG_LEVEL", "INFO")},
     "loggers": {
-        # paramiko logs every channel at INFO; its DEBUG can carry key material.
-        "paramiko": {"level": "WARNING"},
+        # paramiko logs every failed attempt as an ERROR with a traceback (we report the
+        # failure ourselves, once, in words), and its DEBUG can carry key material.
+        "paramiko": {"level": "CRITICAL"},
         "daphne": {"level": "WARNING"},
     },
 }
@@ -187,3 +192,4 @@ LOGGING = {
 HEALTH_CHECK_INTERVAL = envint("DOCKERDASH_HEALTH_CHECK_INTERVAL", 30)
 HEALTH_CHECK_TIMEOUT = envint("DOCKERDASH_HEALTH_CHECK_TIMEOUT", 3)
 HEALTH_CHECK_CONCURRENCY = envint("DOCKERDASH_HEALTH_CHECK_CONCURRENCY", 64)
+SHUTDOWN_GRACE = envint("DOCKERDASH_SHUTDOWN_GRACE", 20)

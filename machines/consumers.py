@@ -60,6 +60,7 @@ class _LiveConsumer(AsyncWebsocketConsumer):
     machine_changed = _forward
     operation_changed = _forward
     operation_log = _forward
+    containers_changed = _forward
 
 
 class MachineListConsumer(_LiveConsumer):
@@ -80,13 +81,17 @@ class MachineConsumer(_LiveConsumer):
         return Machine.objects.filter(pk=self.machine_id).exists()
 
     def groups_for(self) -> list[str]:
-        return [live.machine_group(self.machine_id)]
+        return [live.machine_group(self.machine_id), live.containers_group(self.machine_id)]
 
     def snapshot(self) -> str:
         machine = Machine.objects.select_related("driver").get(pk=self.machine_id)
         return render_to_string(
             "machines/detail.html#machine_live_oob",
-            {"machine": machine, "operations": machine.operations.all()[:20]},
+            {
+                "machine": machine,
+                "operations": machine.operations.all()[:20],
+                "containers": machine.containers.all(),
+            },
         )
 
 

@@ -317,7 +317,9 @@ def _ensure_rootfs_tarballs(
             started = time.monotonic()
             _debootstrap(rootfs, build_log)
             log(f"debootstrap done in {time.monotonic() - started:.0f}s")
+            started = time.monotonic()
             _configure_rootfs(rootfs, build_log)
+            log(f"configured (upgrades, sshd, units) in {time.monotonic() - started:.0f}s")
             _pack(rootfs, bare_tar, log)
         if HOST_IMAGE in needed:
             if not rootfs.exists():
@@ -450,7 +452,11 @@ def _pack(rootfs: Path, tarball: Path, log: Log) -> None:
     args: list[str | Path] = ["tar", "-C", rootfs, "--numeric-owner", "--xattrs"]
     args += [f"--exclude={pattern}" for pattern in PACK_EXCLUDES]
     args += ["-cf", partial, "."]
-    _run(args, tarball.parent / "build.log")
+    try:
+        _run(args, tarball.parent / "build.log")
+    except HostImageError:
+        partial.unlink(missing_ok=True)
+        raise
     partial.rename(tarball)
     size = tarball.stat().st_size / 2**20
     log(f"packed {tarball.name} ({size:.0f} MiB) in {time.monotonic() - started:.0f}s")

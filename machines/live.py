@@ -6,6 +6,7 @@ with group_send; consumers forward them to browsers, where htmx swaps them in by
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from asgiref.sync import async_to_sync
@@ -33,30 +34,54 @@ def _send(group: str, event_type: str, html: str) -> None:
     _group_send(group, {"type": event_type, "html": html})
 
 
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Publish through this loop (the server's or worker's) from whatever thread we are in.
+
+    The in-memory channel layer lives on one loop; a plain thread (an engine watcher, a
+    health check) calling async_to_sync would run it on a loop of its own and lose messages.
+    """
+    global _loop
+    _loop = loop
+
+
 def _group_send(group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, event)
+        loop = _loop
+        if loop is not None and loop.is_running():
+            try:
+                current = asyncio.get_running_loop()
+            except RuntimeError:
+                current = None
+            if current is loop:
+                loop.create_task(layer.group_send(group, event))
+            else:
+                asyncio.run_coroutine_threadsafe(layer.group_send(group, event), loop).result(10)
+        else:
+            async_to_sync(layer.group_send)(group, event)
     except Exception:
         # Live views are a convenience on top of stored state: a full layer must never
         # fail the operation that changed the state. Viewers resync on reconnect.
         log.exception("Publishing to %s failed", group)
 
 
-def machine_changed(machine) -> None:
-    """The machine's stored state changed: its row on the list and its page."""
+def machine_changed(machine, *, created: bool = False) -> None:
+    """The machine's stored state changed (or it is new): its row on the list and its page."""
     # Viewers must not even see action buttons, so the row goes out in two renderings and
     # each consumer forwards the one its user's role allows.
-    row = {"machine": machine, "oob": True}
+    row = {"machine": machine, "oob": True, "created": created}
     _group_send(
         MACHINES,
         {
             "type": "machine.changed",
-            "html": render_to_string("machines/list.html#machine_row", row),
+            "html": render_to_string("machines/list.html#machine_row_oob", row),
             "html_operator": render_to_string(
-                "machines/list.html#machine_row", {**row, "can_operate": True}
+                "machines/list.html#machine_row_oob", {**row, "can_operate": True}
             ),
         },
     )
@@ -85,3 +110,17 @@ def operation_changed(operation) -> None:
     _send(operation_group(operation.pk), "operation.changed", html)
     if operation.machine_id:
         _send(machine_group(operation.machine_id), "operation.changed", html)
+
+
+def container_changed(container, *, created: bool = False) -> None:
+    """One container of a machine's engine appeared or changed: its row in the table."""
+    # A changed row replaces itself by id; a new one is appended to its table.
+    html = render_to_string(
+        "machines/detail.html#container_row_oob", {"container": container, "created": created}
+    )
+    _send(containers_group(container.machine_id), "containers.changed", html)
+
+
+def container_removed(machine_id: int, row_id: int) -> None:
+    html = f'<tr id="container-{row_id}" hx-swap-oob="delete"></tr>'
+    _send(containers_group(machine_id), "containers.changed", html)

@@ -67,7 +67,7 @@ def request(
             f"{machine.name} is busy: {what} has not finished yet. Wait for it or cancel it."
         ) from None
     live.operation_changed(op)
-    live.machine_changed(machine)
+    live.machine_changed(machine, created=kind == Operation.Kind.CREATE)
     return op
 
 

@@ -1,8 +1,13 @@
-"""Claims pending Operations and runs them; safe with several runners on one database.
+"""The runner: claims and runs Operations, checks machines' health, watches their engines.
 
-A claim is one conditional UPDATE (pending -> running), so exactly one runner wins an
-operation. Running operations heartbeat; one whose heartbeat is older than STALE_AFTER
-belonged to a runner that died and is marked interrupted, with its log kept.
+It runs inside `serve` (the embedded default) or as `worker` processes (scale-out), with
+the same code. Everything here is safe with several runners on one database:
+- an operation is claimed with one conditional UPDATE (pending -> running), so exactly one
+  runner runs it; running operations heartbeat, and those of a runner that died are marked
+  interrupted (their log kept) by the next runner or CLI to start;
+- machines are leased: a runner health-checks and watches the engines of the machines it
+  holds a lease on, renews the leases while alive, and takes over expired ones, so each
+  engine has exactly one event stream open however many runners (or viewers) there are.
 """
 
 from __future__ import annotations
@@ -10,59 +15,110 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from . import live, operations
-from .models import Operation
+from . import engines, live, operations
+from .models import Container, Machine, Operation, OperationLogLine, Worker
 
 log = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(seconds=30)
 HEARTBEAT_EVERY = 5
 POLL_EVERY = 0.5
+LEASE_FOR = timedelta(seconds=20)
+LEASE_EVERY = 5
 
 
-def runner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def interrupt_stale() -> int:
-    """Mark operations whose runner stopped heartbeating as interrupted."""
-    cutoff = timezone.now() - STALE_AFTER
-    stale = list(Operation.objects.filter(status=Operation.Status.RUNNING, heartbeat_at__lt=cutoff))
-    count = 0
-    for op in stale:
-        count += Operation.objects.filter(pk=op.pk, status=Operation.Status.RUNNING).update(
+# -- operations ------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claimer_is_dead(claimed_by: str) -> bool:
+    """Only for claims of this host: their process can be asked directly."""
+    host, _, pid = claimed_by.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return not _pid_alive(int(pid))
+
+
+def interrupt_stale() -> list[Operation]:
+    """Mark operations whose runner died as interrupted, and re-derive their machines' state.
+
+    A runner is dead when its heartbeat is older than STALE_AFTER, or at once when it ran on
+    this host and its process is gone (a kill -9 followed by a restart).
+    """
+    now = timezone.now()
+    interrupted = []
+    for op in Operation.objects.filter(status=Operation.Status.RUNNING):
+        stale = op.heartbeat_at is None or op.heartbeat_at < now - STALE_AFTER
+        if not (stale or _claimer_is_dead(op.claimed_by)):
+            continue
+        if not Operation.objects.filter(pk=op.pk, status=Operation.Status.RUNNING).update(
             status=Operation.Status.INTERRUPTED,
-            finished_at=timezone.now(),
+            finished_at=now,
             error="Interrupted: the process running it stopped. Retry the action.",
-        )
+        ):
+            continue
         op.refresh_from_db()
+        _append_log(op, f"Interrupted: {op.claimed_by} stopped while this ran")
         live.operation_changed(op)
-    return count
+        interrupted.append(op)
+    for op in interrupted:
+        if op.machine_id:
+            refresh_machine(op.machine_id)
+    return interrupted
 
 
 def claim(op_id: int | None = None, worker: str | None = None) -> Operation | None:
+    """Take one pending operation (the oldest, or op_id); None if another runner won it."""
+    worker = worker or worker_name()
     pending = Operation.objects.filter(status=Operation.Status.PENDING)
     if op_id is not None:
         candidates = [op_id]
+    elif connection.vendor == "postgresql":
+        # Several workers polling at once skip each other's rows instead of queueing.
+        with transaction.atomic():
+            candidates = list(
+                pending.order_by("created_at", "id")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[:1]
+            )
+            return _claim_rows(pending, candidates, worker)
     else:
         candidates = list(pending.order_by("created_at", "id").values_list("pk", flat=True)[:20])
+    return _claim_rows(pending, candidates, worker)
+
+
+def _claim_rows(pending, candidates: list[int], worker: str) -> Operation | None:
     now = timezone.now()
     for pk in candidates:
         won = pending.filter(pk=pk).update(
-            status=Operation.Status.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
-            claimed_by=worker or runner_id(),
+            status=Operation.Status.RUNNING, started_at=now, heartbeat_at=now, claimed_by=worker
         )
         if won:
             return Operation.objects.select_related("machine__driver").get(pk=pk)
@@ -76,11 +132,13 @@ class _Heartbeat(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        while not self.done.wait(HEARTBEAT_EVERY):
-            Operation.objects.filter(pk=self.op_id, status=Operation.Status.RUNNING).update(
-                heartbeat_at=timezone.now()
-            )
-        close_old_connections()
+        try:
+            while not self.done.wait(HEARTBEAT_EVERY):
+                Operation.objects.filter(pk=self.op_id, status=Operation.Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            close_old_connections()
 
 
 def run_claimed(op: Operation) -> Operation:
@@ -99,42 +157,261 @@ def run_once(worker: str | None = None) -> Operation | None:
     return run_claimed(op) if op else None
 
 
+def runner_alive() -> bool:
+    cutoff = timezone.now() - timedelta(seconds=HEARTBEAT_EVERY * 3)
+    return Worker.objects.filter(heartbeat_at__gte=cutoff).exclude(kind="cli").exists()
+
+
+# -- machine state ---------------------------------------------------------------------
+
+
+def engine_client(machine: Machine, timeout: float):
+    if machine.engine_url.startswith("unix://"):
+        return engines.client(machine.engine_url, timeout=timeout)
+    return engines.client_for_machine(machine, timeout=timeout)
+
+
+def _save_observation(machine: Machine, **changes) -> None:
+    """Store what was observed; publish only when something a viewer sees changed."""
+    visible = ("state", "docker_version", "engine_reachable", "last_error", "ip")
+    changed = any(getattr(machine, k) != v for k, v in changes.items() if k in visible)
+    for key, value in changes.items():
+        setattr(machine, key, value)
+    Machine.objects.filter(pk=machine.pk).update(**changes)
+    if changed:
+        live.machine_changed(machine)
+
+
+def check_machine(machine: Machine, timeout: float | None = None) -> None:
+    """One health check: the driver's view of the host, then a ping of its engine."""
+    timeout = timeout or settings.HEALTH_CHECK_TIMEOUT
+    started = time.monotonic()
+    now = timezone.now()
+    changes: dict = {"last_checked": now}
+    try:
+        changes["state"] = machine.get_driver().state(machine)
+        changes["last_error"] = ""
+    except Exception as e:
+        changes.update(state=Machine.State.ERROR, last_error=str(e)[:1000])
+    if changes["state"] == Machine.State.RUNNING and machine.engine_url:
+        try:
+            client = engine_client(machine, timeout)
+            try:
+                version = client.version()
+            finally:
+                client.close()
+            changes.update(
+                engine_reachable=True,
+                docker_version=version.get("Version", ""),
+                last_seen=now,
+                response_time_ms=int((time.monotonic() - started) * 1000),
+            )
+        except Exception as e:
+            changes.update(engine_reachable=False, last_error=f"Engine unreachable: {e}"[:1000])
+    elif changes["state"] == Machine.State.RUNNING:
+        changes.update(last_seen=now, response_time_ms=int((time.monotonic() - started) * 1000))
+    _save_observation(machine, **changes)
+
+
+def refresh_machine(machine_id: int) -> None:
+    machine = Machine.objects.select_related("driver").filter(pk=machine_id).first()
+    if machine is not None:
+        check_machine(machine)
+
+
+# -- engine watchers -------------------------------------------------------------------
+
+
+def _ps_row(c: dict) -> dict:
+    """A `docker ps -a` row from the list API's JSON."""
+    status = c.get("Status", "")
+    health = next((h for h in ("healthy", "unhealthy", "health: starting") if h in status), "")
+    ports = ", ".join(
+        sorted(
+            {
+                (f"{p['IP']}:{p['PublicPort']}->" if p.get("PublicPort") else "")
+                + f"{p['PrivatePort']}/{p['Type']}"
+                for p in c.get("Ports") or []
+            }
+        )
+    )
+    return {
+        "name": (c.get("Names") or ["/?"])[0].lstrip("/"),
+        "image": c.get("Image", ""),
+        "command": c.get("Command", ""),
+        "state": c.get("State", ""),
+        "status": status,
+        "health": health.replace("health: ", ""),
+        "ports": ports,
+        "created": datetime.fromtimestamp(c["Created"], tz=UTC) if c.get("Created") else None,
+    }
+
+
+class EngineWatcher(threading.Thread):
+    """One `docker events` stream for one engine, keeping its container snapshot current."""
+
+    def __init__(self, machine_id: int) -> None:
+        super().__init__(daemon=True, name=f"watch-{machine_id}")
+        self.machine_id = machine_id
+        self.stopping = threading.Event()
+        self.client = None
+        self.connected = False
+
+    def stop(self) -> None:
+        self.stopping.set()
+        client = self.client
+        if client is not None:
+            # Closing the client ends the blocking events() read (also over ssh://).
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def run(self) -> None:
+        backoff = 1.0
+        try:
+            while not self.stopping.is_set():
+                machine = Machine.objects.select_related("driver").filter(pk=self.machine_id)
+                machine = machine.first()
+                if machine is None or not machine.engine_url:
+                    return
+                try:
+                    self._watch(machine)
+                    reason = "its event stream ended"
+                except Exception as e:
+                    reason = str(e) or e.__class__.__name__
+                if self.stopping.is_set():
+                    return
+                # A broken stream means the engine is unreachable now, not at the next check.
+                machine.refresh_from_db()
+                _save_observation(
+                    machine, engine_reachable=False, last_error=f"Engine unreachable: {reason}"
+                )
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 30)
+        finally:
+            close_old_connections()
+
+    def _watch(self, machine: Machine) -> None:
+        self.client = client = engine_client(machine, timeout=settings.HEALTH_CHECK_TIMEOUT)
+        try:
+            # Subscribe first, then snapshot: no event can fall between the two.
+            events = client.api.events(decode=True, filters={"type": "container"})
+            self.connected = True
+            rows = client.api.containers(all=True)
+            version = client.version().get("Version", "")
+            self._resync(machine, rows)
+            _save_observation(
+                machine,
+                engine_reachable=True,
+                docker_version=version,
+                last_seen=timezone.now(),
+                last_error="",
+            )
+            for event in events:
+                if self.stopping.is_set():
+                    return
+                self._on_event(machine, client, event)
+        finally:
+            self.client = None
+            self.connected = False
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def _resync(self, machine: Machine, rows: list[dict]) -> None:
+        seen = set()
+        for row in rows:
+            seen.add(row["Id"])
+            self._store(machine, row["Id"], _ps_row(row))
+        for gone in machine.containers.exclude(container_id__in=seen):
+            self._forget(machine, gone)
+
+    def _on_event(self, machine: Machine, client, event: dict) -> None:
+        container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
+        if not container_id:
+            return
+        if event.get("Action") == "destroy":
+            row = machine.containers.filter(container_id=container_id).first()
+            if row:
+                self._forget(machine, row)
+            return
+        rows = client.api.containers(all=True, filters={"id": container_id})
+        if rows:
+            self._store(machine, container_id, _ps_row(rows[0]))
+
+    def _store(self, machine: Machine, container_id: str, fields: dict) -> None:
+        row, created = Container.objects.get_or_create(
+            machine=machine, container_id=container_id, defaults=fields
+        )
+        if not created:
+            if all(getattr(row, k) == v for k, v in fields.items()):
+                return
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.save()
+        live.container_changed(row, created=created)
+
+    def _forget(self, machine: Machine, row: Container) -> None:
+        row_id = row.pk
+        row.delete()
+        live.container_removed(machine.pk, row_id)
+
+
+# -- the process -------------------------------------------------------------------------
+
+
 class Runner:
-    """Claims and runs operations until stopped; one per serve or worker process.
+    """Runs operations, health checks and engine watchers until stopped.
 
     It lives on the process's event loop and runs blocking work in threads started with
     sync_to_async(thread_sensitive=False): from such threads async_to_sync(group_send)
     reaches the in-memory channel layer on this same loop, which plain threads cannot.
     """
 
-    def __init__(self, max_parallel: int = 16) -> None:
+    def __init__(self, kind: str = "serve", max_parallel: int = 16) -> None:
+        self.kind = kind
         self.max_parallel = max_parallel
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.name = worker_name()
         self.stopping = asyncio.Event()
-        self.tasks: set[asyncio.Task] = set()
+        self.running_ops: dict[int, asyncio.Task] = {}
+        self.watchers: dict[int, EngineWatcher] = {}
+        self.health_pool = ThreadPoolExecutor(
+            max_workers=settings.HEALTH_CHECK_CONCURRENCY, thread_name_prefix="health"
+        )
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        live.bind_loop(loop)
         # Operations are long and blocking (SSH, Docker): give them threads of their own
         # rather than the small default pool.
         loop.set_default_executor(ThreadPoolExecutor(max_workers=self.max_parallel + 16))
-        slots = asyncio.Semaphore(self.max_parallel)
+        await _in_thread(self._register)
         await _in_thread(interrupt_stale)
+        loops = [self._operations_loop(), self._lease_loop(), self._health_loop()]
+        tasks = [asyncio.create_task(c) for c in loops]
+        await self.stopping.wait()
+        for task in tasks:
+            task.cancel()
+        await self._drain()
+
+    def _register(self) -> None:
+        Worker.objects.update_or_create(
+            name=self.name, defaults={"kind": self.kind, "heartbeat_at": timezone.now()}
+        )
+
+    async def _operations_loop(self) -> None:
+        slots = asyncio.Semaphore(self.max_parallel)
         while not self.stopping.is_set():
             await slots.acquire()
             try:
-                op = await _in_thread(claim, worker=self.worker)
+                op = await _in_thread(claim, worker=self.name)
             except Exception:
                 log.exception("Claiming an operation failed")
                 op = None
             if op is None:
                 slots.release()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), POLL_EVERY)
+                await self._sleep(POLL_EVERY)
                 continue
             task = asyncio.create_task(self._run(op, slots))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.running_ops[op.pk] = task
 
     async def _run(self, op: Operation, slots: asyncio.Semaphore) -> None:
         try:
@@ -142,10 +419,140 @@ class Runner:
         except Exception:
             log.exception("Operation %s crashed", op.pk)
         finally:
+            self.running_ops.pop(op.pk, None)
             slots.release()
+
+    async def _lease_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await _in_thread(self._lease_cycle)
+            except Exception:
+                log.exception("Lease cycle failed")
+            await self._sleep(LEASE_EVERY)
+
+    def _lease_cycle(self) -> None:
+        """Heartbeat, renew our leases, take a fair share of free ones, sync watchers."""
+        now = timezone.now()
+        Worker.objects.filter(name=self.name).update(heartbeat_at=now)
+        if not Worker.objects.filter(name=self.name).exists():
+            self._register()
+        interrupt_stale()
+        mine = Machine.objects.filter(lease_owner=self.name)
+        mine.update(lease_expires_at=now + LEASE_FOR)
+        alive = Worker.objects.filter(heartbeat_at__gte=now - STALE_AFTER).exclude(kind="cli")
+        share = math.ceil(Machine.objects.count() / max(alive.count(), 1))
+        wanted = share - mine.count()
+        if wanted > 0:
+            free = Machine.objects.filter(
+                Q(lease_owner="") | Q(lease_expires_at__lt=now) | Q(lease_expires_at=None)
+            ).values_list("pk", flat=True)[: wanted * 2]
+            for pk in free:
+                if wanted <= 0:
+                    break
+                # Conditional: two runners reaching for one machine, one wins.
+                wanted -= (
+                    Machine.objects.filter(pk=pk)
+                    .filter(
+                        Q(lease_owner="") | Q(lease_expires_at__lt=now) | Q(lease_expires_at=None)
+                    )
+                    .update(lease_owner=self.name, lease_expires_at=now + LEASE_FOR)
+                )
+        self._sync_watchers()
+
+    def _sync_watchers(self) -> None:
+        should = set(
+            Machine.objects.filter(lease_owner=self.name)
+            .exclude(engine_url="")
+            .exclude(state__in=[Machine.State.STOPPED, Machine.State.NONE])
+            .values_list("pk", flat=True)
+        )
+        for pk in list(self.watchers):
+            watcher = self.watchers[pk]
+            if pk not in should or not watcher.is_alive():
+                watcher.stop()
+                del self.watchers[pk]
+        for pk in should - set(self.watchers):
+            watcher = EngineWatcher(pk)
+            self.watchers[pk] = watcher
+            watcher.start()
+
+    async def _health_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await _in_thread(self._health_cycle)
+            except Exception:
+                log.exception("Health cycle failed")
+            await self._sleep(settings.HEALTH_CHECK_INTERVAL)
+
+    def _health_cycle(self) -> None:
+        busy = Operation.objects.filter(status__in=Operation.ACTIVE).values_list(
+            "machine_id", flat=True
+        )
+        machines = list(
+            Machine.objects.select_related("driver")
+            .filter(lease_owner=self.name)
+            .exclude(pk__in=busy)
+        )
+        # Bounded concurrency and short timeouts: 100 dead hosts cost one timeout, not 100.
+        futures = [self.health_pool.submit(_checked, m) for m in machines]
+        for future in futures:
+            future.result()
+        # A stream to a host that vanished without a word (no FIN) can block forever; the
+        # failed ping tells us, and a fresh connection attempt starts the backoff.
+        for machine in machines:
+            watcher = self.watchers.get(machine.pk)
+            if watcher and watcher.connected and machine.engine_reachable is False:
+                watcher.stop()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
 
     def stop(self) -> None:
         self.stopping.set()
+
+    async def _drain(self) -> None:
+        """SIGTERM: let running operations finish their step, then mark the rest interrupted."""
+        if self.running_ops:
+            log.info(
+                "Waiting up to %s s for %d operations",
+                settings.SHUTDOWN_GRACE,
+                len(self.running_ops),
+            )
+            await asyncio.wait(list(self.running_ops.values()), timeout=settings.SHUTDOWN_GRACE)
+        await _in_thread(self._release)
+
+    def _release(self) -> None:
+        for watcher in self.watchers.values():
+            watcher.stop()
+        now = timezone.now()
+        for op in Operation.objects.filter(claimed_by=self.name, status=Operation.Status.RUNNING):
+            if Operation.objects.filter(pk=op.pk, status=Operation.Status.RUNNING).update(
+                status=Operation.Status.INTERRUPTED,
+                finished_at=now,
+                error="Interrupted: dockerdash was shut down while this ran. Retry the action.",
+            ):
+                op.refresh_from_db()
+                _append_log(op, "Interrupted by shutdown")
+                live.operation_changed(op)
+        # Hand our machines to the other runners now rather than when the leases expire.
+        Machine.objects.filter(lease_owner=self.name).update(lease_owner="", lease_expires_at=None)
+        Worker.objects.filter(name=self.name).delete()
+
+
+def _append_log(op: Operation, text: str) -> None:
+    last = op.log_lines.order_by("-seq").values_list("seq", flat=True).first() or 0
+    line = OperationLogLine.objects.create(operation=op, seq=last + 1, text=text)
+    live.log_lines_added(op, [line])
+
+
+def _checked(machine: Machine) -> None:
+    try:
+        check_machine(machine)
+    except Exception:
+        log.exception("Health check of %s failed", machine.name)
+    finally:
+        close_old_connections()
 
 
 async def _in_thread(fn, *args, **kwargs):

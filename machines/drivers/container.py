@@ -158,7 +158,14 @@ class ContainerDriver(BaseDriver):
             f"Parent engine {self.engine_url}: Docker {info.get('ServerVersion')}, "
             f"cgroup v{info.get('CgroupVersion', '1')}; image {image}; network {network}"
         )
-        container = self._create_container(client, machine, image, network, info, log)
+        try:
+            # A retried create (after a crash or a failure) picks up the container it made.
+            container = self._call(
+                "inspecting the container", client.containers.get, self.container_name(machine)
+            )
+            log(f"Reusing the container {container.name} made by an earlier attempt")
+        except docker.errors.NotFound:
+            container = self._create_container(client, machine, image, network, info, log)
         log(f"Starting container {container.name}")
         self._start(client, machine, container, info, log)
         self._wait_ssh(machine, log)

@@ -43,5 +43,12 @@ class NoneDriver(BaseDriver):
     def remove(self, machine: Machine) -> None:
         return None
 
+    def state(self, machine: Machine) -> str:
+        # As docker-machine's none driver: there is no host to observe, only the engine,
+        # whose reachability the health check and the engine watcher report.
+        from machines.models import Machine as M
+
+        return M.State.RUNNING
+
     def ip(self, machine: Machine) -> str:
         return machine.ip

@@ -5,6 +5,7 @@ import time
 
 import docker
 import docker.errors
+import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from machines.hostimage import ALL_IMAGES, HostImageError, ensure_host_images
@@ -57,6 +58,10 @@ class Command(BaseCommand):
             )
         except (HostImageError, docker.errors.DockerException) as error:
             raise CommandError(str(error)) from error
+        except requests.RequestException as error:
+            raise CommandError(
+                f"cannot reach the engine at {options['engine']}: {error}"
+            ) from error
         finally:
             client.close()
         for tag, image_id in images.items():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
+import signal
+import sys
 
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
@@ -11,39 +13,56 @@ from django.core.management.base import BaseCommand, CommandError
 
 from machines.runner import Runner
 
-log = logging.getLogger(__name__)
-
 
 class Command(BaseCommand):
     help = "Serve the dashboard and run operations in one process (the embedded default)."
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default="127.0.0.1:8000", help="HOST:PORT")
-        parser.add_argument("--no-runner", action="store_true", help="web only (scale-out)")
+        parser.add_argument(
+            "--no-runner", action="store_true", help="web only (scale-out: run `worker`s)"
+        )
 
     def handle(self, *args, bind: str, no_runner: bool, **options):
         host, sep, port = bind.rpartition(":")
         if not sep or not port.isdigit():
             raise CommandError(f"--bind wants HOST:PORT, not {bind!r}")
         host = host.strip("[]") or "127.0.0.1"
+        from twisted.internet import reactor
+
         from dockerdash.asgi import application
 
-        runner = None if no_runner else Runner()
+        runner = None if no_runner else Runner(kind="serve")
 
         def ready() -> None:
+            loop = asyncio.get_event_loop()
             if runner is not None:
-                asyncio.get_event_loop().create_task(runner.run())
-            self.stdout.write(f"dockerdash is serving on http://{bind}/", ending="\n")
+                task = loop.create_task(runner.run())
+
+                def shutdown() -> None:
+                    # Let the runner finish or interrupt its operations, then stop serving.
+                    runner.stop()
+                    task.add_done_callback(lambda _: reactor.stop())
+
+            else:
+
+                def shutdown() -> None:
+                    reactor.stop()
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, shutdown)
+            self.stdout.write(f"dockerdash is serving on http://{bind}/")
             self.stdout.flush()
 
-        server = Server(
+        Server(
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=int(port)),
             ready_callable=ready,
-            signal_handlers=True,
+            signal_handlers=False,
             websocket_timeout=-1,
             application_close_timeout=10,
-        )
-        server.run()
-        if runner is not None:
-            runner.stop()
+        ).run()
+        # Operation threads still blocked on a host would hold the interpreter's exit; the
+        # runner has already recorded them as interrupted.
+        sys.stdout.flush()
+        os._exit(0)

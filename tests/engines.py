@@ -1,0 +1,79 @@
+"""A small private Docker Engine a test can stop and start, for "the engine went away"."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from machines import engines
+
+from .helpers import wait_until
+
+
+class PrivateEngine:
+    def __init__(self, root: Path) -> None:
+        # Unix socket paths are short; the data lives beside them.
+        self.root = root
+        self.socket = root / "d.sock"
+        self.url = f"unix://{self.socket}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        if shutil.which("dockerd") is None:
+            raise RuntimeError("dockerd is not installed (apt-get install docker.io)")
+        log = open(self.root / "dockerd.log", "a")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                "dockerd",
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.root / "exec"),
+                "--pidfile",
+                str(self.root / "dockerd.pid"),
+                "-H",
+                self.url,
+                # No networking of its own: nothing here may touch the host's bridges.
+                "--bridge",
+                "none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-masq=false",
+                "--containerd-namespace",
+                f"dd-{self.root.name[-12:]}",
+                "--containerd-plugins-namespace",
+                f"ddp-{self.root.name[-12:]}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self.answers, timeout=60)
+
+    def answers(self) -> bool:
+        """the private engine answers"""
+        try:
+            engines.client(self.url, timeout=2).ping()
+        except Exception:
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(60)
+
+
+@contextlib.contextmanager
+def private_dockerd(tmp_path: Path) -> Iterator[PrivateEngine]:
+    root = Path("/tmp") / f"dd-{tmp_path.name[-12:]}"  # noqa: S108
+    root.mkdir(parents=True, exist_ok=True)
+    engine = PrivateEngine(root)
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        shutil.rmtree(root, ignore_errors=True)

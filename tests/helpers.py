@@ -1,0 +1,109 @@
+"""Shared test helpers: waiting for outcomes, processes of our own, hosts that never answer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30, every: float = 0.05):
+    """Poll until predicate() is truthy; return its value or fail with what was waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"Timed out after {timeout} s waiting for {predicate.__doc__ or predicate}"
+            )
+        time.sleep(every)
+
+
+class BlackHole:
+    """A TCP (or unix) listener that accepts connections and never says a word, like a host
+    whose network drops everything after the handshake."""
+
+    def __init__(self, path: str | None = None) -> None:
+        if path:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.bind(path)
+            self.address = f"unix://{path}"
+        else:
+            self.sock = socket.socket()
+            self.sock.bind(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+            self.address = f"127.0.0.1:{self.port}"
+        self.sock.listen(512)
+        self.held: list[socket.socket] = []
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    """The environment for a dockerdash process sharing this test's database and keys."""
+    db = connection.settings_dict
+    env = {**os.environ, "DOCKERDASH_DATA_DIR": str(settings.DATA_DIR), **extra}
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    return env
+
+
+class Process:
+    def __init__(self, args: list[str], env: dict[str, str], ready: str | None = None) -> None:
+        self.log_path = Path(env["DOCKERDASH_DATA_DIR"]) / f"proc-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        if ready:
+            wait_until(lambda: ready in self.output() or self.proc.poll() is not None, 60)
+            assert self.proc.poll() is None, self.output()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
