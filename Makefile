@@ -60,19 +60,25 @@ system-deps:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
+# The private test engine's DOCKER_HOST and the services' URLs, exported for what follows.
+TEST_ENV = set -a; eval "$$(scripts/test-engine env 2>/dev/null)"; \
+	eval "$$(scripts/test-services env 2>/dev/null)"; set +a; \
+	export DOCKERDASH_DATA_DIR=$(CURDIR)/var/test;
+
 .PHONY: test-fleet
 test-fleet: system-deps venv
 	scripts/test-engine start
-	eval "$$(scripts/test-engine env)" && $(PY) manage.py build_host_image
+	scripts/test-services start
+	export "$$(scripts/test-engine env)" && $(PY) manage.py build_host_image
 
 .PHONY: test
 test: lint
 	$(PY) manage.py makemigrations --check --dry-run
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory test-fleet; \
 	 else echo "Not root: the tests that need the Docker engine will skip (CI runs them)."; fi
-	eval "$$(scripts/test-engine env 2>/dev/null)"; $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: venv
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory test-fleet; fi
-	eval "$$(scripts/test-engine env 2>/dev/null)"; $(PY) -m tests.bench
+	$(TEST_ENV) $(PY) -m tests.bench

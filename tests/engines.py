@@ -68,7 +68,7 @@ class PrivateEngine:
 
 @contextlib.contextmanager
 def private_dockerd(tmp_path: Path) -> Iterator[PrivateEngine]:
-    root = Path("/tmp") / f"dd-{tmp_path.name[-12:]}"  # noqa: S108
+    root = Path("/tmp") / f"dd-{tmp_path.name[-12:]}"
     root.mkdir(parents=True, exist_ok=True)
     engine = PrivateEngine(root)
     engine.start()

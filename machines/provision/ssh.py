@@ -24,6 +24,21 @@ class HostKeyChanged(SSHError):
     pass
 
 
+class SudoError(SSHError):
+    """A non-root user cannot become root without a password (dockerdash uses `sudo -n`)."""
+
+
+# What `sudo -n` prints when it cannot run the command, and what that means for the user.
+SUDO_PROBLEMS = (
+    ("a password is required", "sudo asks {user} for a password"),
+    ("a terminal is required", "sudo asks {user} for a password"),
+    ("not in the sudoers file", "{user} is not in the sudoers file"),
+    ("is not allowed to execute", "sudoers does not allow {user} to run a shell as root"),
+    ("sudo: not found", "sudo is not installed"),
+    ("sudo: command not found", "sudo is not installed"),
+)
+
+
 def generate_key() -> tuple[str, str]:
     """A new Ed25519 key pair as (private key in OpenSSH format, public key line).
 
@@ -192,6 +207,87 @@ class SSHSession:
             channel.close()
             raise SSHError(f"Command on {self.host} gave no output for {timeout:g} s") from None
         return channel.recv_exit_status(), "\n".join(lines)
+
+    @property
+    def is_root(self) -> bool:
+        return self.user == "root"
+
+    def as_root(self, cmd: str) -> str:
+        """A command line running the shell command `cmd` as root (through `sudo -n` if needed).
+
+        `sudo -n` never prompts: where sudo wants a password it fails at once, and
+        `run_script` turns that into a SudoError instead of a hang.
+        """
+        return ("sh -c " if self.is_root else "sudo -n sh -c ") + quote(cmd)
+
+    def run_script(
+        self,
+        script: str,
+        on_line: Callable[[str], None] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, str]:
+        """Run a shell script as root, sent on stdin: file contents written by its here-documents
+        (keys included) never appear in any process's command line on the host.
+
+        The body becomes a function run with stdin from /dev/null, so that the shell has read
+        the whole script before any command in it could read (and eat) the rest of stdin.
+        """
+        wrapped = f"dockerdash_main() {{\n{script}\n}}\ndockerdash_main </dev/null\n"
+        cmd = "sh -s" if self.is_root else "sudo -n sh -s"
+        status, output = self.run(cmd, on_line=on_line, timeout=timeout, stdin=wrapped.encode())
+        if status != 0 and not self.is_root:
+            self._check_sudo(output)
+        return status, output
+
+    def _check_sudo(self, output: str) -> None:
+        head = output.strip().splitlines()[:2]
+        for line in head:
+            if "sudo" not in line:
+                continue
+            for needle, problem in SUDO_PROBLEMS:
+                if needle in line:
+                    raise SudoError(
+                        f"{problem.format(user=self.user)} on {self.host}: dockerdash runs root "
+                        f"commands with `sudo -n` (never typing a password), so {self.user} "
+                        f"needs passwordless sudo (a sudoers line like `{self.user} ALL=(ALL) "
+                        f"NOPASSWD:ALL`), or connect as root. sudo said: {line.strip()}"
+                    )
+
+    def put(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        """Write a file over SFTP, atomically and with its mode set before any byte is in it.
+
+        Files outside the user's reach (a non-root user writing /etc) go to a private
+        temporary folder first and are moved into place with `sudo -n install`.
+        """
+        sftp = self.client.open_sftp()
+        try:
+            if self.is_root:
+                partial = f"{path}.dockerdash-partial"
+                self._sftp_write(sftp, partial, data, mode)
+                sftp.posix_rename(partial, path)
+                return
+            folder = self.check("umask 077 && mktemp -d").strip()
+            try:
+                staged = f"{folder}/file"
+                self._sftp_write(sftp, staged, data, 0o600)
+                status, output = self.run(
+                    "sudo -n install -m " + quote(format(mode, "o")) + " -- " + command(staged, path)
+                )
+                if status != 0:
+                    self._check_sudo(output)
+                    raise SSHError(f"Writing {path} on {self.host} failed: {output.strip()}")
+            finally:
+                self.run(command("rm", "-rf", "--", folder))
+        except OSError as e:
+            raise SSHError(f"Writing {path} on {self.host} over SFTP failed: {e}") from None
+        finally:
+            sftp.close()
+
+    @staticmethod
+    def _sftp_write(sftp: paramiko.SFTPClient, path: str, data: bytes, mode: int) -> None:
+        with sftp.open(path, "wb") as f:
+            f.chmod(mode)
+            f.write(data)
 
     def check(self, cmd: str, on_line: Callable[[str], None] | None = None, **kw) -> str:
         status, output = self.run(cmd, on_line=on_line, **kw)

@@ -1,0 +1,63 @@
+"""A real browser (Debian's Chromium driven by Playwright) and the dashboard served by daphne."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from .fleet import _unavailable
+from .helpers import Process, process_env
+
+CHROMIUM = os.getenv("DOCKERDASH_CHROMIUM", "/usr/bin/chromium")
+# This machine's network is closed: without these Chromium keeps reaching for Google.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Sync Playwright runs its own loop in this thread; Django's ORM must still be allowed here.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(*extra: str, env: dict[str, str] | None = None) -> tuple[Process, str]:
+    port = free_port()
+    process = Process(
+        ["serve", "--bind", f"127.0.0.1:{port}", *extra],
+        env or process_env(),
+        ready="dockerdash is serving",
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def log_in(page, base_url: str, username: str, password: str) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button.primary")
+    page.wait_for_url(f"{base_url}/")
