@@ -7,6 +7,7 @@ in-memory channel layer in one process. DATABASE_URL (PostgreSQL) and REDIS_URL
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -47,6 +48,19 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _instance_id() -> str:
+    # Which dashboard made a container machine (a label on it): two dashboards, or two test
+    # runs, sharing a parent engine must never touch each other's machines.
+    path = DATA_DIR / "instance.id"
+    if not path.exists():
+        with contextlib.suppress(FileExistsError), open(path, "x") as f:
+            f.write(secrets.token_hex(6))
+    return path.read_text().strip()
+
+
+INSTANCE_ID = os.getenv("DOCKERDASH_INSTANCE_ID") or _instance_id()
 ALLOWED_HOSTS = envlist("DOCKERDASH_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("DOCKERDASH_CSRF_TRUSTED_ORIGINS")
 

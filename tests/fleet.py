@@ -12,9 +12,10 @@ import uuid
 
 import docker
 import pytest
+from django.conf import settings
 
 from machines import engines, operations, runner
-from machines.drivers.container import LABEL
+from machines.drivers.container import INSTANCE_LABEL
 from machines.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
 from machines.models import Driver, Machine, Operation
 from machines.provision.ssh import generate_key
@@ -51,9 +52,11 @@ def parent(engine_url) -> docker.DockerClient:
 
 
 def _remove_machines(client: docker.DockerClient) -> None:
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
+    # Only this run's (this data dir's): other runs may share the engine at the same time.
+    mine = {"label": f"{INSTANCE_LABEL}={settings.INSTANCE_ID}"}
+    for container in client.containers.list(all=True, filters=mine):
         container.remove(force=True, v=True)
-    for volume in client.volumes.list(filters={"label": LABEL}):
+    for volume in client.volumes.list(filters=mine):
         volume.remove(force=True)
 
 

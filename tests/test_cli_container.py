@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from machines.drivers.container import INSTANCE_LABEL
+
 pytestmark = pytest.mark.engine
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,9 +36,9 @@ def cli(tmp_path, engine_url, host_images, parent):
 
     run("migrate", "--noinput")
     yield run
-    for c in parent.containers.list(all=True, filters={"label": "io.dockerdash.machine"}):
-        if c.name.startswith("dockerdash-cli-"):
-            c.remove(force=True, v=True)
+    instance = (tmp_path / "instance.id").read_text().strip()
+    for c in parent.containers.list(all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"}):
+        c.remove(force=True, v=True)
 
 
 def test_create_ls_stop_start_restart_kill_rm(cli, engine_url):

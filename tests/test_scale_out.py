@@ -6,10 +6,13 @@ import os
 import re
 import signal
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+
+from machines.drivers.container import INSTANCE_LABEL
 
 from .browser import log_in, serve
 from .fleet import REQUIRED, _unavailable
@@ -136,9 +139,10 @@ def test_two_webs_two_workers_share_operations_logs_and_engine_watches(
     finally:
         for process in processes:
             process.close()
-        for c in parent.containers.list(all=True, filters={"label": "io.dockerdash.machine"}):
-            if c.name.startswith("dockerdash-scale-"):
-                c.remove(force=True, v=True)
+        instance = (Path(scale_env["DOCKERDASH_DATA_DIR"]) / "instance.id").read_text().strip()
+        mine = {"label": f"{INSTANCE_LABEL}={instance}"}
+        for c in parent.containers.list(all=True, filters=mine):
+            c.remove(force=True, v=True)
 
 
 def test_required_services_are_there_in_ci():

@@ -15,6 +15,7 @@ import docker
 import docker.errors
 import requests
 from django import forms
+from django.conf import settings
 
 from machines import engines
 from machines.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from machines.models import Machine
 
 LABEL = "io.dockerdash.machine"
+INSTANCE_LABEL = "io.dockerdash.instance"
 NETWORK = "dockerdash-machines"
 SSH_WAIT = 90
 # The engines nested in host containers use this as their default bridge: the machines'
@@ -219,7 +221,7 @@ class ContainerDriver(BaseDriver):
             "image": image,
             "name": self.container_name(machine),
             "hostname": machine.name[:63],
-            "labels": {LABEL: machine.name},
+            "labels": {LABEL: machine.name, INSTANCE_LABEL: settings.INSTANCE_ID},
             "environment": {"container": "docker"},
             "stop_signal": "SIGRTMIN+3",
             "host_config": host_config,
@@ -236,7 +238,7 @@ class ContainerDriver(BaseDriver):
             "creating the Docker volume",
             client.volumes.create,
             self.volume_name(machine),
-            labels={LABEL: machine.name},
+            labels={LABEL: machine.name, INSTANCE_LABEL: settings.INSTANCE_ID},
         )
         created = self._call("creating the container", client.api.create_container, **config)
         container = client.containers.get(created["Id"])
