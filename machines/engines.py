@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from machines.models import Machine
 
 DEFAULT_LOCAL = "unix:///var/run/docker.sock"
 DEFAULT_TIMEOUT = 10
@@ -68,3 +72,17 @@ def client(
     # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would otherwise replace our CA with the system's.
     c.api.trust_env = False
     return c
+
+
+def client_for_machine(
+    machine: Machine, *, timeout: float = DEFAULT_TIMEOUT
+) -> docker.DockerClient:
+    """A client for a machine's engine: over TCP with the client certificate of the CA that
+    signed the engine's server certificate (so a machine still on a retired CA stays reachable)."""
+    url = machine.url
+    if url.startswith(("tcp://", "https://")):
+        from machines.provision.certs import ca_for_machine
+
+        ca = ca_for_machine(machine)
+        return client(url, ca=ca.cert, cert=ca.client_cert, key=ca.client_key, timeout=timeout)
+    return client(url, timeout=timeout)

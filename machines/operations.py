@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
-from . import live
-from .drivers import DriverError
+from . import live, provision
+from .drivers import DriverError, NotSupported
 from .models import Machine, Operation, OperationLogLine
+from .provision import certs
 from .provision.ssh import SSHError
 
 log = logging.getLogger(__name__)
@@ -111,12 +115,27 @@ class Context:
         self.log(f"[{self.op.step}/{self.op.steps_total}] {name}")
         live.operation_changed(self.op)
 
+    def set_total(self, steps_total: int) -> None:
+        """For actions whose number of steps depends on the machine (before the first step)."""
+        self.op.steps_total = steps_total
+
     def log(self, text: str) -> None:
-        self._seq += 1
-        line = OperationLogLine.objects.create(
-            operation=self.op, seq=self._seq, step=self.op.step_name, text=text
-        )
-        live.log_lines_added(self.op, [line])
+        self.log_many([text])
+
+    def log_many(self, texts: list[str]) -> None:
+        """Several lines stored at once and published as one message (command output)."""
+        if not texts:
+            return
+        lines = []
+        for text in texts:
+            self._seq += 1
+            lines.append(
+                OperationLogLine(
+                    operation=self.op, seq=self._seq, step=self.op.step_name, text=text
+                )
+            )
+        OperationLogLine.objects.bulk_create(lines)
+        live.log_lines_added(self.op, lines)
 
 
 def _observe(machine: Machine, ctx: Context) -> None:
@@ -131,26 +150,116 @@ def _observe(machine: Machine, ctx: Context) -> None:
     ctx.log(f"{machine.name} is {machine.state}" + (f" at {machine.ip}" if machine.ip else ""))
 
 
+def _provisioned_over_ssh(machine: Machine) -> bool:
+    """Whether the machine's driver hands over a host to provision (all but `none`)."""
+    try:
+        machine.get_driver().ssh_address(machine)
+    except NotSupported:
+        return False
+    return True
+
+
+def _refresh_ip(machine: Machine, ctx: Context) -> None:
+    """The driver's current IP (a container or cloud host may get a new one on each start)."""
+    try:
+        ip = machine.get_driver().ip(machine)
+    except DriverError:
+        return
+    if ip and ip != machine.ip:
+        ctx.log(f"The IP of {machine.name} changed from {machine.ip or '(none)'} to {ip}")
+        machine.ip = ip
+        machine.save(update_fields=["ip"])
+
+
 def do_create(machine: Machine, ctx: Context) -> None:
     driver = machine.get_driver()
+    provisioned = _provisioned_over_ssh(machine)
+    ctx.set_total(2 + (provision.PROVISION_STEPS if provisioned else 0))
     ctx.step(f"Create the host with the {machine.driver.kind} driver")
     driver.create(machine, log=ctx.log)
     machine.save()
     ctx.step("Check the host")
     _observe(machine, ctx)
+    if provisioned:
+        provision.provision(machine, ctx)
+
+
+def do_provision(machine: Machine, ctx: Context) -> None:
+    if not _provisioned_over_ssh(machine):
+        raise NotSupported(f"{machine.driver.kind} machines are not provisioned by dockerdash")
+    _refresh_ip(machine, ctx)
+    provision.provision(machine, ctx)
+
+
+def do_regenerate_certs(machine: Machine, ctx: Context) -> None:
+    if not _provisioned_over_ssh(machine):
+        raise NotSupported(f"{machine.driver.kind} machines have no dockerdash certificates")
+    _refresh_ip(machine, ctx)
+    if reason := ctx.op.args.get("reason"):
+        ctx.log(f"Why: {reason}")
+    provision.regenerate_certs(machine, ctx, new_ca=bool(ctx.op.args.get("client_certs")))
+
+
+def do_upgrade(machine: Machine, ctx: Context) -> None:
+    if not _provisioned_over_ssh(machine):
+        raise NotSupported(f"{machine.driver.kind} machines are not upgraded by dockerdash")
+    provision.upgrade(machine, ctx)
 
 
 def _lifecycle(method: str, label: str) -> Callable[[Machine, Context], None]:
+    # After a (re)start, a provisioned machine's engine is checked too: its IP may have changed
+    # (a container or a cloud host gets a new one), which its certificate must then name.
+    check_engine = method in ("start", "restart")
+
     def action(machine: Machine, ctx: Context) -> None:
+        checks = check_engine and bool(machine.tls_server_cert)
+        ctx.set_total(3 if checks else 2)
         ctx.step(f"{label} {machine.name}")
         getattr(machine.get_driver(), method)(machine)
         ctx.step("Check the host")
         _observe(machine, ctx)
+        if checks:
+            ctx.step("Check the Docker engine")
+            provision.check_engine(machine, ctx)
 
     return action
 
 
+def heal_ip_change(machine: Machine) -> Operation | None:
+    """Request a regenerate-certs operation if the machine's IP changed under its certificate.
+
+    For the runner's health check: one driver call, no SSH. The operation (run by the runner
+    like any other) takes the new IP, re-issues the server certificate and restarts Docker,
+    leaving running containers running. None when nothing changed or the machine is busy.
+    """
+    new_ip = provision.ip_change(machine)
+    if new_ip is None:
+        return None
+    try:
+        return request(
+            machine,
+            Operation.Kind.REGENERATE_CERTS,
+            via="system",
+            args={"reason": f"the IP changed from {machine.ip} to {new_ip}"},
+        )
+    except OperationConflict:
+        return None
+
+
 def do_remove(machine: Machine, ctx: Context) -> None:
+    purge = bool(ctx.op.args.get("purge"))
+    ctx.set_total(3 if purge else 2)
+    if purge:
+        ctx.step("Undo the Docker daemon configuration on the host")
+        if machine.driver.kind == "generic":
+            try:
+                provision.purge(machine, ctx)
+            except (DriverError, SSHError) as e:
+                if not ctx.op.args.get("force"):
+                    raise
+                ctx.log(f"Could not undo it ({e}); removing the machine anyway (-f)")
+        else:
+            ctx.log(f"The {machine.driver.kind} driver removes the host itself; nothing to undo")
     ctx.step(f"Remove the host of {machine.name}")
     try:
         machine.get_driver().remove(machine)
@@ -161,27 +270,23 @@ def do_remove(machine: Machine, ctx: Context) -> None:
     ctx.step("Forget the machine")
     machine_id = machine.pk
     machine.delete()
+    shutil.rmtree(certs.bundle_dir(ctx.op.machine_name), ignore_errors=True)
+    certs.prune_retired_cas()
     ctx.op.machine = None  # the operation and its log outlive the machine
     live.machine_removed(machine_id, ctx.op.machine_name)
 
 
-def _not_yet(kind: str) -> Callable[[Machine, Context], None]:
-    def action(machine: Machine, ctx: Context) -> None:
-        raise DriverError(f"{kind} is not available yet in this version of dockerdash")
-
-    return action
-
-
+# Kind -> (number of steps, action); actions whose steps depend on the machine set their own.
 ACTIONS: dict[str, tuple[int, Callable[[Machine, Context], None]]] = {
-    Operation.Kind.CREATE: (2, do_create),
-    Operation.Kind.START: (2, _lifecycle("start", "Start")),
+    Operation.Kind.CREATE: (2 + provision.PROVISION_STEPS, do_create),
+    Operation.Kind.START: (3, _lifecycle("start", "Start")),
     Operation.Kind.STOP: (2, _lifecycle("stop", "Stop")),
-    Operation.Kind.RESTART: (2, _lifecycle("restart", "Restart")),
+    Operation.Kind.RESTART: (3, _lifecycle("restart", "Restart")),
     Operation.Kind.KILL: (2, _lifecycle("kill", "Kill")),
     Operation.Kind.REMOVE: (2, do_remove),
-    Operation.Kind.PROVISION: (1, _not_yet("provision")),
-    Operation.Kind.REGENERATE_CERTS: (1, _not_yet("regenerate-certs")),
-    Operation.Kind.UPGRADE: (1, _not_yet("upgrade")),
+    Operation.Kind.PROVISION: (provision.PROVISION_STEPS, do_provision),
+    Operation.Kind.REGENERATE_CERTS: (provision.REGENERATE_STEPS, do_regenerate_certs),
+    Operation.Kind.UPGRADE: (provision.UPGRADE_STEPS, do_upgrade),
 }
 
 
@@ -232,3 +337,88 @@ def _record_failure(machine: Machine, message: str) -> None:
         machine.state = Machine.State.ERROR
         machine.last_error = f"{message} (state unknown: {e})"
     machine.save()
+
+
+# -- containers on a machine's engine ---------------------------------------------------------
+
+CONTAINER_ACTIONS = {
+    # action: (in progress, done)
+    "start": ("Starting", "Started"),
+    "stop": ("Stopping", "Stopped"),
+    "restart": ("Restarting", "Restarted"),
+    "kill": ("Killing", "Killed"),
+    "pause": ("Pausing", "Paused"),
+    "unpause": ("Unpausing", "Unpaused"),
+    "remove": ("Removing", "Removed"),
+}
+# docker's own default: a stop (or restart) waits this long for the process, then kills it.
+CONTAINER_STOP_TIMEOUT = 10
+_container_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="container-action")
+
+
+class ContainerActionError(Exception):
+    """The action was refused or failed; the message is shown to the user as it is."""
+
+
+def container_action(machine: Machine, container_id: str, action: str, user, *, wait=1.0) -> str:
+    """Act on one container of a machine's engine; what happened, within `wait` seconds.
+
+    The engine call runs in a thread: a stop may take 10 s and a request must not wait for
+    it. If it has not ended within `wait`, this says it is in progress; the engine watcher
+    publishes the container's new state when it comes, and a late failure is published as a
+    notice to the container's viewers.
+    """
+    if not user.has_perm("machines.operate_machine"):
+        raise ContainerActionError("Only operators and admins act on containers.")
+    if action not in CONTAINER_ACTIONS:
+        raise ContainerActionError(f"Unknown container action {action!r}.")
+    container = machine.containers.filter(container_id=container_id).first()
+    if container is None:
+        raise ContainerActionError("This container is not on the machine (any more).")
+    doing, done = CONTAINER_ACTIONS[action]
+    log.info("%s %s on %s (by %s)", doing, container.name, machine.name, user)
+    future = _container_pool.submit(_act_on_container, machine, container_id, action)
+    try:
+        future.result(timeout=wait)
+    except FutureTimeout:
+
+        def report_late_failure(f) -> None:
+            if f.exception() is not None:
+                text = f"{doing} {container.name} failed: {f.exception()}"
+                live.container_notice(container, text, error=True)
+
+        future.add_done_callback(report_late_failure)
+        return f"{doing} {container.name}…"
+    except ContainerActionError as e:
+        raise ContainerActionError(f"{doing} {container.name} failed: {e}") from None
+    return f"{done} {container.name}."
+
+
+def _act_on_container(machine: Machine, container_id: str, action: str) -> None:
+    import docker.errors
+    import requests.exceptions
+
+    from .engines import EngineError
+    from .runner import engine_client  # the runner imports this module
+
+    slow = action in ("stop", "restart")
+    try:
+        client = engine_client(machine, CONTAINER_STOP_TIMEOUT + 10 if slow else 10)
+        try:
+            api = client.api
+            if action == "remove":
+                api.remove_container(container_id, force=True)
+            elif slow:
+                getattr(api, action)(container_id, timeout=CONTAINER_STOP_TIMEOUT)
+            else:
+                getattr(api, action)(container_id)
+        finally:
+            client.close()
+    except docker.errors.APIError as e:
+        raise ContainerActionError(e.explanation or str(e)) from None
+    except EngineError as e:
+        raise ContainerActionError(str(e)) from None
+    except (requests.exceptions.RequestException, docker.errors.DockerException) as e:
+        raise ContainerActionError(f"the engine did not answer ({e.__class__.__name__})") from None
+    finally:
+        close_old_connections()

@@ -193,6 +193,17 @@ def check_machine(machine: Machine, timeout: float | None = None) -> None:
         changes["last_error"] = ""
     except Exception as e:
         changes.update(state=Machine.State.ERROR, last_error=str(e)[:1000])
+    if changes["state"] == Machine.State.RUNNING and machine.tls_server_cert:
+        # A host that came back with another IP (container restart, cloud stop/start) gets
+        # its certificate re-issued by an operation, before anyone trips over it.
+        try:
+            healing = operations.heal_ip_change(machine)
+        except Exception as e:
+            healing = None
+            log.warning("Checking %s for an IP change failed: %s", machine.name, e)
+        if healing is not None:
+            _save_observation(machine, **changes)
+            return
     if changes["state"] == Machine.State.RUNNING and machine.engine_url:
         try:
             client = engine_client(machine, timeout)

@@ -23,8 +23,10 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_production_mode_passes_check_deploy(tmp_path):
+    # A production environment: not the browser tests' DJANGO_ALLOW_ASYNC_UNSAFE.
+    base = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env = {
-        **os.environ,
+        **base,
         "DOCKERDASH_DEBUG": "0",
         "DOCKERDASH_SECRET_KEY": "x" * 20 + "a-long-random-production-secret-key-0123456789",
         "DOCKERDASH_ALLOWED_HOSTS": "dash.example.com",

@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import socket
+import time
 from typing import TYPE_CHECKING
 
 from django import forms
 from django.core.validators import RegexValidator
 
-from machines.provision.ssh import public_key_of, wait_for_ssh
+from machines.provision.ssh import (
+    HostKeyChanged,
+    SSHError,
+    SSHSession,
+    public_key_of,
+    wait_for_ssh,
+)
 
-from .base import BaseDriver, SSHAddress
+from .base import BaseDriver, DriverError, SSHAddress
 
 if TYPE_CHECKING:
     from machines.models import Machine
 
 STATE_TIMEOUT = 3
+REBOOT_TIMEOUT = 300
+# What changes when a host has rebooted: the kernel's boot id on a machine or VM, the start
+# time of PID 1 in a container (which shares its kernel with its parent).
+BOOT_MARKER = "cat /proc/sys/kernel/random/boot_id; cut -d' ' -f22 /proc/1/stat"
+# Backgrounded, so that the command returns before the host goes down under the session.
+REBOOT = "(sleep 1; systemctl reboot || reboot || shutdown -r now) >/dev/null 2>&1 &"
 
 
 def validate_private_key(text: str) -> None:
@@ -91,8 +104,45 @@ class GenericDriver(BaseDriver):
         ) as session:
             machine.ssh_host_key = session.host_key
 
+    def restart(self, machine: Machine) -> None:
+        """Reboot the host over SSH and wait until it is back (a new boot, SSH answering)."""
+        addr = self.ssh_address(machine)
+        with self._session(machine) as session:
+            before = session.check(BOOT_MARKER)
+            status, output = session.run(session.as_root(REBOOT), timeout=30)
+            if status != 0:
+                session.check_sudo(output)
+                raise DriverError(f"Rebooting {addr.host} failed: {output.strip()}")
+        deadline = time.monotonic() + REBOOT_TIMEOUT
+        last = "it did not go down"
+        while time.monotonic() < deadline:
+            try:
+                with self._session(machine, timeout=5) as session:
+                    if session.check(BOOT_MARKER, timeout=10) != before:
+                        return
+            except HostKeyChanged:
+                raise
+            except SSHError as e:
+                last = str(e)
+            time.sleep(0.5)
+        raise DriverError(
+            f"{addr.host} did not come back from its reboot within {REBOOT_TIMEOUT} s ({last})"
+        )
+
+    def _session(self, machine: Machine, timeout: float = 10) -> SSHSession:
+        addr = self.ssh_address(machine)
+        return SSHSession(
+            addr.host,
+            addr.port,
+            addr.user,
+            machine.ssh_private_key,
+            machine.ssh_host_key,
+            timeout=timeout,
+        )
+
     def remove(self, machine: Machine) -> None:
-        # As docker-machine: forget the machine, leave the host alone.
+        # As docker-machine: forget the machine, leave the host alone (`rm --purge` first undoes
+        # dockerdash's Docker configuration on it; see operations.do_remove).
         return None
 
     def state(self, machine: Machine) -> str:

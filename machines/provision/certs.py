@@ -74,23 +74,25 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    # ECDSA keys sign (TLS handshakes, or certificates for a CA); they never encipher.
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _leaf_usage(server: bool) -> list[tuple[x509.ExtensionType, bool]]:
     return [
         (x509.BasicConstraints(ca=False, path_length=None), True),
-        (
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            True,
-        ),
+        (_key_usage(ca=False), True),
         (
             x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -138,20 +140,7 @@ def _make_ca(name: str) -> CertificateAuthority:
         CA_DAYS,
         [
             (x509.BasicConstraints(ca=True, path_length=0), True),
-            (
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                True,
-            ),
+            (_key_usage(ca=True), True),
         ],
     )
     client_key = _new_key()
@@ -327,7 +316,8 @@ def write_client_bundle(machine: Machine) -> Path:
     folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.mkdir(mode=0o700, exist_ok=True)
     folder.chmod(0o700)
-    for name, pem in (("ca.pem", ca.cert), ("cert.pem", ca.client_cert), ("key.pem", ca.client_key)):
+    files = (("ca.pem", ca.cert), ("cert.pem", ca.client_cert), ("key.pem", ca.client_key))
+    for name, pem in files:
         path = folder / name
         partial = folder / f".{name}.partial"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

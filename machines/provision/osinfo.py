@@ -52,20 +52,19 @@ APT = PackageManager(
     upgrade=f'{_APT} install --only-upgrade "$@"',
     owner='dpkg-query -S "$1" 2>/dev/null | head -n 1 | cut -d: -f1',
 )
-DNF = PackageManager(
-    name="dnf",
-    prepare=_WAIT_CLOUD_INIT,
-    install='dnf -y -q install "$@"',
-    upgrade='dnf -y -q upgrade "$@"',
-    owner="rpm -qf --qf '%{NAME}\\n' \"$1\" 2>/dev/null | head -n 1",
-)
-YUM = PackageManager(
-    name="yum",
-    prepare=_WAIT_CLOUD_INIT,
-    install='yum -y -q install "$@"',
-    upgrade='yum -y -q update "$@"',
-    owner=DNF.owner,
-)
+
+
+def _rpm_manager(tool: str) -> PackageManager:
+    return PackageManager(
+        name=tool,
+        prepare=_WAIT_CLOUD_INIT,
+        install=f'{tool} -y -q install "$@"',
+        upgrade=f'{tool} -y -q upgrade "$@"',
+        owner="rpm -qf --qf '%{NAME}\\n' \"$1\" 2>/dev/null | head -n 1",
+    )
+
+
+DNF, YUM = _rpm_manager("dnf"), _rpm_manager("yum")
 APK = PackageManager(
     name="apk",
     prepare=f"{_WAIT_CLOUD_INIT}; apk update -q",

@@ -236,10 +236,10 @@ class SSHSession:
         cmd = "sh -s" if self.is_root else "sudo -n sh -s"
         status, output = self.run(cmd, on_line=on_line, timeout=timeout, stdin=wrapped.encode())
         if status != 0 and not self.is_root:
-            self._check_sudo(output)
+            self.check_sudo(output)
         return status, output
 
-    def _check_sudo(self, output: str) -> None:
+    def check_sudo(self, output: str) -> None:
         head = output.strip().splitlines()[:2]
         for line in head:
             if "sudo" not in line:
@@ -271,10 +271,10 @@ class SSHSession:
                 staged = f"{folder}/file"
                 self._sftp_write(sftp, staged, data, 0o600)
                 status, output = self.run(
-                    "sudo -n install -m " + quote(format(mode, "o")) + " -- " + command(staged, path)
+                    "sudo -n " + command("install", "-m", format(mode, "o"), "--", staged, path)
                 )
                 if status != 0:
-                    self._check_sudo(output)
+                    self.check_sudo(output)
                     raise SSHError(f"Writing {path} on {self.host} failed: {output.strip()}")
             finally:
                 self.run(command("rm", "-rf", "--", folder))

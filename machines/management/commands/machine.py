@@ -36,6 +36,35 @@ HEADERS = {
     "ResponseTime": "RESPONSE",
 }
 FIELD_RE = re.compile(r"{{\s*\.(\w+)\s*}}")
+SHELLS = ("bash", "fish", "powershell", "cmd", "tcsh", "emacs")
+# docker-machine's env output, per shell: (prefix, delimiter, suffix) to set and to unset.
+SHELL_SET = {
+    "fish": ("set -gx ", ' "', '";\n'),
+    "powershell": ("$Env:", ' = "', '"\n'),
+    "cmd": ("SET ", "=", "\n"),
+    "tcsh": ("setenv ", ' "', '";\n'),
+    "emacs": ('(setenv "', '" "', '")\n'),
+    "bash": ("export ", '="', '"\n'),
+}
+SHELL_UNSET = {
+    "fish": ("set -e ", "", ";\n"),
+    "powershell": ("Remove-Item Env:\\\\", "", "\n"),
+    "cmd": ("SET ", "=", "\n"),
+    "tcsh": ("unsetenv ", "", ";\n"),
+    "emacs": ('(setenv "', '" nil', ")\n"),
+    "bash": ("unset ", "", "\n"),
+}
+# Engine options, as docker-machine's --engine-* flags: option -> (MachineForm field, repeated).
+ENGINE_FLAGS = {
+    "engine_label": ("engine_labels", True),
+    "engine_insecure_registry": ("engine_insecure_registries", True),
+    "engine_registry_mirror": ("engine_registry_mirrors", True),
+    "engine_storage_driver": ("engine_storage_driver", False),
+    "engine_env": ("engine_env", True),
+    "engine_opt": ("engine_opts", True),
+    "engine_install_url": ("engine_install_url", False),
+    "tls_san": ("tls_san", True),
+}
 LIFECYCLE = {
     "start": Operation.Kind.START,
     "stop": Operation.Kind.STOP,
@@ -87,7 +116,52 @@ class Command(BaseCommand):
         create.add_argument("--generic-ssh-port", type=int, default=22)
         create.add_argument("--generic-engine-port", type=int, default=2376)
         create.add_argument("--url", default="", help="engine URL (none driver)")
+        for flag, help_text in (
+            ("--engine-label", "a label for the engine, key=value (repeatable)"),
+            ("--engine-insecure-registry", "an insecure registry to allow (repeatable)"),
+            ("--engine-registry-mirror", "a registry mirror (repeatable)"),
+            ("--engine-env", "an environment variable of the daemon, KEY=value (repeatable)"),
+            ("--engine-opt", "a daemon flag, name=value as docker-machine or --name=value"),
+            ("--tls-san", "an extra name or IP for the engine's certificate (repeatable)"),
+        ):
+            create.add_argument(flag, action="append", default=[], help=help_text)
+        create.add_argument("--engine-storage-driver", default="", help="the storage driver")
+        create.add_argument(
+            "--engine-install-url",
+            default="",
+            help="install Docker with this script (e.g. https://get.docker.com) instead of the "
+            "distribution's package",
+        )
         create.add_argument("-v", "--verbose", action="store_true", help="stream the whole log")
+
+        env = sub.add_parser("env", help="Print the commands pointing the docker CLI at a machine")
+        env.add_argument("name", nargs="?")
+        env.add_argument("--shell", choices=SHELLS, default="", help="default: from $SHELL")
+        env.add_argument("-u", "--unset", action="store_true", help="unset the variables instead")
+        env.add_argument("--no-proxy", action="store_true", help="add the machine's IP to NO_PROXY")
+
+        config = sub.add_parser("config", help="Print the docker CLI's flags for a machine")
+        config.add_argument("name")
+
+        for action, help_text in (
+            ("provision", "Provision machines again (idempotent)"),
+            ("upgrade", "Upgrade Docker on machines to the newest package"),
+        ):
+            p = sub.add_parser(action, help=help_text)
+            p.add_argument("names", nargs="+")
+            p.add_argument("-v", "--verbose", action="store_true")
+
+        regen = sub.add_parser(
+            "regenerate-certs", help="New TLS certificates for machines (restarts Docker only)"
+        )
+        regen.add_argument("names", nargs="+")
+        regen.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+        regen.add_argument(
+            "--client-certs",
+            action="store_true",
+            help="also make a new CA and client certificate",
+        )
+        regen.add_argument("-v", "--verbose", action="store_true")
 
         for action in LIFECYCLE:
             p = sub.add_parser(action, help=f"{action.capitalize()} machines")
@@ -98,6 +172,11 @@ class Command(BaseCommand):
         rm.add_argument("names", nargs="+")
         rm.add_argument("-y", action="store_true", help="do not ask for confirmation")
         rm.add_argument("-f", "--force", action="store_true", help="forget even if removal fails")
+        rm.add_argument(
+            "--purge",
+            action="store_true",
+            help="generic: first undo dockerdash's Docker configuration on the host",
+        )
         rm.add_argument("-v", "--verbose", action="store_true")
 
     def handle(self, *args, action: str, **options):
@@ -158,7 +237,9 @@ class Command(BaseCommand):
                 "StorageDriver": machine.engine_storage_driver,
                 "Env": machine.engine_env,
                 "ArbitraryFlags": machine.engine_opts,
+                "InstallURL": machine.engine_install_url,
             },
+            "TLS": _tls_info(machine),
             "LastSeen": machine.last_seen.isoformat() if machine.last_seen else None,
             "LastError": machine.last_error,
             "CreatedAt": machine.created_at.isoformat(),
@@ -203,11 +284,12 @@ class Command(BaseCommand):
         if not form.is_valid():
             errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
             raise CommandError(f"Invalid options for the {driver_obj.kind} driver: {errors}")
+        engine_options = _engine_options(name, driver_obj, opts)
         from machines import operations
         from machines.provision.ssh import generate_key
 
         with transaction.atomic():
-            machine = Machine(name=name, driver=driver_obj)
+            machine = Machine(name=name, driver=driver_obj, **engine_options)
             impl.apply_options(machine, form.cleaned_data)
             if not machine.ssh_private_key:
                 machine.ssh_private_key, _ = generate_key()
@@ -249,17 +331,96 @@ class Command(BaseCommand):
     def do_kill(self, names, verbose, **_):
         self._lifecycle(Operation.Kind.KILL, names, verbose)
 
-    def do_rm(self, names, y: bool, force: bool, verbose: bool, **_):
+    def do_rm(self, names, y: bool, force: bool, purge: bool, verbose: bool, **_):
         for name in names:
             _get(name)  # fail early on a typo
         if not y:
             answer = input(f"About to remove {', '.join(names)}\nAre you sure? (y/n): ")
             if answer.strip().lower() not in ("y", "yes"):
                 raise CommandError("Remove cancelled")
-        self._lifecycle(Operation.Kind.REMOVE, names, verbose, args={"force": force})
+        self._lifecycle(
+            Operation.Kind.REMOVE, names, verbose, args={"force": force, "purge": purge}
+        )
         for name in names:
             if not Machine.objects.filter(name=name).exists():
                 self.stdout.write(f"Successfully removed {name}")
+
+    def do_provision(self, names, verbose, **_):
+        self._lifecycle(Operation.Kind.PROVISION, names, verbose)
+
+    def do_upgrade(self, names, verbose, **_):
+        self._lifecycle(Operation.Kind.UPGRADE, names, verbose)
+
+    def do_regenerate_certs(self, names, force: bool, client_certs: bool, verbose: bool, **_):
+        for name in names:
+            _get(name)
+        if not force:
+            answer = input("Regenerate TLS machine certs?  Warning: this is irreversible. (y/n): ")
+            if answer.strip().lower() not in ("y", "yes"):
+                raise CommandError("Regenerating the certificates cancelled")
+        if client_certs and len(names) > 1:
+            # One new CA, not one per machine: the first makes it, the others use it.
+            self._lifecycle(
+                Operation.Kind.REGENERATE_CERTS, names[:1], verbose, args={"client_certs": True}
+            )
+            names = names[1:]
+            client_certs = False
+        self._lifecycle(
+            Operation.Kind.REGENERATE_CERTS, names, verbose, args={"client_certs": client_certs}
+        )
+
+    # -- pointing the docker CLI at a machine ----------------------------------------------
+    def do_env(self, name: str | None, shell: str, unset: bool, no_proxy: bool, **_):
+        from machines.provision import certs
+
+        # The usage hint repeats the command line; called from code, rebuild one like it.
+        argv = list(sys.argv)
+        if argv[1:3] != ["machine", "env"]:
+            argv = ["manage.py", "machine", "env"]
+            argv += ["--unset"] if unset else []
+            argv += ["--shell", shell] if shell else []
+            argv += ["--no-proxy"] if no_proxy else []
+            argv += [name] if name else []
+        shell = shell or _detect_shell()
+        values: dict[str, str] = {
+            "DOCKER_TLS_VERIFY": "",
+            "DOCKER_HOST": "",
+            "DOCKER_CERT_PATH": "",
+            "DOCKER_MACHINE_NAME": "",
+        }
+        if unset:
+            if name:
+                raise CommandError("Error: Expected no machine name when the -u flag is present")
+            prefix, delimiter, suffix = SHELL_UNSET[shell]
+            ip = ""
+        else:
+            if not name:
+                raise CommandError("Error: Expected one machine name")
+            machine = _connectable(_get(name))
+            values = {
+                "DOCKER_TLS_VERIFY": "1",
+                "DOCKER_HOST": machine.url,
+                "DOCKER_CERT_PATH": str(certs.write_client_bundle(machine)),
+                "DOCKER_MACHINE_NAME": machine.name,
+            }
+            prefix, delimiter, suffix = SHELL_SET[shell]
+            ip = machine.ip
+        if no_proxy:
+            var, value = _no_proxy(ip)
+            values[var] = "" if unset else value
+        out = "".join(f"{prefix}{key}{delimiter}{value}{suffix}" for key, value in values.items())
+        self.stdout.write(out + _usage_hint(shell, argv), ending="")
+
+    def do_config(self, name: str, **_):
+        from machines.provision import certs
+
+        machine = _connectable(_get(name))
+        folder = certs.write_client_bundle(machine)
+        self.stdout.write(
+            f"--tlsverify --tlscacert={json.dumps(str(folder / 'ca.pem'))} "
+            f"--tlscert={json.dumps(str(folder / 'cert.pem'))} "
+            f"--tlskey={json.dumps(str(folder / 'key.pem'))} -H={machine.url}"
+        )
 
     def _wait(self, op: Operation, verbose: bool) -> None:
         """Follow an operation to its end, printing progress; run it here if no one else does."""
@@ -290,6 +451,118 @@ def _get(name: str) -> Machine:
         return Machine.objects.select_related("driver").get(name=name)
     except Machine.DoesNotExist:
         raise CommandError(f"Host does not exist: {name!r}") from None
+
+
+def _tls_info(machine: Machine) -> dict | None:
+    """The engine's certificates: what they name and until when (no key, ever)."""
+    if not machine.tls_server_cert:
+        return None
+    from machines.provision import certs
+
+    ca = certs.ca_for_machine(machine)
+    return {
+        "ServerCertSerial": machine.tls_server_serial,
+        "ServerCertExpiresAt": machine.tls_server_expires_at.isoformat(),
+        "ServerCertSANs": certs.names_in(machine.tls_server_cert),
+        "ExtraSANs": machine.tls_san,
+        "CAExpiresAt": ca.expires_at.isoformat(),
+        "ClientCertExpiresAt": ca.client_expires_at.isoformat(),
+        "CertPath": str(certs.bundle_dir(machine.name)),
+    }
+
+
+def _connectable(machine: Machine) -> Machine:
+    """The machine, if the docker CLI can reach it with the dashboard's certificates."""
+    from machines.provision import certs
+
+    if machine.state != Machine.State.RUNNING:
+        raise CommandError(
+            f"{machine.name} is not running. Please start it in order to use the connection "
+            "settings"
+        )
+    if not machine.tls_server_cert:
+        raise CommandError(
+            f"{machine.name} has no TLS certificates from dockerdash "
+            + (
+                f"(its engine is attached by URL: {machine.url})"
+                if machine.driver.kind == "none"
+                else f"yet: run `machine provision {machine.name}`"
+            )
+        )
+    if not certs.covers(machine.tls_server_cert, machine.ip):
+        raise CommandError(
+            f"The certificate of {machine.name}'s engine does not name its IP {machine.ip} "
+            f"(it names {', '.join(certs.names_in(machine.tls_server_cert))}): run "
+            f"`machine regenerate-certs {machine.name}`"
+        )
+    return machine
+
+
+def _detect_shell() -> str:
+    name = os.path.basename(os.getenv("SHELL", ""))
+    if name == "fish":
+        return "fish"
+    if name in ("tcsh", "csh"):
+        return "tcsh"
+    return "bash"
+
+
+def _no_proxy(ip: str) -> tuple[str, str]:
+    """docker-machine's --no-proxy: the machine's IP added to no_proxy (or NO_PROXY) once."""
+    var, value = "no_proxy", os.getenv("no_proxy", "")
+    if not value:
+        var, value = "NO_PROXY", os.getenv("NO_PROXY", "")
+    if ip and not value:
+        value = ip
+    elif ip and ip not in value:
+        value = f"{value},{ip}"
+    return var, value
+
+
+def _usage_hint(shell: str, argv: list[str]) -> str:
+    """docker-machine's closing comment: how to load this output into the shell."""
+    argv = list(argv)
+    if os.path.basename(argv[0]) == "manage.py":
+        argv[0] = f"python {argv[0]}"
+    elif " " in argv[0] or "\\" in argv[0]:
+        argv[0] = f'"{argv[0]}"'
+    line = " ".join(argv)
+    comment, cmd = "#", f"eval $({line})"
+    if shell == "fish":
+        cmd = f"eval ({line})"
+    elif shell == "powershell":
+        cmd = f"& {line} | Invoke-Expression"
+    elif shell == "cmd":
+        comment, cmd = "REM", f"\t@FOR /f \"tokens=*\" %i IN ('{line}') DO @%i"
+    elif shell == "emacs":
+        comment = ";;"
+        cmd = f'(with-temp-buffer (shell-command "{line}" (current-buffer)) (eval-buffer))'
+    elif shell == "tcsh":
+        comment, cmd = ":", f"eval `{line}`"
+    return f"{comment} Run this command to configure your shell: \n{comment} {cmd}\n"
+
+
+def _engine_options(name: str, driver: Driver, opts: dict) -> dict:
+    """The --engine-* and --tls-san flags, validated as the web form validates them."""
+    from machines.forms import MachineForm
+
+    data: dict[str, str] = {"name": name, "driver": str(driver.pk)}
+    for option, (field, repeated) in ENGINE_FLAGS.items():
+        value = opts.get(option) or ([] if repeated else "")
+        if option == "engine_opt":
+            value = [v if v.startswith("--") else f"--{v}" for v in value]
+        data[field] = "\n".join(value) if repeated else value
+    form = MachineForm(data=data)
+    if not form.is_valid():
+        errors = "; ".join(
+            f"{k}: {' '.join(v)}" for k, v in form.errors.items() if k not in ("name", "driver")
+        )
+        if errors:
+            raise CommandError(f"Invalid engine options: {errors}")
+    return {
+        field: form.cleaned_data.get(field, [] if repeated else "")
+        for field, repeated in ENGINE_FLAGS.values()
+    }
 
 
 def _driver_for(name: str, opts: dict) -> Driver:
