@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import docker
+import requests.adapters
+from cryptography import x509
 from django.conf import settings
+from urllib3.util.ssl_ import create_urllib3_context
 
 if TYPE_CHECKING:
     from machines.models import Machine
@@ -44,6 +48,28 @@ def _tls_files(ca: str, cert: str, key: str) -> tuple[str, str, str]:
     return paths[0], paths[1], paths[2]
 
 
+def _is_legacy_ca(ca_pem: str) -> bool:
+    """A CA made without key identifiers, as docker-machine's (Go before 1.15) were."""
+    cert = x509.load_pem_x509_certificate(ca_pem.encode())
+    try:
+        cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return True
+    return False
+
+
+class _LegacyCAAdapter(requests.adapters.HTTPAdapter):
+    """Full verification (chain, signature, expiry, host name) without Python 3.13's strict
+    RFC 5280 profile, which refuses certificates lacking key identifiers: the engines that
+    docker-machine provisioned. Only used for such a CA; ours carry every extension."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED, verify_flags=0)
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+        kwargs["ssl_context"] = context
+        return super().init_poolmanager(*args, **kwargs)
+
+
 def client(
     url: str,
     *,
@@ -63,6 +89,8 @@ def client(
         ca_path, cert_path, key_path = _tls_files(ca, cert, key)
         tls = docker.tls.TLSConfig(client_cert=(cert_path, key_path), ca_cert=ca_path, verify=True)
         c = docker.DockerClient(base_url=url, tls=tls, timeout=timeout, version=API_VERSION)
+        if _is_legacy_ca(ca):
+            c.api.mount("https://", _LegacyCAAdapter())
     elif url.startswith("unix://") or url.startswith("ssh://"):
         c = docker.DockerClient(
             base_url=url, timeout=timeout, version=API_VERSION, use_ssh_client=False

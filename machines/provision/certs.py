@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -189,22 +190,21 @@ def rotate_ca() -> CertificateAuthority:
     return ca
 
 
-def _key_id(cert: x509.Certificate, ext: type) -> bytes | None:
-    try:
-        value = cert.extensions.get_extension_for_class(ext).value
-    except x509.ExtensionNotFound:
-        return None
-    return value.key_identifier if ext is x509.AuthorityKeyIdentifier else value.digest
-
-
 def issuer_of(server_cert_pem: str) -> CertificateAuthority | None:
-    """The CA (current or retired) that signed a server certificate, if it is still stored."""
+    """The CA (current, retired or imported) that signed a server certificate, if stored.
+
+    Decided by the signature, not by key identifiers: certificates made by older tools
+    (docker-machine's among them) carry none.
+    """
     if not server_cert_pem:
         return None
-    wanted = _key_id(load(server_cert_pem), x509.AuthorityKeyIdentifier)
+    cert = load(server_cert_pem)
     for ca in CertificateAuthority.objects.order_by("-created_at"):
-        if _key_id(load(ca.cert), x509.SubjectKeyIdentifier) == wanted:
-            return ca
+        try:
+            cert.verify_directly_issued_by(load(ca.cert))
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return ca
     return None
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import re
+import subprocess
 import sys
-import threading
+import tempfile
 import time
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -167,6 +171,33 @@ class Command(BaseCommand):
             p = sub.add_parser(action, help=f"{action.capitalize()} machines")
             p.add_argument("names", nargs="+")
             p.add_argument("-v", "--verbose", action="store_true")
+
+        sub.add_parser("active", help="Print the machine DOCKER_HOST points at")
+
+        version = sub.add_parser("version", help="dockerdash's version, or a machine's Docker's")
+        version.add_argument("name", nargs="?")
+
+        ssh = sub.add_parser("ssh", help="Log into a machine with SSH or run a command on it")
+        ssh.add_argument("name")
+        ssh.add_argument("command", nargs=argparse.REMAINDER)
+
+        scp = sub.add_parser("scp", help="Copy files to, from or between machines (machine:path)")
+        scp.add_argument("-r", "--recursive", action="store_true")
+        scp.add_argument("source")
+        scp.add_argument("destination")
+
+        imp = sub.add_parser(
+            "import-docker-machine", help="Bring in the machines of a docker-machine store"
+        )
+        imp.add_argument(
+            "--storage-path",
+            default=os.getenv("MACHINE_STORAGE_PATH", "~/.docker/machine"),
+            help="the store (default: $MACHINE_STORAGE_PATH or ~/.docker/machine)",
+        )
+
+        # Runs one operation and exits; `_wait` starts it detached when no runner is alive.
+        run_op = sub.add_parser("run-operation", help=argparse.SUPPRESS)
+        run_op.add_argument("operation_id", type=int)
 
         rm = sub.add_parser("rm", help="Remove machines")
         rm.add_argument("names", nargs="+")
@@ -423,27 +454,190 @@ class Command(BaseCommand):
         )
 
     def _wait(self, op: Operation, verbose: bool) -> None:
-        """Follow an operation to its end, printing progress; run it here if no one else does."""
+        """Follow an operation to its end, printing its steps (every line with --verbose).
+
+        A live runner (serve or worker) runs it; without one, a one-shot runner process is
+        started detached, so that Ctrl-C here only stops following: the operation goes on.
+        """
         from machines import runner
 
         runner.interrupt_stale()
-        claimed = runner.claim(op.pk, worker=f"cli:{os.getpid()}")
-        worker = None
-        if claimed is not None:
-            worker = threading.Thread(target=runner.run_claimed, args=(claimed,), daemon=True)
-            worker.start()
+        if not runner.runner_alive():
+            _spawn_runner(op)
+        spawned_at = time.monotonic()
         seen = 0
-        while True:
-            op.refresh_from_db()
-            for line in op.log_lines.filter(seq__gt=seen).order_by("seq"):
-                seen = line.seq
-                if verbose or line.text.startswith(("[", "Failed", "Done")):
-                    self.stdout.write(line.text)
-            if not op.is_active and (worker is None or not worker.is_alive()):
-                break
-            time.sleep(0.2)
+        try:
+            while True:
+                op.refresh_from_db()
+                for line in op.log_lines.filter(seq__gt=seen).order_by("seq"):
+                    seen = line.seq
+                    if verbose or line.text.startswith(("[", "Failed", "Done", "Interrupted")):
+                        self.stdout.write(line.text)
+                if not op.is_active:
+                    break
+                if op.status == Operation.Status.PENDING and time.monotonic() - spawned_at > 10:
+                    # The runner we counted on has not taken it: run it ourselves.
+                    _spawn_runner(op)
+                    spawned_at = time.monotonic()
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            self.stderr.write(
+                f"\nDetached: the {op.kind} of {op.machine_name} goes on in the runner "
+                f"(machine inspect {op.machine_name} shows how it ends)."
+            )
+            sys.exit(130)
         if op.status != Operation.Status.SUCCEEDED:
             raise CommandError(op.error or f"{op.kind} of {op.machine_name} ended {op.status}")
+
+    def do_run_operation(self, operation_id: int, **_):
+        from machines import runner
+
+        claimed = runner.claim(operation_id)
+        if claimed is not None:
+            runner.run_claimed(claimed)
+
+    # -- docker-machine's small commands -------------------------------------------------
+    def do_active(self, **_):
+        host = os.getenv("DOCKER_HOST", "")
+        active = [m for m in Machine.objects.exclude(engine_url="") if m.url == host]
+        if not active:
+            raise CommandError("No active host found")
+        self.stdout.write(active[0].name)
+
+    def do_version(self, name: str | None, **_):
+        if name is None:
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                self.stdout.write(f"dockerdash version {version('dockerdash')}")
+            except PackageNotFoundError:
+                self.stdout.write("dockerdash version (not installed as a package)")
+            return
+        machine = _get(name)
+        if not machine.docker_version:
+            raise CommandError(f"The Docker version of {name} is not known yet")
+        self.stdout.write(machine.docker_version)
+
+    def do_ssh(self, name: str, command: list[str], **_):
+        machine = _get(name)
+        with _ssh_files([machine]) as (identity_args, known_hosts):
+            args = ["ssh", *identity_args, *_ssh_options(known_hosts), "-p", str(machine.ssh_port)]
+            args += ["-t"] if not command else []
+            args += [f"{machine.ssh_user}@{machine.ip}", *command]
+            status = subprocess.call(args)
+        if status:
+            sys.exit(status)  # the remote command's own exit status, as ssh gives it
+
+    def do_scp(self, recursive: bool, source: str, destination: str, **_):
+        machines, paths = [], []
+        for spec in (source, destination):
+            name, sep, path = spec.partition(":")
+            if sep and "/" not in name and Machine.objects.filter(name=name).exists():
+                machine = _get(name)
+                machines.append(machine)
+                paths.append(f"{machine.ssh_user}@{_ssh_host(machine.ip)}:{path}")
+            else:
+                paths.append(spec)
+        if not machines:
+            raise CommandError("Name a machine in the source or the destination (machine:path)")
+        ports = {m.ssh_port for m in machines}
+        if len(ports) > 1:
+            raise CommandError("Copying between machines with different SSH ports is not supported")
+        with _ssh_files(machines) as (identity_args, known_hosts):
+            # -3: between two machines the copy passes through here (neither trusts the other).
+            args = ["scp", "-3", *identity_args, *_ssh_options(known_hosts), "-P", str(ports.pop())]
+            args += ["-r"] if recursive else []
+            status = subprocess.call([*args, *paths])
+        if status:
+            raise CommandError(f"scp failed (exit {status})")
+
+    def do_import_docker_machine(self, storage_path: str, **_):
+        from machines.dmimport import StoreError, import_store
+
+        try:
+            result = import_store(Path(storage_path), log=self.stdout.write)
+        except StoreError as e:
+            raise CommandError(str(e)) from None
+        self.stdout.write(
+            f"Imported {len(result.imported)} machines"
+            + (f", skipped {len(result.skipped)}" if result.skipped else "")
+        )
+        if result.skipped and not result.imported:
+            sys.exit(1)
+
+
+def _spawn_runner(op: Operation) -> None:
+    """A one-shot runner for one operation, in its own session (Ctrl-C here spares it)."""
+    from django.db import connection
+
+    env = dict(os.environ)
+    if connection.vendor == "sqlite":
+        # The very database this process uses (a test's, or DOCKERDASH_DATA_DIR's).
+        env["DATABASE_URL"] = f"sqlite:///{connection.settings_dict['NAME']}"
+    subprocess.Popen(
+        [sys.executable, "-m", "django", "machine", "run-operation", str(op.pk)],
+        env={
+            **env,
+            "DJANGO_SETTINGS_MODULE": os.getenv("DJANGO_SETTINGS_MODULE", "dockerdash.settings"),
+        },
+        cwd=Path(__file__).resolve().parents[3],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _ssh_host(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
+
+
+@contextlib.contextmanager
+def _ssh_files(machines: list[Machine]):
+    """The machines' keys and pinned host keys in a private temporary folder, for the
+    system ssh/scp; removed afterwards. A host key not pinned yet is pinned first."""
+    from machines.provision.ssh import SSHSession
+
+    with tempfile.TemporaryDirectory(prefix="dockerdash-ssh-") as tmp:
+        identity_args, known = [], []
+        for i, machine in enumerate(machines):
+            if not machine.ssh_private_key:
+                raise CommandError(f"{machine.name} has no SSH key")
+            if not machine.ssh_host_key:
+                with SSHSession(
+                    machine.ip, machine.ssh_port, machine.ssh_user, machine.ssh_private_key
+                ) as session:
+                    machine.ssh_host_key = session.host_key
+                Machine.objects.filter(pk=machine.pk).update(ssh_host_key=machine.ssh_host_key)
+            key_path = Path(tmp) / f"id_{i}"
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(machine.ssh_private_key.strip() + "\n")
+            identity_args += ["-i", str(key_path)]
+            host = _ssh_host(machine.ip)
+            name = host if machine.ssh_port == 22 else f"[{machine.ip}]:{machine.ssh_port}"
+            known.append(f"{name} {machine.ssh_host_key}")
+        known_hosts = Path(tmp) / "known_hosts"
+        known_hosts.write_text("\n".join(known) + "\n")
+        yield identity_args, known_hosts
+
+
+def _ssh_options(known_hosts: Path) -> list[str]:
+    # Only the pinned host key, only our keys: the user's ssh config and agent stay out.
+    return [
+        "-F",
+        "/dev/null",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=no",
+        "-o",
+        "LogLevel=ERROR",
+    ]
 
 
 def _get(name: str) -> Machine:

@@ -1,0 +1,399 @@
+"""docker-machine's commands on real machines, and a move from a docker-machine store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from django.core.management import call_command
+
+from machines import runner
+from machines.drivers.container import INSTANCE_LABEL
+from machines.models import Machine
+from machines.provision.ssh import SSHSession
+
+from .helpers import ROOT, wait_until
+
+pytestmark = pytest.mark.engine
+DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+
+
+@pytest.fixture(scope="module")
+def shell(tmp_path_factory, engine_url, host_images, parent):
+    """A user's shell: `manage.py machine ...` against a data dir of its own, with two real
+    container machines created through the CLI."""
+    data = tmp_path_factory.mktemp("parity")
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DOCKER")},
+        "DOCKERDASH_DATA_DIR": str(data),
+    }
+
+    def sh(script: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            ["bash", "-c", script],
+            cwd=ROOT,
+            env={**environ, **kw},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if check:
+            assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    sh.data = data
+    sh.manage = f"{sys.executable} manage.py"
+    sh.names = [f"par-{uuid.uuid4().hex[:5]}" for _ in range(2)]
+    sh(f"{sh.manage} migrate --noinput")
+    for name in sh.names:
+        sh(f"{sh.manage} machine create -d container --container-engine {engine_url} {name}")
+    yield sh
+    instance = (data / "instance.id").read_text().strip()
+    for c in parent.containers.list(all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"}):
+        c.remove(force=True, v=True)
+
+
+def test_ssh_runs_commands_with_the_pinned_key_and_passes_the_exit_status(shell):
+    a, _ = shell.names
+    assert shell(f"{shell.manage} machine ssh {a} hostname").stdout.strip() == a
+    status = shell(f"{shell.manage} machine ssh {a} 'exit 3'", check=False)
+    assert status.returncode == 3
+
+
+def test_scp_to_from_and_between_machines(shell, tmp_path):
+    a, b = shell.names
+    src = tmp_path / "hello.txt"
+    src.write_text("hello from the laptop\n")
+    m = shell.manage
+    shell(f"{m} machine scp {src} {b}:/tmp/hello.txt")
+    a = shell.names[0]
+    shell(f"{m} machine scp {b}:/tmp/hello.txt {a}:/tmp/copy.txt")  # between two machines
+    assert shell(f"{m} machine ssh {a} cat /tmp/copy.txt").stdout == "hello from the laptop\n"
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "f").write_text("in a folder\n")
+    shell(f"{m} machine scp -r {tmp_path / 'dir'} {b}:/tmp/")
+    assert shell(f"{m} machine ssh {b} cat /tmp/dir/f").stdout == "in a folder\n"
+    back = tmp_path / "back.txt"
+    shell(f"{m} machine scp {b}:/tmp/hello.txt {back}")
+    assert back.read_text() == "hello from the laptop\n"
+
+
+def test_active_version_url_and_status(shell):
+    _, b = shell.names
+    m = shell.manage
+    url = shell(f"{m} machine url {b}").stdout.strip()
+    assert re.fullmatch(r"tcp://[\d.]+:2376", url)
+    assert shell(f"{m} machine active", DOCKER_HOST=url).stdout.strip() == b
+    none = shell(f"{m} machine active", check=False)
+    assert none.returncode == 1 and none.stderr.strip() == "No active host found"
+    assert shell(f"{m} machine version").stdout.startswith("dockerdash version ")
+    assert shell(f"{m} machine status {b}").stdout.strip() == "Running"
+    ls = shell(
+        f"{m} machine ls --format '{{{{.Name}}}} {{{{.Active}}}} {{{{.State}}}}'", DOCKER_HOST=url
+    ).stdout.splitlines()
+    assert f"{b} * Running" in ls
+
+
+def test_ctrl_c_detaches_and_the_operation_goes_on(shell):
+    _, b = shell.names
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "machine", "restart", b],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("DOCKER")},
+            "DOCKERDASH_DATA_DIR": str(shell.data),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = proc.stdout.readline()
+    assert first.startswith("[1/")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert f"Detached: the restart of {b} goes on in the runner" in err
+
+    def restarted():
+        info = json.loads(shell(f"{shell.manage} machine inspect {b}").stdout)
+        return (
+            info["Operations"][0]["Status"] == "succeeded"
+            and info["Operations"][0]["Kind"] == "restart"
+        )
+
+    wait_until(restarted, timeout=120, every=1)
+    assert shell(f"{shell.manage} machine status {b}").stdout.strip() == "Running"
+
+
+def test_ssh_refuses_a_changed_host_key(shell):
+    # Last of the shell tests: it leaves the machine with a host key that no longer matches.
+    a, _ = shell.names
+    shell(
+        f"{shell.manage} machine ssh {a} 'rm /etc/ssh/ssh_host_* && ssh-keygen -A -q && "
+        "systemctl restart ssh'"
+    )
+    refused = shell(f"{shell.manage} machine ssh {a} true", check=False)
+    assert refused.returncode != 0
+    assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in refused.stderr
+
+
+# -- import-docker-machine -------------------------------------------------------------
+
+
+def _go_style_cert(
+    subject_org, public_key, issuer_org, issuer_key, *, ca=False, server=False, hosts=()
+):
+    """A certificate as docker-machine (Go 1.12's crypto/x509) made them: RSA 2048, no key
+    identifiers, Organization only."""
+    now = dt.datetime.now(dt.UTC)
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        key_encipherment=True,
+        key_agreement=True,
+        key_cert_sign=ca,
+        content_commitment=False,
+        data_encipherment=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, subject_org)]))
+        .issuer_name(x509.Name([x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, issuer_org)]))
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1080))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+    )
+    if not ca:
+        eku = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+    if hosts:
+        names = [x509.IPAddress(ipaddress.ip_address(h)) for h in hosts]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(obj) -> str:
+    if isinstance(obj, x509.Certificate):
+        return obj.public_bytes(serialization.Encoding.PEM).decode()
+    return obj.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _docker_machine_store(store: Path, name: str, ip: str, driver: str) -> dict[str, str]:
+    """A store laid out as docker-machine 0.16 writes it; config.json's paths name a store
+    elsewhere (/home/alice/...), as in a store copied from another user."""
+    old = "/home/alice/.docker/machine"
+    certs, mdir = store / "certs", store / "machines" / name
+    mdir.mkdir(parents=True)
+    if not (certs / "ca.pem").exists():
+        certs.mkdir(parents=True)
+        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ca = _go_style_cert("alice", ca_key.public_key(), "alice", ca_key, ca=True)
+        client_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        client = _go_style_cert("alice", client_key.public_key(), "alice", ca_key)
+        for fname, obj in [
+            ("ca.pem", ca),
+            ("ca-key.pem", ca_key),
+            ("cert.pem", client),
+            ("key.pem", client_key),
+        ]:
+            (certs / fname).write_text(_pem(obj))
+    ca = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((certs / "ca-key.pem").read_bytes(), None)
+    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    server = _go_style_cert(
+        f"alice.{name}",
+        server_key.public_key(),
+        "alice",
+        ca_key,
+        server=True,
+        hosts=[ip, "127.0.0.1"],
+    )
+    ssh_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for fname in ("ca.pem", "cert.pem", "key.pem"):
+        shutil.copy(certs / fname, mdir / fname)
+    (mdir / "server.pem").write_text(_pem(server))
+    (mdir / "server-key.pem").write_text(_pem(server_key))
+    (mdir / "id_rsa").write_text(_pem(ssh_key))
+    public = (
+        ssh_key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    (mdir / "id_rsa.pub").write_text(public + "\n")
+    driver_cfg = {
+        "IPAddress": ip,
+        "MachineName": name,
+        "SSHUser": "root",
+        "SSHPort": 22,
+        "SSHKeyPath": f"{old}/machines/{name}/id_rsa",
+        "StorePath": old,
+        "SwarmMaster": False,
+        "SwarmHost": "",
+        "SwarmDiscovery": "",
+    }
+    if driver == "generic":
+        driver_cfg |= {"EnginePort": 2376, "SSHKey": "/home/alice/.ssh/id_rsa"}
+    else:
+        driver_cfg |= {"VBoxManager": {}, "CPU": 1, "Memory": 1024}
+    config = {
+        "ConfigVersion": 3,
+        "Driver": driver_cfg,
+        "DriverName": driver,
+        "HostOptions": {
+            "Driver": "",
+            "Memory": 0,
+            "Disk": 0,
+            "EngineOptions": {
+                "ArbitraryFlags": [],
+                "Dns": None,
+                "GraphDir": "",
+                "Env": [],
+                "Ipv6": False,
+                "InsecureRegistry": [],
+                "Labels": ["env=lab"],
+                "LogLevel": "",
+                "StorageDriver": "",
+                "SelinuxEnabled": False,
+                "TlsVerify": True,
+                "RegistryMirror": [],
+                "InstallURL": "https://get.docker.com",
+            },
+            "SwarmOptions": {
+                "IsSwarm": False,
+                "Address": "",
+                "Discovery": "",
+                "Agent": False,
+                "Master": False,
+                "Host": "tcp://0.0.0.0:3376",
+                "Image": "swarm:latest",
+                "Strategy": "spread",
+                "Heartbeat": 0,
+                "Overcommit": 0,
+                "ArbitraryFlags": [],
+                "ArbitraryJoinFlags": [],
+                "Env": None,
+                "IsExperimental": False,
+            },
+            "AuthOptions": {
+                "CertDir": f"{old}/certs",
+                "CaCertPath": f"{old}/certs/ca.pem",
+                "CaPrivateKeyPath": f"{old}/certs/ca-key.pem",
+                "CaCertRemotePath": "",
+                "ServerCertPath": f"{old}/machines/{name}/server.pem",
+                "ServerKeyPath": f"{old}/machines/{name}/server-key.pem",
+                "ClientKeyPath": f"{old}/certs/key.pem",
+                "ServerCertRemotePath": "",
+                "ServerKeyRemotePath": "",
+                "ClientCertPath": f"{old}/certs/cert.pem",
+                "ServerCertSANs": [],
+                "StorePath": f"{old}/machines/{name}",
+            },
+        },
+        "Name": name,
+    }
+    (mdir / "config.json").write_text(json.dumps(config, indent=4))
+    return {
+        "server": _pem(server),
+        "server_key": _pem(server_key),
+        "ca": _pem(ca),
+        "ssh_public": public,
+    }
+
+
+def _configure_as_docker_machine(machine: Machine, files: dict[str, str]) -> None:
+    """What docker-machine's provisioner left on a host: the certs in /etc/docker and a
+    drop-in with its flags (with -H fd:// so that it works on Debian 12's socket unit)."""
+    dropin = (
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// -H tcp://0.0.0.0:2376 "
+        "--tlsverify --tlscacert /etc/docker/ca.pem --tlscert /etc/docker/server.pem "
+        "--tlskey /etc/docker/server-key.pem --label provider=generic\nEnvironment=\n"
+    )
+    with SSHSession(machine.ip, 22, "root", machine.ssh_private_key, machine.ssh_host_key) as s:
+        s.check("mkdir -p /etc/docker /etc/systemd/system/docker.service.d")
+        s.put("/etc/docker/ca.pem", files["ca"].encode(), 0o644)
+        s.put("/etc/docker/server.pem", files["server"].encode(), 0o644)
+        s.put("/etc/docker/server-key.pem", files["server_key"].encode(), 0o600)
+        s.put("/etc/systemd/system/docker.service.d/10-machine.conf", dropin.encode(), 0o644)
+        s.put("/root/.ssh/authorized_keys", (files["ssh_public"] + "\n").encode(), 0o600)
+        s.check("systemctl daemon-reload && systemctl restart docker")
+
+
+def test_import_a_docker_machine_store_and_keep_using_its_engines(new_machine, tmp_path):
+    host = new_machine()
+    host.get_driver().create(host)
+    host.save()
+    store = tmp_path / "store"
+    name, legacy = f"dm-{uuid.uuid4().hex[:5]}", f"vb-{uuid.uuid4().hex[:5]}"
+    files = _docker_machine_store(store, name, host.ip, "generic")
+    _docker_machine_store(store, legacy, host.ip, "virtualbox")
+    _configure_as_docker_machine(host, files)
+
+    out = StringIO()
+    call_command("machine", "import-docker-machine", "--storage-path", str(store), stdout=out)
+    text = out.getvalue()
+    assert f"{name}: imported, engine tcp://{host.ip}:2376" in text
+    assert f"{legacy}: imported" in text and "'virtualbox' is not one of dockerdash's" in text
+    assert text.rstrip().endswith("Imported 2 machines")
+    imported = Machine.objects.get(name=name)
+    assert (imported.driver.kind, imported.engine_labels) == ("generic", ["env=lab"])
+    assert Machine.objects.get(name=legacy).driver.kind == "none"
+
+    # `machine env` keeps working against the same engine, with no re-provisioning.
+    env_out = StringIO()
+    call_command("machine", "env", name, stdout=env_out)
+    exports = dict(re.findall(r'^export (\w+)="(.*)"$', env_out.getvalue(), re.M))
+    assert exports["DOCKER_HOST"] == f"tcp://{host.ip}:2376"
+    version = subprocess.run(
+        [DOCKER, "version", "--format", "{{.Server.Version}}"],
+        env={**os.environ, **exports},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip().startswith("20.10")
+    # ... and so does the dashboard, from Python (strict about certificates since 3.13).
+    runner.check_machine(imported)
+    imported.refresh_from_db()
+    assert imported.engine_reachable, imported.last_error
+    # SSH with the store's id_rsa, its host key pinned on first contact.
+    with SSHSession(imported.ip, 22, "root", imported.ssh_private_key) as s:
+        assert s.check("hostname").strip() == host.name
+    # A second import changes nothing and says why.
+    again = StringIO()
+    with pytest.raises(SystemExit):
+        call_command(
+            "machine",
+            "import-docker-machine",
+            "--storage-path",
+            str(store),
+            stdout=again,
+            stderr=StringIO(),
+        )
+    assert "a machine of that name exists in dockerdash already" in again.getvalue()
