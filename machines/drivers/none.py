@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
+from cryptography import x509
 from django import forms
+
+from machines.provision.ssh import public_key_of
 
 from .base import BaseDriver
 
 if TYPE_CHECKING:
     from machines.models import Machine
 
+PEM_HELP = "PEM text; for a tcp:// engine, with the two below"
+
+
+def _certificate(text: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(text.strip().encode())
+    except ValueError:
+        raise forms.ValidationError("This is not a PEM certificate.") from None
+
 
 class NoneOptionsForm(forms.Form):
     url = forms.CharField(
         label="Engine URL",
         max_length=255,
-        help_text="tcp://HOST:2376 (with TLS), ssh://user@host or unix:///var/run/docker.sock",
+        help_text="tcp://HOST:2376 (with TLS), ssh://user@host or unix:///var/run/docker.sock. "
+        "ssh:// uses this server's ~/.ssh (config, keys, known_hosts: unknown hosts are "
+        "refused).",
         widget=forms.TextInput(attrs={"placeholder": "tcp://203.0.113.10:2376"}),
+    )
+    tls_ca_cert = forms.CharField(
+        label="CA certificate",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=PEM_HELP,
+    )
+    tls_client_cert = forms.CharField(
+        label="Client certificate", required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    tls_client_key = forms.CharField(
+        label="Client key",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Stored encrypted, never shown again.",
     )
 
     def clean_url(self) -> str:
@@ -25,6 +55,37 @@ class NoneOptionsForm(forms.Form):
         if not url.startswith(("tcp://", "ssh://", "unix://")):
             raise forms.ValidationError("The URL must start with tcp://, ssh:// or unix://.")
         return url
+
+    def clean_tls_ca_cert(self) -> str:
+        text = self.cleaned_data["tls_ca_cert"].strip()
+        if text:
+            _certificate(text)
+        return text
+
+    def clean_tls_client_cert(self) -> str:
+        text = self.cleaned_data["tls_client_cert"].strip()
+        if text:
+            _certificate(text)
+        return text
+
+    def clean_tls_client_key(self) -> str:
+        text = self.cleaned_data["tls_client_key"].strip()
+        if text:
+            try:
+                public_key_of(text)
+            except ValueError as e:
+                raise forms.ValidationError(str(e)) from None
+        return text
+
+    def clean(self):
+        data = super().clean()
+        tls = [data.get(k) for k in ("tls_ca_cert", "tls_client_cert", "tls_client_key")]
+        if data.get("url", "").startswith("tcp://") and not all(tls):
+            raise forms.ValidationError(
+                "A tcp:// engine is reached only with TLS: give its CA certificate, a client "
+                "certificate and the client key."
+            )
+        return data
 
 
 class NoneDriver(BaseDriver):
@@ -36,6 +97,10 @@ class NoneDriver(BaseDriver):
     def apply_options(self, machine: Machine, options: dict) -> None:
         machine.engine_url = options["url"]
         machine.driver_options = {"url": options["url"]}
+        if options.get("tls_ca_cert"):
+            machine.driver_options["tls_ca"] = _attach_ca(
+                options["tls_ca_cert"], options["tls_client_cert"], options["tls_client_key"]
+            )
 
     def create(self, machine: Machine, log=print) -> None:
         log(f"Attaching the engine at {machine.engine_url}")
@@ -52,3 +117,24 @@ class NoneDriver(BaseDriver):
 
     def ip(self, machine: Machine) -> str:
         return machine.ip
+
+
+def _attach_ca(ca_pem: str, cert_pem: str, key_pem: str) -> str:
+    """Keep the engine's CA and our client certificate as a CA of their own (without the
+    CA's key: dockerdash never issues with it). Returns its name."""
+    from machines.models import CertificateAuthority
+
+    digest = hashlib.sha256((ca_pem + cert_pem).encode()).hexdigest()[:12]
+    name = f"attached-{digest}"
+    CertificateAuthority.objects.update_or_create(
+        name=name,
+        defaults={
+            "cert": ca_pem + "\n",
+            "key": "",
+            "client_cert": cert_pem + "\n",
+            "client_key": key_pem + "\n",
+            "expires_at": _certificate(ca_pem).not_valid_after_utc,
+            "client_expires_at": _certificate(cert_pem).not_valid_after_utc,
+        },
+    )
+    return name

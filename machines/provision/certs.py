@@ -209,7 +209,12 @@ def issuer_of(server_cert_pem: str) -> CertificateAuthority | None:
 
 
 def ca_for_machine(machine: Machine) -> CertificateAuthority:
-    """The CA to trust for this machine's engine (the one that signed its server certificate)."""
+    """The CA to trust for this machine's engine: the one an attached engine came with, or
+    the one that signed its server certificate, or the dashboard's."""
+    if name := machine.driver_options.get("tls_ca"):
+        attached = CertificateAuthority.objects.filter(name=name).first()
+        if attached is not None:
+            return attached
     return issuer_of(machine.tls_server_cert) or get_or_create_ca()
 
 
@@ -224,7 +229,10 @@ def prune_retired_cas() -> int:
         )
         if (ca := issuer_of(cert)) is not None
     }
-    retired = CertificateAuthority.objects.exclude(name=CURRENT).exclude(pk__in=in_use)
+    # Only CAs this module retired: imported and attached ones belong to their engines.
+    retired = CertificateAuthority.objects.filter(name__startswith="retired-").exclude(
+        pk__in=in_use
+    )
     return retired.delete()[0]
 
 

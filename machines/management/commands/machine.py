@@ -120,6 +120,8 @@ class Command(BaseCommand):
         create.add_argument("--generic-ssh-port", type=int, default=22)
         create.add_argument("--generic-engine-port", type=int, default=2376)
         create.add_argument("--url", default="", help="engine URL (none driver)")
+        for flag in ("--tls-ca-cert", "--tls-client-cert", "--tls-client-key"):
+            create.add_argument(flag, default="", help="PEM file, for a tcp:// --url")
         for flag, help_text in (
             ("--engine-label", "a label for the engine, key=value (repeatable)"),
             ("--engine-insecure-registry", "an insecure registry to allow (repeatable)"),
@@ -771,8 +773,18 @@ def _driver_for(name: str, opts: dict) -> Driver:
         return driver
     driver = Driver.objects.filter(name=name).first() or Driver.objects.filter(kind=name).first()
     if driver is None:
-        raise CommandError(f"Driver {name!r} not found (known kinds: generic, container, none)")
+        from machines.drivers import REGISTRY
+
+        if name not in REGISTRY:
+            known = ", ".join(sorted({*REGISTRY, *Driver.objects.values_list("name", flat=True)}))
+            raise CommandError(f"Driver {name!r} not found (known: {known})")
+        # A kind's default driver needs no settings (the container one: DOCKER_HOST).
+        driver = Driver.objects.create(name=_free_name(name), kind=name)
     return driver
+
+
+def _free_name(base: str) -> str:
+    return base if not Driver.objects.filter(name=base).exists() else _free_driver_name(base)
 
 
 def _free_driver_name(base: str) -> str:
@@ -801,8 +813,20 @@ def _options_data(kind: str, opts: dict) -> dict:
     if kind == "container":
         return {"image": opts.get("container_image") or ""}
     if kind == "none":
-        return {"url": opts.get("url") or ""}
+        data = {"url": opts.get("url") or ""}
+        for key in ("tls_ca_cert", "tls_client_cert", "tls_client_key"):
+            data[key] = _read_file(opts.get(key), "--" + key.replace("_", "-"))
+        return data
     return {}
+
+
+def _read_file(path: str | None, flag: str) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).expanduser().read_text()
+    except OSError as e:
+        raise CommandError(f"Cannot read {flag} {path}: {e.strerror}") from None
 
 
 def _parse_filters(items: list[str]) -> dict[str, list[str]]:
