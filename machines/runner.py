@@ -396,7 +396,11 @@ class Runner:
         loop.set_default_executor(ThreadPoolExecutor(max_workers=self.max_parallel + 16))
         await _in_thread(self._register)
         await _in_thread(interrupt_stale)
-        loops = [self._operations_loop(), self._lease_loop(), self._health_loop()]
+        loops = [
+            self._operations_loop(),
+            self._every(LEASE_EVERY, self._lease_cycle),
+            self._every(settings.HEALTH_CHECK_INTERVAL, self._health_cycle),
+        ]
         tasks = [asyncio.create_task(c) for c in loops]
         await self.stopping.wait()
         for task in tasks:
@@ -433,13 +437,15 @@ class Runner:
             self.running_ops.pop(op.pk, None)
             slots.release()
 
-    async def _lease_loop(self) -> None:
+    async def _every(self, seconds: float, cycle) -> None:
+        """Run a blocking cycle in a thread every `seconds` until stopped; a failed cycle is
+        logged and the next one runs as planned."""
         while not self.stopping.is_set():
             try:
-                await _in_thread(self._lease_cycle)
+                await _in_thread(cycle)
             except Exception:
-                log.exception("Lease cycle failed")
-            await self._sleep(LEASE_EVERY)
+                log.exception("%s failed", cycle.__name__)
+            await self._sleep(seconds)
 
     def _lease_cycle(self) -> None:
         """Heartbeat, renew our leases, take a fair share of free ones, sync watchers."""
@@ -487,13 +493,6 @@ class Runner:
             self.watchers[pk] = watcher
             watcher.start()
 
-    async def _health_loop(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                await _in_thread(self._health_cycle)
-            except Exception:
-                log.exception("Health cycle failed")
-            await self._sleep(settings.HEALTH_CHECK_INTERVAL)
 
     def _health_cycle(self) -> None:
         busy = Operation.objects.filter(status__in=Operation.ACTIVE).values_list(

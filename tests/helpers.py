@@ -18,6 +18,32 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
+MANAGE = f"{sys.executable} manage.py"
+
+
+def run(command: str, env: dict[str, str], check: bool = True, timeout: float = 600):
+    """Run a command line as a user would type it (through bash, from the repo's root);
+    with `check`, fail showing everything it printed unless it exited 0."""
+    done = subprocess.run(
+        ["bash", "-c", command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def user_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """A user's environment with a dockerdash data folder of its own and no DOCKER_*."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    return {**base, "DOCKERDASH_DATA_DIR": str(data_dir), **extra}
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 30, every: float = 0.05):
     """Poll until predicate() is truthy; return its value or fail with what was waited for."""
     deadline = time.monotonic() + timeout

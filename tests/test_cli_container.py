@@ -2,41 +2,30 @@
 
 from __future__ import annotations
 
-import os
 import re
+import shlex
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 from machines.drivers.container import INSTANCE_LABEL
 
+from . import helpers
+from .helpers import MANAGE, user_env
+
 pytestmark = pytest.mark.engine
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def cli(tmp_path, engine_url, host_images, parent):
-    env = {**os.environ, "DOCKERDASH_DATA_DIR": str(tmp_path), "DOCKER_HOST": engine_url}
+    env = user_env(tmp_path, DOCKER_HOST=engine_url)
 
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if check:
-            assert result.returncode == 0, result.stdout + result.stderr
-        return result
+    def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return helpers.run(" ".join([MANAGE, *map(shlex.quote, args)]), env, check, 300)
 
-    run("migrate", "--noinput")
-    yield run
+    cli("migrate", "--noinput")
+    yield cli
     instance = (tmp_path / "instance.id").read_text().strip()
     for c in parent.containers.list(all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"}):
         c.remove(force=True, v=True)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -17,6 +15,8 @@ from django.core.management import call_command
 from machines.hostimage import BARE_HOST_IMAGE
 from machines.models import Driver, Machine
 from machines.provision import certs
+
+from .helpers import MANAGE, run, user_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,25 +171,11 @@ def test_a_bare_host_end_to_end_with_the_real_docker_cli(tmp_path, engine_url, h
     from .test_provision import tiny_image_tar
 
     data = tmp_path / "data"
-    environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")},
-        "DOCKERDASH_DATA_DIR": str(data),
-    }
-    manage = f"{sys.executable} manage.py"
+    environ = user_env(data)
+    manage = MANAGE
 
     def sh(script: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            ["bash", "-c", script],
-            cwd=ROOT,
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if check:
-            assert done.returncode == 0, done.stdout + done.stderr
-        return done
+        return run(script, environ, check)
 
     name = f"cli-bare-{uuid.uuid4().hex[:6]}"
     sh(f"{manage} migrate --noinput")

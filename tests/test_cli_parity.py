@@ -27,7 +27,7 @@ from machines.drivers.container import INSTANCE_LABEL
 from machines.models import Machine
 from machines.provision.ssh import SSHSession
 
-from .helpers import ROOT, wait_until
+from .helpers import MANAGE, ROOT, run, user_env, wait_until
 
 pytestmark = pytest.mark.engine
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
@@ -38,27 +38,13 @@ def shell(tmp_path_factory, engine_url, host_images, parent):
     """A user's shell: `manage.py machine ...` against a data dir of its own, with two real
     container machines created through the CLI."""
     data = tmp_path_factory.mktemp("parity")
-    environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DOCKER")},
-        "DOCKERDASH_DATA_DIR": str(data),
-    }
+    environ = user_env(data)
 
     def sh(script: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            ["bash", "-c", script],
-            cwd=ROOT,
-            env={**environ, **kw},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if check:
-            assert done.returncode == 0, done.stdout + done.stderr
-        return done
+        return run(script, {**environ, **kw}, check)
 
     sh.data = data
-    sh.manage = f"{sys.executable} manage.py"
+    sh.manage = MANAGE
     sh.names = [f"par-{uuid.uuid4().hex[:5]}" for _ in range(2)]
     sh(f"{sh.manage} migrate --noinput")
     for name in sh.names:
