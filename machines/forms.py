@@ -3,9 +3,11 @@ from __future__ import annotations
 import re
 
 from django import forms
+from django.db.models import Q
+from django.utils.http import urlencode
 
 from .drivers import DriverError
-from .models import Driver, Machine
+from .models import Container, Driver, Machine
 
 KEY_VALUE_RE = re.compile(r"^[A-Za-z0-9_.\-/]+=.*$")
 
@@ -97,3 +99,65 @@ class ConfirmRemoveForm(forms.Form):
         if value != self.machine.name:
             raise forms.ValidationError(f"Type {self.machine.name!r} to remove this machine.")
         return value
+
+
+class ContainerFilterForm(forms.Form):
+    """The container tables' filter: a search and a state, from the query string.
+
+    The same filter picks the rows of a page, of a websocket's snapshot, and which pushed
+    changes a socket forwards (a container that stops matching is removed from the view).
+    """
+
+    STATES = ["running", "paused", "restarting", "exited", "created", "dead"]
+
+    q = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Search",
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "name, image or machine", "autocomplete": "off"}
+        ),
+    )
+    state = forms.ChoiceField(
+        required=False, choices=[("", "any state")] + [(s, s) for s in STATES]
+    )
+
+    def __init__(self, data=None, *args, **kwargs):
+        super().__init__(data or {}, *args, **kwargs)
+        self.is_valid()
+
+    @property
+    def query(self) -> str:
+        return self.cleaned_data.get("q", "").strip().lower()
+
+    @property
+    def wanted_state(self) -> str:
+        return self.cleaned_data.get("state", "")
+
+    def rows(self, machine: Machine | None = None):
+        """The containers of a table, newest first as in `docker ps -a`."""
+        containers = Container.objects.select_related("machine")
+        if machine is not None:
+            containers = containers.filter(machine=machine)
+        return self.filter(containers).order_by("-created", "name")
+
+    def filter(self, containers):
+        if q := self.query:
+            containers = containers.filter(
+                Q(name__icontains=q) | Q(image__icontains=q) | Q(machine__name__icontains=q)
+            )
+        if state := self.wanted_state:
+            containers = containers.filter(state=state)
+        return containers
+
+    def matches(self, fields: dict) -> bool:
+        """Whether a pushed container (its name, image, state, machine) is in this view."""
+        q = self.query
+        if q and not any(q in (fields.get(k) or "").lower() for k in ("name", "image", "machine")):
+            return False
+        return not self.wanted_state or fields.get("state") == self.wanted_state
+
+    def query_string(self) -> str:
+        q = self.cleaned_data.get("q", "").strip()
+        params = {k: v for k, v in (("q", q), ("state", self.wanted_state)) if v}
+        return f"?{urlencode(params)}" if params else ""

@@ -2,6 +2,13 @@
 
 Model changes become rendered HTML fragments (the same named partials the pages use) sent
 with group_send; consumers forward them to browsers, where htmx swaps them in by id.
+
+A changed table row goes out both as a replacement and as an insertion (see _row_event):
+each consumer knows which rows its page holds and forwards the right one, so a machine
+created by the CLI or a container entering a filtered view appears, and nothing is sent
+for rows a page does not show. Messages that depend on the role go out in one rendering
+per role (`html`, `html_operator`, `html_admin`); consumers forward the one their user may
+see.
 """
 
 from __future__ import annotations
@@ -13,9 +20,13 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 
+from .models import Machine
+
 log = logging.getLogger(__name__)
 
 MACHINES = "machines"
+# Every container of every machine: the fleet view.
+FLEET = "fleet"
 
 
 def machine_group(machine_id: int) -> str:
@@ -30,8 +41,8 @@ def containers_group(machine_id: int) -> str:
     return f"containers-{machine_id}"
 
 
-def _send(group: str, event_type: str, html: str) -> None:
-    _group_send(group, {"type": event_type, "html": html})
+def _send(group: str, event_type: str, html: str, **extra) -> None:
+    _group_send(group, {"type": event_type, "html": html, **extra})
 
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -51,6 +62,8 @@ def _group_send(group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    # A process joins each group once for all its sockets (consumers.LocalGroups).
+    event = {**event, "group": group}
     try:
         loop = _loop
         if loop is not None and loop.is_running():
@@ -70,57 +83,152 @@ def _group_send(group: str, event: dict) -> None:
         log.exception("Publishing to %s failed", group)
 
 
-def machine_changed(machine, *, created: bool = False) -> None:
-    """The machine's stored state changed (or it is new): its row on the list and its page."""
-    # Viewers must not even see action buttons, so the row goes out in two renderings and
-    # each consumer forwards the one its user's role allows.
-    row = {"machine": machine, "oob": True, "created": created}
+def _per_role(template: str, context: dict, *, admin: bool = False) -> dict[str, str]:
+    """One rendering per role whose page differs: viewers must not even see buttons."""
+    renderings = {
+        "html": render_to_string(template, context),
+        "html_operator": render_to_string(template, {**context, "can_operate": True}),
+    }
+    if admin:
+        renderings["html_admin"] = render_to_string(
+            template, {**context, "can_operate": True, "can_admin": True}
+        )
+    return renderings
+
+
+def _row_event(event_type: str, row_id: str, tbody: str, template: str, context: dict, **kw):
+    """A table row that changed, as a replacement and as an insertion into its table.
+
+    A consumer knows which rows its page holds (its snapshot set them) and forwards one
+    of the two; a row the page lacks is inserted, one it has replaced by id. A <tr> stands
+    alone or in its <tbody>, never beside other elements: htmx parses a message in a
+    <template>, where a <tbody> or <tr> after other elements is dropped by the parser.
+    """
+    where, _, tbody_id = tbody.partition(":")
+    replace = _per_role(template, {**context, "oob": True}, **kw)
+    insert = _per_role(template, context, **kw)
+    return {
+        "type": event_type,
+        "row": row_id,
+        **replace,
+        **{
+            f"insert_{key}": f'<tbody hx-swap-oob="{where}:#{tbody_id}">{html}</tbody>'
+            for key, html in insert.items()
+        },
+        "html_gone": _deleted(row_id)["html_gone"],
+    }
+
+
+def _deleted(row_id: str, event_type: str = "") -> dict:
+    """A row gone from its table: forwarded by the consumers whose page shows it."""
+    html = f'<tr id="{row_id}" hx-swap-oob="delete"></tr>'
+    return {"type": event_type, "row": row_id, "deleted": True, "html_gone": html}
+
+
+def _machine_row(machine) -> None:
     _group_send(
         MACHINES,
+        _row_event(
+            "machine.changed",
+            f"machine-{machine.pk}",
+            "beforeend:machine-rows",
+            "machines/list.html#machine_row",
+            {"machine": machine},
+            admin=True,
+        ),
+    )
+
+
+def machine_changed(machine, *, created: bool = False) -> None:
+    """The machine's stored state changed (or it is new): its row on the list and its page.
+
+    (`created` needs no special case: each list socket inserts the rows its page lacks.)
+    """
+    _machine_row(machine)
+    _group_send(
+        machine_group(machine.pk),
         {
             "type": "machine.changed",
-            "html": render_to_string("machines/list.html#machine_row_oob", row),
-            "html_operator": render_to_string(
-                "machines/list.html#machine_row_oob", {**row, "can_operate": True}
-            ),
+            **_per_role("machines/detail.html#machine_oob", {"machine": machine}),
         },
-    )
-    _send(
-        machine_group(machine.pk),
-        "machine.changed",
-        render_to_string("machines/detail.html#machine_summary", row),
     )
 
 
 def machine_removed(machine_id: int, name: str) -> None:
-    html = f'<tr id="machine-{machine_id}" hx-swap-oob="delete"></tr>'
-    _send(MACHINES, "machine.changed", html)
-    _send(machine_group(machine_id), "machine.changed", html)
+    _group_send(MACHINES, _deleted(f"machine-{machine_id}", "machine.changed"))
+    _send(
+        machine_group(machine_id),
+        "machine.changed",
+        render_to_string("machines/detail.html#machine_removed", {"name": name}),
+    )
 
 
 def log_lines_added(operation, lines) -> None:
     html = render_to_string(
         "machines/detail.html#log_lines_oob", {"operation": operation, "lines": lines}
     )
-    _send(operation_group(operation.pk), "operation.log", html)
+    # The sequence lets a consumer drop lines its snapshot already held.
+    _send(operation_group(operation.pk), "operation.log", html, first_seq=lines[0].seq)
 
 
 def operation_changed(operation) -> None:
-    html = render_to_string("machines/detail.html#operation_oob", {"operation": operation})
-    _send(operation_group(operation.pk), "operation.changed", html)
-    if operation.machine_id:
-        _send(machine_group(operation.machine_id), "operation.changed", html)
+    head = render_to_string("machines/detail.html#operation_oob", {"operation": operation})
+    _send(
+        operation_group(operation.pk),
+        "operation.changed",
+        head,
+        finished=not operation.is_active,
+    )
+    if not operation.machine_id:
+        return
+    event = {"type": "operation.changed", "operation": operation.pk, "html": head}
+    if operation.status == operation.Status.PENDING:
+        # Just requested (from the list, another page, the CLI): it joins the history on
+        # the machine's page, where its log then connects by itself.
+        event["insert_html"] = render_to_string(
+            "machines/detail.html#operation_insert", {"operation": operation}
+        )
+    _group_send(machine_group(operation.machine_id), event)
+    # The list shows an operation's progress in its machine's row.
+    machine = Machine.objects.select_related("driver").filter(pk=operation.machine_id).first()
+    if machine is not None:
+        _machine_row(machine)
 
 
 def container_changed(container, *, created: bool = False) -> None:
-    """One container of a machine's engine appeared or changed: its row in the table."""
-    # A changed row replaces itself by id; a new one is appended to its table.
-    html = render_to_string(
-        "machines/detail.html#container_row_oob", {"container": container, "created": created}
-    )
-    _send(containers_group(container.machine_id), "containers.changed", html)
+    """One container of a machine's engine appeared or changed: its row in the tables."""
+    machine = container.machine
+    fields = {
+        "name": container.name,
+        "image": container.image,
+        "state": container.state,
+        "machine": machine.name,
+    }
+    row = f"container-{container.pk}"
+    # Inserted at the top: newest first, as `docker ps -a` and the snapshots order them.
+    for group, tbody in (
+        (containers_group(machine.pk), f"afterbegin:containers-{machine.pk}"),
+        (FLEET, "afterbegin:fleet-containers"),
+    ):
+        context = {"container": container, "fleet": group == FLEET}
+        event = _row_event(
+            "containers.changed", row, tbody, "machines/containers.html#container_row", context
+        )
+        # For the filters of container tables: whether this row belongs in the view.
+        _group_send(group, {**event, "fields": fields})
 
 
 def container_removed(machine_id: int, row_id: int) -> None:
-    html = f'<tr id="container-{row_id}" hx-swap-oob="delete"></tr>'
-    _send(containers_group(machine_id), "containers.changed", html)
+    event = _deleted(f"container-{row_id}", "containers.changed")
+    _group_send(containers_group(machine_id), event)
+    _group_send(FLEET, event)
+
+
+def container_notice(container, text: str, *, error: bool = False) -> None:
+    """What became of an action on a container that outlasted its request (a failure)."""
+    html = render_to_string(
+        "machines/containers.html#notice",
+        {"notice": text, "error": error, "oob": True},
+    )
+    _send(containers_group(container.machine_id), "containers.notice", html)
+    _send(FLEET, "containers.notice", html)

@@ -7,5 +7,14 @@ from . import consumers
 websocket_urlpatterns = [
     path("ws/machines/", consumers.MachineListConsumer.as_asgi()),
     path("ws/machines/<int:machine_id>/", consumers.MachineConsumer.as_asgi()),
+    path(
+        "ws/machines/<int:machine_id>/containers/",
+        consumers.MachineContainersConsumer.as_asgi(),
+    ),
+    path(
+        "ws/machines/<int:machine_id>/containers/<str:container_id>/logs/",
+        consumers.ContainerLogConsumer.as_asgi(),
+    ),
+    path("ws/containers/", consumers.FleetConsumer.as_asgi()),
     path("ws/operations/<int:operation_id>/", consumers.OperationConsumer.as_asgi()),
 ]

@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import docker.errors
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
@@ -345,6 +346,19 @@ class EngineWatcher(threading.Thread):
                 self._forget(machine, row)
             return
         rows = client.api.containers(all=True, filters={"id": container_id})
+        # Engine 20.10 announces pause, unpause and die before its container list shows
+        # them: until the list agrees with the container itself, ask again (milliseconds).
+        for _ in range(20):
+            if not rows:
+                return
+            try:
+                state = client.api.inspect_container(container_id)["State"]["Status"]
+            except docker.errors.NotFound:
+                return
+            if rows[0]["State"] == state:
+                break
+            time.sleep(0.005)
+            rows = client.api.containers(all=True, filters={"id": container_id})
         if rows:
             self._store(machine, container_id, _ps_row(rows[0]))
 
@@ -492,7 +506,6 @@ class Runner:
             watcher = EngineWatcher(pk)
             self.watchers[pk] = watcher
             watcher.start()
-
 
     def _health_cycle(self) -> None:
         busy = Operation.objects.filter(status__in=Operation.ACTIVE).values_list(

@@ -7,10 +7,22 @@ from . import views
 app_name = "machines"
 urlpatterns = [
     path("", views.machine_list, name="list"),
+    path("containers/", views.fleet, name="fleet"),
     path("machines/new/", views.machine_create, name="create"),
     path("machines/new/driver-fields/", views.driver_fields, name="driver_fields"),
     path("machines/<str:name>/", views.machine_detail, name="detail"),
     path("machines/<str:name>/remove/", views.machine_remove, name="remove"),
+    path("machines/<str:name>/client-bundle.zip", views.client_bundle, name="client_bundle"),
+    path(
+        "machines/<str:name>/containers/<str:container_id>/logs/",
+        views.container_logs,
+        name="container_logs",
+    ),
+    path(
+        "machines/<str:name>/containers/<str:container_id>/<str:action>/",
+        views.container_action,
+        name="container_action",
+    ),
     path("machines/<str:name>/<str:action>/", views.machine_action, name="action"),
     path("operations/<int:pk>/cancel/", views.operation_cancel, name="operation_cancel"),
 ]

@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+import io
+import zipfile
+
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from . import operations
-from .forms import ConfirmRemoveForm, MachineForm, options_form_for
-from .models import Driver, Machine, Operation
+from .consumers import LOG_TAIL
+from .forms import ConfirmRemoveForm, ContainerFilterForm, MachineForm, options_form_for
+from .models import Container, Driver, Machine, Operation
+from .provision import certs
 from .provision.ssh import generate_key, public_key_of
 
 OPERATOR_ACTIONS = {
@@ -40,15 +45,106 @@ def machine_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, {"machines": machines, **_roles(request)})
 
 
+# A machine page's buttons: (action, label, what its driver must support for it).
+ACTION_BUTTONS = [
+    ("start", "Start", "start"),
+    ("stop", "Stop", "stop"),
+    ("restart", "Restart", "restart"),
+    ("kill", "Kill", "kill"),
+    # Provisioning is for the hosts dockerdash reaches over SSH.
+    ("provision", "Provision", "ssh_address"),
+    ("regenerate-certs", "Regenerate certs", "ssh_address"),
+    ("upgrade", "Upgrade", "ssh_address"),
+]
+
+
+def _container_table(request: HttpRequest, template: str, ctx: dict) -> HttpResponse:
+    # The filter form asks for the table alone; its socket then follows the new filter.
+    if request.htmx and request.htmx.target == "containers-live":
+        template = "machines/containers.html#container_table"
+    return render(request, template, ctx)
+
+
 @require_GET
 @permission_required("machines.view_machine", raise_exception=True)
 def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
     machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
-    ops = list(machine.operations.all()[:20])
-    ctx = {"machine": machine, "operations": ops, **_roles(request)}
+    filter_form = ContainerFilterForm(request.GET)
+    ctx = {
+        "machine": machine,
+        "operations": list(machine.operations.select_related("requested_by")[:20]),
+        "containers": filter_form.rows(machine),
+        "filter": filter_form,
+        "actions": ACTION_BUTTONS,
+        **_roles(request),
+    }
     if machine.ssh_private_key:
         ctx["ssh_public_key"] = public_key_of(machine.ssh_private_key)
-    return render(request, "machines/detail.html", ctx)
+    return _container_table(request, "machines/detail.html", ctx)
+
+
+@require_GET
+@permission_required("machines.view_machine", raise_exception=True)
+def fleet(request: HttpRequest) -> HttpResponse:
+    """Every container of every machine, in one table with a search."""
+    filter_form = ContainerFilterForm(request.GET)
+    ctx = {
+        "containers": filter_form.rows(),
+        "filter": filter_form,
+        "fleet": True,
+        **_roles(request),
+    }
+    return _container_table(request, "machines/containers.html", ctx)
+
+
+@require_POST
+@permission_required("machines.operate_machine", raise_exception=True)
+def container_action(request: HttpRequest, name: str, container_id: str, action: str):
+    machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
+    if action not in operations.CONTAINER_ACTIONS:
+        raise Http404(f"Unknown container action {action!r}")
+    try:
+        notice = operations.container_action(machine, container_id, action, request.user)
+        error = False
+    except operations.ContainerActionError as e:
+        notice, error = str(e), True
+    # The outcome goes to the notice above the table; the row follows from the engine's
+    # events, for every viewer.
+    return render(request, "machines/containers.html#notice", {"notice": notice, "error": error})
+
+
+@require_GET
+@permission_required("machines.operate_machine", raise_exception=True)
+def container_logs(request: HttpRequest, name: str, container_id: str) -> HttpResponse:
+    """The panel that follows a container's log. Operators only: logs can hold secrets."""
+    machine = get_object_or_404(Machine, name=name)
+    container = get_object_or_404(Container, machine=machine, container_id=container_id)
+    return render(
+        request,
+        "machines/containers.html#log_panel",
+        {"machine": machine, "container": container, "tail": LOG_TAIL},
+    )
+
+
+@require_GET
+@permission_required("machines.operate_machine", raise_exception=True)
+def client_bundle(request: HttpRequest, name: str) -> HttpResponse:
+    """ca.pem, cert.pem and key.pem for the docker CLI, as `machine env` writes them."""
+    machine = get_object_or_404(Machine, name=name)
+    if not machine.tls_server_cert:
+        raise Http404(f"{machine.name} has no TLS certificates yet (not provisioned)")
+    ca = certs.ca_for_machine(machine)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for filename, pem in (("ca.pem", ca.cert), ("cert.pem", ca.client_cert)):
+            bundle.writestr(filename, pem)
+        key = zipfile.ZipInfo("key.pem")
+        key.external_attr = 0o600 << 16  # unzip keeps the private key private
+        bundle.writestr(key, ca.client_key, zipfile.ZIP_DEFLATED)
+    response = HttpResponse(buffer.getvalue(), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{machine.name}-certs.zip"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @permission_required("machines.add_machine", raise_exception=True)
@@ -94,7 +190,7 @@ def driver_fields(request: HttpRequest) -> HttpResponse:
 
 
 def _row_response(request: HttpRequest, machine: Machine) -> HttpResponse:
-    machine.refresh_from_db()
+    machine = Machine.objects.select_related("driver").get(pk=machine.pk)
     return render(
         request, "machines/list.html#machine_row", {"machine": machine, **_roles(request)}
     )

@@ -6,11 +6,15 @@ Run as `python -m tests.bench [SECTION ...]` with the test engine's DOCKER_HOST 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import queue
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -189,7 +193,244 @@ def bench_idle_worker(engines: int = 50, window: float = 60) -> None:
         _reset_machines()
 
 
-SECTIONS = {"ls": bench_ls, "worker": bench_idle_worker}
+def _percentiles(values: list[float]) -> str:
+    ordered = sorted(values)
+
+    def at(p: float) -> float:
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+    return (
+        f"p50 {at(50):.1f} ms  p95 {at(95):.1f} ms  p99 {at(99):.1f} ms  max {ordered[-1]:.1f} ms"
+    )
+
+
+class _EngineEvents(threading.Thread):
+    """The engine's own time of each pause/unpause of a container (its `docker events`)."""
+
+    def __init__(self, engine: str, container_id: str) -> None:
+        super().__init__(daemon=True)
+        from machines import engines
+
+        self.client = engines.client(engine, timeout=30)
+        self.stream = self.client.api.events(
+            decode=True, filters={"container": container_id, "event": ["pause", "unpause"]}
+        )
+        self.times: queue.Queue[tuple[str, float]] = queue.Queue()
+
+    def run(self) -> None:
+        with contextlib.suppress(Exception):  # ends when closed
+            for event in self.stream:
+                self.times.put((event["Action"], event["timeNano"] / 1e6))
+
+    def next(self, action: str) -> float:
+        got, at_ms = self.times.get(timeout=10)
+        assert got == action, (got, action)
+        return at_ms
+
+    def close(self) -> None:
+        self.stream.close()
+        self.client.close()
+
+
+def bench_live(events: int = 120, clients: int = 500, fanout_events: int = 20) -> None:
+    """Live container views: a container's state change on an engine to the DOM of a
+    connected Chromium, then to 500 websocket clients of one machine page.
+
+    The real path: `manage.py serve` (daphne + runner) watches the test engine; the bench
+    pauses and unpauses a container with the docker SDK. The start of each event is the
+    engine's own time for it (its `docker events` timeNano); the end is the page's
+    MutationObserver (performance.timeOrigin + performance.now()) or the websocket
+    client's receipt. One machine, one clock.
+    """
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    from machines import engines
+    from machines.hostimage import BARE_HOST_IMAGE
+    from machines.models import Container, Driver, Machine
+    from machines.roles import OPERATOR
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port
+
+    engine = os.getenv("DOCKER_HOST", "")
+    if not engine.startswith("unix://") or not Path(CHROMIUM).exists():
+        print("\n== live: skipped (export the test engine's DOCKER_HOST; needs Chromium) ==")
+        return
+    _reset_machines()
+    user, _ = get_user_model().objects.get_or_create(username="bench-operator")
+    user.set_password("bench-operator-pw-1234")
+    user.save()
+    user.groups.add(Group.objects.get(name=OPERATOR))
+    none = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
+    machine = Machine.objects.create(name="bench", driver=none, engine_url=engine, state="running")
+    docker = engines.client(engine, timeout=60)
+    name = f"bench-live-{os.getpid()}"
+    container = docker.containers.run(
+        BARE_HOST_IMAGE, ["sleep", "3600"], name=name, detach=True, network_mode="none"
+    )
+    port = free_port()
+    log = open(BENCH_DIR / "serve-live.log", "w")  # noqa: SIM115
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    timeline = _EngineEvents(engine, container.id)
+    timeline.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not Container.objects.filter(container_id=container.id, state="running").exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("the runner did not watch the engine within 60 s")
+            time.sleep(0.2)
+        row_id = f"container-{Container.objects.get(container_id=container.id).pk}"
+        base_url = f"http://127.0.0.1:{port}"
+        page_url = f"{base_url}/machines/{machine.name}/?q={name}"
+        _bench_browser(base_url, page_url, row_id, container, timeline, events, CHROMIUM_ARGS)
+        client = Client()
+        client.force_login(user)
+        cookie = f"sessionid={client.cookies['sessionid'].value}"
+        socket_url = f"ws://127.0.0.1:{port}/ws/machines/{machine.pk}/containers/?q={name}"
+        asyncio.run(
+            _bench_fanout(
+                port,
+                socket_url,
+                cookie,
+                base_url,
+                row_id,
+                container,
+                timeline,
+                clients,
+                fanout_events,
+            )
+        )
+    finally:
+        timeline.close()
+        server.terminate()
+        server.wait(60)
+        log.close()
+        container.remove(force=True)
+        docker.close()
+        _reset_machines()
+
+
+def _bench_browser(base_url, page_url, row_id, container, timeline, events, args) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, log_in
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page()
+        log_in(page, base_url, "bench-operator", "bench-operator-pw-1234")
+        page.goto(page_url)
+        page.wait_for_selector(f"#{row_id}.cstate-running")
+        # Each change of the row's state, as the DOM took it, on this machine's clock.
+        page.evaluate(
+            """rowId => {
+              window.seen = [];
+              let last = document.getElementById(rowId).className;
+              new MutationObserver(() => {
+                const row = document.getElementById(rowId);
+                if (row && row.className !== last) {
+                  last = row.className;
+                  window.seen.push([last, performance.timeOrigin + performance.now()]);
+                }
+              }).observe(document.getElementById("containers-live"),
+                         {subtree: true, childList: true, attributes: true});
+            }""",
+            row_id,
+        )
+        latencies, missed = [], 0
+        for i in range(events):
+            action, state = ("pause", "paused") if i % 2 == 0 else ("unpause", "running")
+            getattr(container, action)()
+            changed_at = timeline.next(action)
+            try:
+                page.wait_for_function(
+                    f"window.seen.length > {i - missed} && "
+                    f"window.seen[window.seen.length - 1][0] === 'cstate-{state}'",
+                    timeout=5000,
+                )
+            except Exception:
+                missed += 1
+                continue
+            seen_at = page.evaluate("window.seen[window.seen.length - 1][1]")
+            latencies.append(seen_at - changed_at)
+        browser.close()
+    print("\n== live: a container's state change on the engine -> the DOM of one Chromium ==")
+    print(
+        f"{len(latencies)} events (pause/unpause, engine event time -> MutationObserver): "
+        f"{_percentiles(latencies)}" + (f"; {missed} never shown" if missed else "")
+    )
+
+
+async def _bench_fanout(
+    port, socket_url, cookie, base_url, row_id, container, timeline, clients, events
+) -> None:
+    from autobahn.asyncio.websocket import WebSocketClientFactory, WebSocketClientProtocol
+
+    loop = asyncio.get_running_loop()
+    received: dict[str, list[float]] = {}
+    opened: list[asyncio.Future] = []
+
+    class Listener(WebSocketClientProtocol):
+        def onOpen(self) -> None:
+            self.factory.opened.set_result(self)
+
+        def onMessage(self, payload: bytes, is_binary: bool) -> None:
+            at_ms = time.time() * 1000
+            text = payload.decode()
+            for state in ("paused", "running"):
+                if f'id="{row_id}" class="cstate-{state}"' in text:
+                    received.setdefault(state, []).append(at_ms)
+
+    async def connect() -> None:
+        factory = WebSocketClientFactory(socket_url, origin=base_url, headers={"Cookie": cookie})
+        factory.protocol = Listener
+        factory.opened = loop.create_future()
+        opened.append(factory.opened)
+        await loop.create_connection(factory, "127.0.0.1", port)
+        await asyncio.wait_for(factory.opened, 60)
+
+    started = time.perf_counter()
+    slots = asyncio.Semaphore(50)
+
+    async def limited() -> None:
+        async with slots:
+            await connect()
+
+    await asyncio.gather(*(limited() for _ in range(clients)))
+    connect_s = time.perf_counter() - started
+    await asyncio.sleep(1)  # their snapshots are in
+    deliveries, last_client, missing = [], [], 0
+    for i in range(events):
+        action, state = ("pause", "paused") if i % 2 == 0 else ("unpause", "running")
+        received.pop(state, None)
+        await loop.run_in_executor(None, getattr(container, action))
+        changed_at = await loop.run_in_executor(None, timeline.next, action)
+        deadline = time.monotonic() + 10
+        while len(received.get(state, ())) < clients and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        got = received.get(state, [])
+        missing += clients - len(got)
+        deliveries += [t - changed_at for t in got]
+        if got:
+            last_client.append(max(got) - changed_at)
+    for future in opened:
+        future.result().transport.abort()
+    await asyncio.sleep(0.5)
+    print(f"\n== live: the same, to {clients} websocket clients of one machine page ==")
+    print(f"{clients} clients connected (with their snapshots) in {connect_s:.1f} s")
+    print(f"{len(deliveries)} deliveries ({events} events x {clients}): {_percentiles(deliveries)}")
+    print(f"until the last of the {clients} had it, per event: {_percentiles(last_client)}")
+    if missing:
+        print(f"{missing} deliveries never arrived within 10 s")
+
+
+SECTIONS = {"ls": bench_ls, "worker": bench_idle_worker, "live": bench_live}
 
 
 def main(argv: list[str]) -> None:

@@ -12,7 +12,14 @@ from machines.models import Machine, Operation
 from machines.routing import websocket_urlpatterns
 
 # A value for each kind of URL parameter, so every pattern can be reversed.
-SAMPLE_KWARGS = {"name": "web-1", "action": "restart", "pk": 1, "machine_id": 1, "operation_id": 1}
+SAMPLE_KWARGS = {
+    "name": "web-1",
+    "action": "restart",
+    "pk": 1,
+    "machine_id": 1,
+    "operation_id": 1,
+    "container_id": "c0ffee",
+}
 # Django's own public pages: the login form and the password reset flow.
 PUBLIC = (
     "login",
@@ -57,6 +64,10 @@ def test_every_url_pattern_is_enumerated():
         "machines:action",
         "machines:remove",
         "machines:operation_cancel",
+        "machines:fleet",
+        "machines:container_action",
+        "machines:container_logs",
+        "machines:client_bundle",
         "admin:index",
     } <= names
 
@@ -86,7 +97,7 @@ def _ws_paths():
     for route in websocket_urlpatterns:
         path = str(route.pattern)
         for key, value in SAMPLE_KWARGS.items():
-            path = path.replace(f"<int:{key}>", str(value))
+            path = path.replace(f"<int:{key}>", str(value)).replace(f"<str:{key}>", str(value))
         yield "/" + path
 
 
@@ -94,7 +105,14 @@ WS_PATHS = list(_ws_paths())
 
 
 def test_every_websocket_route_is_enumerated():
-    assert WS_PATHS == ["/ws/machines/", "/ws/machines/1/", "/ws/operations/1/"]
+    assert WS_PATHS == [
+        "/ws/machines/",
+        "/ws/machines/1/",
+        "/ws/machines/1/containers/",
+        "/ws/machines/1/containers/c0ffee/logs/",
+        "/ws/containers/",
+        "/ws/operations/1/",
+    ]
 
 
 async def _connect(path: str, headers: list[tuple[bytes, bytes]]):
@@ -170,10 +188,15 @@ def test_viewer_sees_no_buttons_and_gets_403_on_every_post(viewer_client, generi
         reverse("machines:create"),
         reverse("machines:remove", args=["web-1"]),
         reverse("machines:operation_cancel", args=[1]),
+        reverse("machines:container_action", args=["web-1", "c0ffee", "stop"]),
     ]
     for url in posts:
         assert viewer_client.post(url, {"confirm": "web-1"}).status_code == 403, url
     assert viewer_client.get(reverse("machines:create")).status_code == 403
+    # Container logs and the client certificates are keys to the engine: operators only.
+    assert viewer_client.get(reverse("machines:client_bundle", args=["web-1"])).status_code == 403
+    logs = reverse("machines:container_logs", args=["web-1", "c0ffee"])
+    assert viewer_client.get(logs).status_code == 403
     assert Operation.objects.count() == 0
     assert Machine.objects.filter(name="web-1").exists()
 

@@ -1,0 +1,107 @@
+"""Template filters of the dashboard: relative times that a tiny script keeps ticking.
+
+The page renders "12 s ago" with the exact time in the `datetime` attribute (and on hover);
+static/js/dockerdash.js recomputes the same text from that attribute every few seconds, so
+a page left open stays right between pushes. Both use the format of `compact_duration`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from machines.drivers import BaseDriver, DriverError, driver_class
+
+register = template.Library()
+
+
+@register.filter
+def supports(machine, action: str) -> bool:
+    """Whether the machine's driver can do this (start, stop, ...; ssh_address: provisioning).
+
+    A driver that cannot do an action does not implement it (the base raises NotSupported);
+    its button is then left out rather than failing when pressed.
+    """
+    try:
+        kind = driver_class(machine.driver.kind)
+    except DriverError:
+        return False
+    return getattr(kind, action) is not getattr(BaseDriver, action)
+
+
+def compact_duration(seconds: float) -> str:
+    """12 s, 5 min, 3 h, 4 d: dense enough for a table cell (the same in dockerdash.js)."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def _time(t: datetime, text: str, kind: str) -> str:
+    local = timezone.localtime(t)
+    return format_html(
+        '<time class="{}" datetime="{}" title="{}">{}</time>',
+        kind,
+        t.isoformat(),
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        text,
+    )
+
+
+@register.filter
+def ago(t: datetime | None) -> str:
+    """`<time>` reading "12 s ago", the exact time on hover; "never" for None."""
+    if not t:
+        return mark_safe('<span class="muted">never</span>')
+    return _time(t, f"{compact_duration((timezone.now() - t).total_seconds())} ago", "ago")
+
+
+def _since(t: datetime) -> str:
+    return _time(t, compact_duration((timezone.now() - t).total_seconds()), "for")
+
+
+# Docker's own words for durations (go-units HumanDuration), as seconds.
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+_UNITS |= {"month": 30 * 86400, "year": 365 * 86400}
+_DURATION = re.compile(r"^(?:(\d+)|an?|about an?) (second|minute|hour|day|week|month|year)s?$")
+_UP = re.compile(r"^Up (.+?)( \(.+\))?$")
+_AGO = re.compile(r"^((?:Exited|Restarting) \(-?\d+\)) (.+) ago$")
+
+
+def _docker_duration(text: str) -> timedelta | None:
+    text = text.strip().lower()
+    if text == "less than a second":
+        return timedelta(0)
+    m = _DURATION.match(text)
+    if not m:
+        return None
+    return timedelta(seconds=int(m[1] or 1) * _UNITS[m[2]])
+
+
+@register.filter
+def docker_status(container) -> str:
+    """Docker's status ("Up 3 minutes (healthy)") with its duration kept current.
+
+    The status text is what the engine said when the row was stored (updated_at); shown as
+    is it would read "Up Less than a second" for as long as nothing else changes.
+    """
+    status = container.status or ""
+    observed = container.updated_at or timezone.now()
+    if m := _UP.match(status):
+        duration = _docker_duration(m[1])
+        if duration is not None:
+            return format_html("Up {}{}", _since(observed - duration), m[2] or "")
+    elif m := _AGO.match(status):
+        duration = _docker_duration(m[2])
+        if duration is not None:
+            return format_html("{} {} ago", m[1], _since(observed - duration))
+    return status
