@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -114,6 +116,15 @@ class Machine(models.Model):
     @property
     def url(self) -> str:
         return self.engine_url or (f"tcp://{self.ip}:{self.engine_port}" if self.ip else "")
+
+    @property
+    def stale(self) -> bool:
+        """What is stored was observed longer ago than a few health-check rounds (is a
+        runner checking it?): pages say how old it is rather than pass it off as now."""
+        if self.last_checked is None:
+            return self.state != self.State.NONE
+        limit = timedelta(seconds=3 * settings.HEALTH_CHECK_INTERVAL)
+        return timezone.now() - self.last_checked > limit
 
     @property
     def active_operation(self) -> Operation | None:

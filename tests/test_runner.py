@@ -247,3 +247,27 @@ def test_a_black_holed_host_does_not_delay_the_list_or_ls(tmp_path, admin_user):
     machine.refresh_from_db()
     assert machine.engine_reachable is False
     assert machine.last_error.startswith("Engine unreachable")
+
+
+@pytest.mark.django_db
+def test_stale_state_is_labelled_with_its_age(admin_client_, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    none = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
+    fresh = Machine.objects.create(
+        name="fresh", driver=none, state="running", last_checked=timezone.now()
+    )
+    old = Machine.objects.create(
+        name="old",
+        driver=none,
+        state="running",
+        last_checked=timezone.now() - timedelta(seconds=4 * settings.HEALTH_CHECK_INTERVAL),
+    )
+    page = admin_client_.get(reverse("machines:list")).content.decode()
+    row = {m.name: page.split(f'id="machine-{m.pk}"')[1].split("</tr>")[0] for m in (fresh, old)}
+    assert "as of" not in row["fresh"]
+    assert "as of <time" in row["old"] and "ago</time>" in row["old"]
+    detail = admin_client_.get(reverse("machines:detail", args=["old"])).content.decode()
+    assert 'class="stale"' in detail
