@@ -430,7 +430,18 @@ async def _bench_fanout(
         print(f"{missing} deliveries never arrived within 10 s")
 
 
-SECTIONS = {"ls": bench_ls, "worker": bench_idle_worker, "live": bench_live}
+def bench_provision() -> None:
+    from tests.bench_provision import bench_provision as run
+
+    run()
+
+
+SECTIONS = {
+    "ls": bench_ls,
+    "worker": bench_idle_worker,
+    "provision": bench_provision,
+    "live": bench_live,
+}
 
 
 def main(argv: list[str]) -> None:
