@@ -127,6 +127,40 @@ def test_ctrl_c_detaches_and_the_operation_goes_on(shell):
     assert shell(f"{shell.manage} machine status {b}").stdout.strip() == "Running"
 
 
+def test_a_generic_machine_over_the_same_commands(shell, tmp_path):
+    """A user's own key, authorized on an existing host, then `create -d generic` on it."""
+    _, b = shell.names
+    m = shell.manage
+    key = tmp_path / "id_ed25519"
+    shell(f"ssh-keygen -q -t ed25519 -N '' -f {key}")
+    shell(f"{m} machine ssh {b} 'cat >> /root/.ssh/authorized_keys' < {key}.pub")
+    ip = shell(f"{m} machine ip {b}").stdout.strip()
+    gen = f"gen-{uuid.uuid4().hex[:5]}"
+    created = shell(
+        f"{m} machine create -d generic --generic-ip-address {ip} --generic-ssh-key {key} {gen}"
+    ).stdout
+    assert created.rstrip().endswith("Done")
+    assert shell(f"{m} machine ls -q --filter driver=generic").stdout.split() == [gen]
+    assert shell(f"{m} machine status {gen}").stdout.strip() == "Running"
+    # Provisioning names the host after the machine, as docker-machine did.
+    assert shell(f"{m} machine ssh {gen} hostname").stdout.strip() == gen
+    (tmp_path / "f").write_text("to the generic host\n")
+    shell(f"{m} machine scp {tmp_path / 'f'} {gen}:/tmp/f")
+    assert shell(f"{m} machine ssh {gen} cat /tmp/f").stdout == "to the generic host\n"
+    version = shell(
+        f"eval \"$({m} machine env {gen})\" && {DOCKER} version --format '{{{{.Server.Version}}}}'"
+    ).stdout.strip()
+    assert version.startswith("20.10")
+    assert shell(f"{m} machine url {gen}").stdout.strip() == f"tcp://{ip}:2376"
+    assert json.loads(shell(f"{m} machine inspect {gen}").stdout)["DriverName"] == "generic"
+    # stop is not something a generic host can do; rm forgets it and leaves the host alone.
+    stop = shell(f"{m} machine stop {gen}", check=False)
+    assert stop.returncode == 1 and "generic driver cannot stop a host" in stop.stderr
+    shell(f"{m} machine rm -y {gen}")
+    assert gen not in shell(f"{m} machine ls -q").stdout
+    assert shell(f"{m} machine ssh {b} 'systemctl is-active docker'").stdout.strip() == "active"
+
+
 def test_ssh_refuses_a_changed_host_key(shell):
     # Last of the shell tests: it leaves the machine with a host key that no longer matches.
     a, _ = shell.names

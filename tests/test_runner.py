@@ -185,6 +185,7 @@ def test_the_engine_watcher_keeps_a_live_snapshot_of_containers(engine_url, pare
         wait_until(lambda: not Container.objects.filter(pk=row.pk).exists())
     finally:
         watcher.stop()
+        watcher.join(10)
         for c in parent.containers.list(all=True, filters={"name": name}):
             c.remove(force=True)
 
@@ -216,6 +217,7 @@ def test_a_stopped_engine_is_unreachable_at_once_and_back_when_it_returns(tmp_pa
             assert Machine.objects.get(pk=machine.pk).last_error == ""
         finally:
             watcher.stop()
+            watcher.join(10)
 
 
 @pytest.mark.django_db(transaction=True)
