@@ -152,12 +152,6 @@ def run_claimed(op: Operation) -> Operation:
         heartbeat.done.set()
 
 
-def run_once(worker: str | None = None) -> Operation | None:
-    """One cycle: claim the oldest pending operation and run it (tests drive this)."""
-    op = claim(worker=worker)
-    return run_claimed(op) if op else None
-
-
 def runner_alive() -> bool:
     cutoff = timezone.now() - timedelta(seconds=HEARTBEAT_EVERY * 3)
     return Worker.objects.filter(heartbeat_at__gte=cutoff).exclude(kind="cli").exists()
