@@ -486,10 +486,10 @@ class LogFollower(threading.Thread):
     def run(self) -> None:
         from django.db import close_old_connections
 
-        from .runner import engine_client
+        from .engines import client_for_machine
 
         try:
-            self.client = engine_client(self.container.machine, 10)
+            self.client = client_for_machine(self.container.machine, timeout=10)
             state = self.client.api.inspect_container(self.container.container_id)["State"]
             if state.get("Running"):
                 self.end_reason = "The container stopped: the log ends here."

@@ -139,10 +139,10 @@ def _machine_row(machine) -> None:
     )
 
 
-def machine_changed(machine, *, created: bool = False) -> None:
+def machine_changed(machine) -> None:
     """The machine's stored state changed (or it is new): its row on the list and its page.
 
-    (`created` needs no special case: each list socket inserts the rows its page lacks.)
+    A new machine needs no special case: each list socket inserts the rows its page lacks.
     """
     _machine_row(machine)
     _group_send(
@@ -195,7 +195,7 @@ def operation_changed(operation) -> None:
         _machine_row(machine)
 
 
-def container_changed(container, *, created: bool = False) -> None:
+def container_changed(container) -> None:
     """One container of a machine's engine appeared or changed: its row in the tables."""
     machine = container.machine
     fields = {

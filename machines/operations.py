@@ -71,7 +71,7 @@ def request(
             f"{machine.name} is busy: {what} has not finished yet. Wait for it or cancel it."
         ) from None
     live.operation_changed(op)
-    live.machine_changed(machine, created=kind == Operation.Kind.CREATE)
+    live.machine_changed(machine)
     return op
 
 
@@ -398,12 +398,11 @@ def _act_on_container(machine: Machine, container_id: str, action: str) -> None:
     import docker.errors
     import requests.exceptions
 
-    from .engines import EngineError
-    from .runner import engine_client  # the runner imports this module
+    from .engines import EngineError, client_for_machine
 
     slow = action in ("stop", "restart")
     try:
-        client = engine_client(machine, CONTAINER_STOP_TIMEOUT + 10 if slow else 10)
+        client = client_for_machine(machine, timeout=CONTAINER_STOP_TIMEOUT + 10 if slow else 10)
         try:
             api = client.api
             if action == "remove":

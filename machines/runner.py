@@ -160,12 +160,6 @@ def runner_alive() -> bool:
 # -- machine state ---------------------------------------------------------------------
 
 
-def engine_client(machine: Machine, timeout: float):
-    if machine.engine_url.startswith("unix://"):
-        return engines.client(machine.engine_url, timeout=timeout)
-    return engines.client_for_machine(machine, timeout=timeout)
-
-
 def _save_observation(machine: Machine, **changes) -> None:
     """Store what was observed; publish only when something a viewer sees changed."""
     visible = ("state", "docker_version", "engine_reachable", "last_error", "ip")
@@ -201,7 +195,7 @@ def check_machine(machine: Machine, timeout: float | None = None) -> None:
             return
     if changes["state"] == Machine.State.RUNNING and machine.engine_url:
         try:
-            client = engine_client(machine, timeout)
+            client = engines.client_for_machine(machine, timeout=timeout)
             try:
                 version = client.version()
             finally:
@@ -297,7 +291,9 @@ class EngineWatcher(threading.Thread):
             close_old_connections()
 
     def _watch(self, machine: Machine) -> None:
-        self.client = client = engine_client(machine, timeout=settings.HEALTH_CHECK_TIMEOUT)
+        self.client = client = engines.client_for_machine(
+            machine, timeout=settings.HEALTH_CHECK_TIMEOUT
+        )
         try:
             # Subscribe first, then snapshot: no event can fall between the two.
             events = client.api.events(decode=True, filters={"type": "container"})
@@ -366,7 +362,7 @@ class EngineWatcher(threading.Thread):
             for key, value in fields.items():
                 setattr(row, key, value)
             row.save()
-        live.container_changed(row, created=created)
+        live.container_changed(row)
 
     def _forget(self, machine: Machine, row: Container) -> None:
         row_id = row.pk

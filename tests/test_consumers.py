@@ -219,7 +219,7 @@ async def test_container_table_follows_its_filter(viewer, operator):
 
     # A new running container enters the view, at the top (newest first, as docker ps).
     api = await sync_to_async(_container)(machine, "api")
-    await sync_to_async(live.container_changed)(api, created=True)
+    await sync_to_async(live.container_changed)(api)
     html = await socket.receive_from()
     assert html.startswith(f'<tbody hx-swap-oob="afterbegin:#containers-{machine.pk}">')
     assert ">api<" in html
@@ -252,10 +252,10 @@ async def test_fleet_socket_shows_every_machine_and_searches_by_machine(viewer):
     assert snapshot.startswith('<tbody id="fleet-containers"')
     assert ">b-web<" in snapshot and ">a-web<" not in snapshot and ">beta</a>" in snapshot
     new = await sync_to_async(_container)(b, "b-worker")
-    await sync_to_async(live.container_changed)(new, created=True)
+    await sync_to_async(live.container_changed)(new)
     assert ">b-worker<" in await socket.receive_from()
     other = await sync_to_async(_container)(a, "a-worker")
-    await sync_to_async(live.container_changed)(other, created=True)
+    await sync_to_async(live.container_changed)(other)
     assert await nothing_more(socket)
     await sync_to_async(live.container_removed)(b.pk, new.pk)
     assert await socket.receive_from() == f'<tr id="container-{new.pk}" hx-swap-oob="delete"></tr>'
