@@ -4,6 +4,19 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
+def ensure_default_drivers(**kwargs) -> None:
+    """A row per driver that needs no settings, so a new installation can create machines
+    at once; a driver added later gets its row on the next migrate."""
+    from .drivers import all_drivers
+    from .models import Driver
+
+    for kind, driver in all_drivers():
+        if driver.default_settings is not None:
+            Driver.objects.get_or_create(
+                name=kind, defaults={"kind": kind, "settings": driver.default_settings}
+            )
+
+
 class MachinesConfig(AppConfig):
     name = "machines"
     verbose_name = "Machines"
@@ -12,3 +25,4 @@ class MachinesConfig(AppConfig):
         from .roles import ensure_roles
 
         post_migrate.connect(ensure_roles, sender=self)
+        post_migrate.connect(ensure_default_drivers, sender=self)

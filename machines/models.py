@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from django.conf import settings
@@ -8,7 +9,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from .drivers import KIND_CHOICES, BaseDriver, driver_class
+from .drivers import BaseDriver, driver_class, kind_choices
+from .errors import DriverError
 from .fields import EncryptedJSONField, EncryptedTextField
 
 # docker-machine's own rule for host names.
@@ -24,7 +26,7 @@ class Driver(models.Model):
     """A configured provider: a kind of driver plus its settings and secrets."""
 
     name = models.CharField(max_length=100, unique=True, validators=[machine_name_validator])
-    kind = models.CharField(max_length=32, choices=KIND_CHOICES)
+    kind = models.CharField(max_length=32, choices=kind_choices)
     settings = models.JSONField(default=dict, blank=True)
     secrets = EncryptedJSONField(blank=True, default=dict)
     created_at = models.DateTimeField(default=timezone.now)
@@ -114,8 +116,36 @@ class Machine(models.Model):
         return self.driver.get_driver()
 
     @property
+    def tls_engine_url(self) -> str:
+        """Where a provisioned engine listens: the machine's IP (bracketed when IPv6)."""
+        if not self.ip:
+            return ""
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"tcp://{host}:{self.engine_port}"
+
+    @property
     def url(self) -> str:
-        return self.engine_url or (f"tcp://{self.ip}:{self.engine_port}" if self.ip else "")
+        return self.engine_url or self.tls_engine_url
+
+    @property
+    def driver_class(self) -> type[BaseDriver]:
+        """The driver's class: its capabilities, without settings (cheap, for pages)."""
+        return driver_class(self.driver.kind)
+
+    def observe(self) -> str:
+        """Ask the driver for the host's state (and IP) now, store it, and return it.
+
+        Raises what the driver raises: callers decide whether a failure is an error state.
+        """
+        driver = self.get_driver()
+        self.state = driver.state(self)
+        with contextlib.suppress(DriverError):
+            self.ip = driver.ip(self) or self.ip
+        self.last_checked = timezone.now()
+        if self.state == self.State.RUNNING:
+            self.last_seen = self.last_checked
+        self.save()
+        return self.state
 
     @property
     def stale(self) -> bool:
@@ -198,6 +228,30 @@ class Operation(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
+    def append_log(self, texts: list[str], *, kind: str = "") -> list[OperationLogLine]:
+        """Store lines after the last one (one sequence rule for every writer); the caller
+        publishes them. `kind` marks step headings and the outcome, so that the CLI and the
+        pages need not recognise them by their text."""
+        last = self.log_lines.order_by("-seq").values_list("seq", flat=True).first() or 0
+        lines = [
+            OperationLogLine(
+                operation=self, seq=last + i, step=self.step_name, kind=kind, text=text
+            )
+            for i, text in enumerate(texts, 1)
+        ]
+        return OperationLogLine.objects.bulk_create(lines)
+
+    def interrupt(self, error: str, line: str) -> bool:
+        """Mark a running operation whose runner went away as interrupted (once: False when
+        another process got there first), with `line` as the last line of its log."""
+        if not Operation.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+            status=self.Status.INTERRUPTED, finished_at=timezone.now(), error=error
+        ):
+            return False
+        self.refresh_from_db()
+        self.append_log([line], kind=OperationLogLine.Kind.OUTCOME)
+        return True
+
     @property
     def duration(self):
         if self.started_at:
@@ -206,10 +260,16 @@ class Operation(models.Model):
 
 
 class OperationLogLine(models.Model):
+    class Kind(models.TextChoices):
+        DETAIL = "", "Detail"
+        STEP = "step", "Step"
+        OUTCOME = "outcome", "Outcome"
+
     operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="log_lines")
     seq = models.PositiveIntegerField()
     at = models.DateTimeField(default=timezone.now)
     step = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.DETAIL, blank=True)
     text = models.TextField()
 
     class Meta:

@@ -1,30 +1,31 @@
-"""The orchestration of every action, written once; used by the web, the CLI and the runner.
+"""The orchestration of every action, declared once; used by the web, the CLI and the runner.
 
 `request()` records what was asked (a pending Operation); the runner (or the CLI when no
-runner is alive) claims it and calls `execute()`, which runs the action step by step,
-logging each step durably and publishing it live.
+runner is alive) claims it and calls `execute()`, which runs the action's declared steps in
+order, logging each step durably and publishing it live. An action is a list of steps: the
+number of steps shown to the user is the length of that list for the machine at hand.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import live, provision
-from .drivers import DriverError, NotSupported
+from .errors import DriverError, NotSupported
 from .models import Machine, Operation, OperationLogLine
 from .provision import certs
-from .provision.ssh import SSHError
+from .provision.ssh import SSHError, generate_key
 
 log = logging.getLogger(__name__)
+
+Kind = Operation.Kind
 
 
 class OperationConflict(Exception):
@@ -35,14 +36,281 @@ class Cancelled(Exception):
     pass
 
 
-# Which state a machine passes through while an action runs.
-TRANSIENT_STATE = {
-    Operation.Kind.CREATE: Machine.State.STARTING,
-    Operation.Kind.START: Machine.State.STARTING,
-    Operation.Kind.RESTART: Machine.State.STARTING,
-    Operation.Kind.STOP: Machine.State.STOPPING,
-    Operation.Kind.KILL: Machine.State.STOPPING,
-}
+class Context:
+    """What the steps of one operation report to, and share (the SSH session, the host's
+    facts, the CA): numbered steps and log lines, stored then published."""
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op
+        self.session = None
+        self.facts = None
+        self.ca = None
+        self.changed = True
+        self.docker_before = ""
+
+    def step(self, name: str) -> None:
+        if Operation.objects.filter(pk=self.op.pk, cancel_requested=True).exists():
+            raise Cancelled(f"Cancelled before step {self.op.step + 1}: {name}")
+        self.op.step += 1
+        self.op.step_name = name[:100]
+        self.op.heartbeat_at = timezone.now()
+        Operation.objects.filter(pk=self.op.pk).update(
+            step=self.op.step,
+            steps_total=self.op.steps_total,
+            step_name=self.op.step_name,
+            heartbeat_at=self.op.heartbeat_at,
+        )
+        self.log_many([f"[{self.op.step}/{self.op.steps_total}] {name}"], kind="step")
+        live.operation_changed(self.op)
+
+    def log(self, text: str) -> None:
+        self.log_many([text])
+
+    def log_many(self, texts: list[str], *, kind: str = "") -> None:
+        """Several lines stored at once and published as one message (command output)."""
+        if texts:
+            live.log_lines_added(self.op, self.op.append_log(texts, kind=kind))
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+
+# -- how actions are declared -----------------------------------------------------------------
+
+
+def always(machine: Machine, op: Operation) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One numbered step: its name (or a function of the machine giving it), what it runs,
+    and whether the action includes it for this machine and these arguments."""
+
+    name: str | Callable[[Machine], str]
+    run: Callable[[Machine, Context], None]
+    when: Callable[[Machine, Operation], bool] = always
+
+    def title(self, machine: Machine) -> str:
+        return self.name if isinstance(self.name, str) else self.name(machine)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    label: str
+    steps: list[Step]
+    #: What the machine's driver must be able to do: a lifecycle method, or "provisioned".
+    needs: str = ""
+    #: The state a machine shows while this runs.
+    transient: str = ""
+    #: Before the first step (no step of its own): e.g. take a changed IP.
+    prepare: Callable[[Machine, Context], None] | None = None
+    #: After the last step, still inside the operation.
+    finish: Callable[[Machine, Context], None] | None = None
+    #: Asked before a button runs it ("" for none).
+    confirm: str = ""
+    #: Shown in the "more actions" menu rather than as a button of its own.
+    in_menu: bool = False
+    #: Operators may run it from a button (create and rm are admin-only, with forms).
+    button: bool = True
+    help: str = ""
+    args: dict = field(default_factory=dict)
+
+    def plan(self, machine: Machine, op: Operation) -> list[Step]:
+        return [step for step in self.steps if step.when(machine, op)]
+
+    def applies_to(self, machine: Machine) -> bool:
+        """Whether the machine's driver can do this at all (its button is left out if not)."""
+        driver = machine.driver_class
+        if self.needs == "provisioned":
+            return driver.provisioned
+        return not self.needs or driver.supports(self.needs)
+
+
+def _observe(machine: Machine, ctx: Context) -> None:
+    machine.observe()
+    ctx.log(f"{machine.name} is {machine.state}" + (f" at {machine.ip}" if machine.ip else ""))
+
+
+def _refresh_ip(machine: Machine, ctx: Context) -> None:
+    """The driver's current IP (a container or cloud host may get a new one on each start)."""
+    try:
+        ip = machine.get_driver().ip(machine)
+    except DriverError:
+        return
+    if ip and ip != machine.ip:
+        ctx.log(f"The IP of {machine.name} changed from {machine.ip or '(none)'} to {ip}")
+        machine.ip = ip
+        machine.save(update_fields=["ip"])
+
+
+def _create_host(machine: Machine, ctx: Context) -> None:
+    machine.get_driver().create(machine, log=ctx.log)
+    machine.save()
+
+
+def _call_driver(method: str) -> Callable[[Machine, Context], None]:
+    def run(machine: Machine, ctx: Context) -> None:
+        getattr(machine.get_driver(), method)(machine)
+
+    return run
+
+
+def _provisioned(machine: Machine, op: Operation) -> bool:
+    return machine.driver_class.provisioned
+
+
+def _has_certificate(machine: Machine, op: Operation) -> bool:
+    return bool(machine.tls_server_cert)
+
+
+def _asked(arg: str) -> Callable[[Machine, Operation], bool]:
+    return lambda machine, op: bool(op.args.get(arg))
+
+
+def _why(machine: Machine, ctx: Context) -> None:
+    _refresh_ip(machine, ctx)
+    if reason := ctx.op.args.get("reason"):
+        ctx.log(f"Why: {reason}")
+
+
+def _purge(machine: Machine, ctx: Context) -> None:
+    if not machine.driver_class.can_purge:
+        ctx.log(f"The {machine.driver.kind} driver removes the host itself; nothing to undo")
+        return
+    try:
+        provision.purge(machine, ctx)
+    except (DriverError, SSHError) as e:
+        if not ctx.op.args.get("force"):
+            raise
+        ctx.log(f"Could not undo it ({e}); removing the machine anyway (-f)")
+
+
+def _remove_host(machine: Machine, ctx: Context) -> None:
+    try:
+        machine.get_driver().remove(machine)
+    except DriverError:
+        if not ctx.op.args.get("force"):
+            raise
+        ctx.log("The driver could not remove the host; forgetting the machine anyway (-f)")
+
+
+def _forget(machine: Machine, ctx: Context) -> None:
+    machine_id = machine.pk
+    machine.delete()
+    shutil.rmtree(certs.bundle_dir(ctx.op.machine_name), ignore_errors=True)
+    certs.prune_retired_cas()
+    ctx.op.machine = None  # the operation and its log outlive the machine
+    live.machine_removed(machine_id, ctx.op.machine_name)
+
+
+def _connect_name(machine: Machine) -> str:
+    return f"Connect to {provision.ssh_target(machine)} over SSH"
+
+
+CONNECT = Step(_connect_name, provision.connect)
+WAIT_FOR_API = Step("Wait for the Docker API", provision.wait_for_api)
+PROVISION = [
+    CONNECT,
+    Step("Detect the operating system", provision.detect),
+    Step("Install Docker", provision.install),
+    Step("Issue the TLS certificates", provision.issue),
+    Step("Configure the Docker daemon", provision.configure),
+    Step("Restart Docker", provision.restart_if_changed),
+    WAIT_FOR_API,
+]
+CHECK_HOST = Step("Check the host", _observe)
+
+
+def _lifecycle(method: str, label: str, transient: str, *, check_engine: bool, **kw) -> Action:
+    # After a (re)start, a provisioned machine's engine is checked too: its IP may have changed
+    # (a container or a cloud host gets a new one), which its certificate must then name.
+    steps = [Step(lambda m: f"{label} {m.name}", _call_driver(method)), CHECK_HOST]
+    if check_engine:
+        steps.append(Step("Check the Docker engine", provision.check_engine, _has_certificate))
+    return Action(method, label, steps, needs=method, transient=transient, **kw)
+
+
+_ACTIONS = [
+    Action(
+        Kind.CREATE,
+        "Create",
+        [
+            Step(lambda m: f"Create the host with the {m.driver.kind} driver", _create_host),
+            CHECK_HOST,
+            *(Step(s.name, s.run, _provisioned) for s in PROVISION),
+        ],
+        transient=Machine.State.STARTING,
+        button=False,
+    ),
+    _lifecycle("start", "Start", Machine.State.STARTING, check_engine=True),
+    _lifecycle("stop", "Stop", Machine.State.STOPPING, check_engine=False),
+    _lifecycle("restart", "Restart", Machine.State.STARTING, check_engine=True),
+    _lifecycle(
+        "kill",
+        "Kill",
+        Machine.State.STOPPING,
+        check_engine=False,
+        confirm="Kill {name}? Its host is stopped at once, without a clean shutdown.",
+    ),
+    Action(
+        Kind.PROVISION,
+        "Provision",
+        PROVISION,
+        needs="provisioned",
+        prepare=_refresh_ip,
+        in_menu=True,
+        help="Provision machines again (idempotent)",
+    ),
+    Action(
+        Kind.REGENERATE_CERTS,
+        "Regenerate certs",
+        [
+            CONNECT,
+            Step("Detect the operating system", provision.detect_configured),
+            Step("Issue new TLS certificates", provision.issue_new),
+            Step("Install the certificates and restart Docker", provision.install_certs),
+            WAIT_FOR_API,
+        ],
+        needs="provisioned",
+        prepare=_why,
+        finish=provision.report_retired_cas,
+        confirm="Regenerate the TLS certificates of {name}? Docker restarts on it.",
+        in_menu=True,
+        help="New TLS certificates for machines (restarts Docker only)",
+    ),
+    Action(
+        Kind.UPGRADE,
+        "Upgrade",
+        [
+            CONNECT,
+            Step("Detect the operating system", provision.detect),
+            Step("Upgrade Docker", provision.upgrade_docker),
+            WAIT_FOR_API,
+        ],
+        needs="provisioned",
+        finish=provision.report_upgrade,
+        confirm="Upgrade Docker on {name}?",
+        in_menu=True,
+        help="Upgrade Docker on machines to the newest package",
+    ),
+    Action(
+        Kind.REMOVE,
+        "Remove",
+        [
+            Step("Undo the Docker daemon configuration on the host", _purge, _asked("purge")),
+            Step(lambda m: f"Remove the host of {m.name}", _remove_host),
+            Step("Forget the machine", _forget),
+        ],
+        button=False,
+    ),
+]
+ACTIONS: dict[str, Action] = {action.kind: action for action in _ACTIONS}
+# What an operator's buttons (and the CLI's plain lifecycle commands) may request.
+BUTTONS: dict[str, Action] = {a.kind: a for a in _ACTIONS if a.button}
 
 
 def request(
@@ -92,140 +360,21 @@ def cancel(op: Operation) -> bool:
     )
 
 
-class Context:
-    """What an action uses to report: numbered steps and log lines, stored then published."""
-
-    def __init__(self, op: Operation, steps_total: int) -> None:
-        self.op = op
-        self.op.steps_total = steps_total
-        self._seq = op.log_lines.count()
-
-    def step(self, name: str) -> None:
-        if Operation.objects.filter(pk=self.op.pk, cancel_requested=True).exists():
-            raise Cancelled(f"Cancelled before step {self.op.step + 1}: {name}")
-        self.op.step += 1
-        self.op.step_name = name
-        self.op.heartbeat_at = timezone.now()
-        Operation.objects.filter(pk=self.op.pk).update(
-            step=self.op.step,
-            steps_total=self.op.steps_total,
-            step_name=name,
-            heartbeat_at=self.op.heartbeat_at,
-        )
-        self.log(f"[{self.op.step}/{self.op.steps_total}] {name}")
-        live.operation_changed(self.op)
-
-    def set_total(self, steps_total: int) -> None:
-        """For actions whose number of steps depends on the machine (before the first step)."""
-        self.op.steps_total = steps_total
-
-    def log(self, text: str) -> None:
-        self.log_many([text])
-
-    def log_many(self, texts: list[str]) -> None:
-        """Several lines stored at once and published as one message (command output)."""
-        if not texts:
-            return
-        lines = []
-        for text in texts:
-            self._seq += 1
-            lines.append(
-                OperationLogLine(
-                    operation=self.op, seq=self._seq, step=self.op.step_name, text=text
-                )
-            )
-        OperationLogLine.objects.bulk_create(lines)
-        live.log_lines_added(self.op, lines)
+def create_machine(machine: Machine, options: dict, *, user=None, via: str = "web") -> Operation:
+    """Save a new machine with its driver's options (checked by the model, so the form, the
+    CLI and the import share every rule) and request its create operation."""
+    machine.get_driver().apply_options(machine, options)
+    if not machine.ssh_private_key:
+        machine.ssh_private_key, _ = generate_key()
+    if getattr(user, "is_authenticated", False):
+        machine.created_by = user
+    machine.full_clean()
+    with transaction.atomic():
+        machine.save()
+        return request(machine, Kind.CREATE, user=user, via=via)
 
 
-def _observe(machine: Machine, ctx: Context) -> None:
-    driver = machine.get_driver()
-    machine.state = driver.state(machine)
-    with contextlib.suppress(DriverError):
-        machine.ip = driver.ip(machine) or machine.ip
-    machine.last_checked = timezone.now()
-    if machine.state == Machine.State.RUNNING:
-        machine.last_seen = machine.last_checked
-    machine.save()
-    ctx.log(f"{machine.name} is {machine.state}" + (f" at {machine.ip}" if machine.ip else ""))
-
-
-def _provisioned_over_ssh(machine: Machine) -> bool:
-    """Whether the machine's driver hands over a host to provision (all but `none`)."""
-    try:
-        machine.get_driver().ssh_address(machine)
-    except NotSupported:
-        return False
-    return True
-
-
-def _refresh_ip(machine: Machine, ctx: Context) -> None:
-    """The driver's current IP (a container or cloud host may get a new one on each start)."""
-    try:
-        ip = machine.get_driver().ip(machine)
-    except DriverError:
-        return
-    if ip and ip != machine.ip:
-        ctx.log(f"The IP of {machine.name} changed from {machine.ip or '(none)'} to {ip}")
-        machine.ip = ip
-        machine.save(update_fields=["ip"])
-
-
-def do_create(machine: Machine, ctx: Context) -> None:
-    driver = machine.get_driver()
-    provisioned = _provisioned_over_ssh(machine)
-    ctx.set_total(2 + (provision.PROVISION_STEPS if provisioned else 0))
-    ctx.step(f"Create the host with the {machine.driver.kind} driver")
-    driver.create(machine, log=ctx.log)
-    machine.save()
-    ctx.step("Check the host")
-    _observe(machine, ctx)
-    if provisioned:
-        provision.provision(machine, ctx)
-
-
-def do_provision(machine: Machine, ctx: Context) -> None:
-    if not _provisioned_over_ssh(machine):
-        raise NotSupported(f"{machine.driver.kind} machines are not provisioned by dockerdash")
-    _refresh_ip(machine, ctx)
-    provision.provision(machine, ctx)
-
-
-def do_regenerate_certs(machine: Machine, ctx: Context) -> None:
-    if not _provisioned_over_ssh(machine):
-        raise NotSupported(f"{machine.driver.kind} machines have no dockerdash certificates")
-    _refresh_ip(machine, ctx)
-    if reason := ctx.op.args.get("reason"):
-        ctx.log(f"Why: {reason}")
-    provision.regenerate_certs(machine, ctx, new_ca=bool(ctx.op.args.get("client_certs")))
-
-
-def do_upgrade(machine: Machine, ctx: Context) -> None:
-    if not _provisioned_over_ssh(machine):
-        raise NotSupported(f"{machine.driver.kind} machines are not upgraded by dockerdash")
-    provision.upgrade(machine, ctx)
-
-
-def _lifecycle(method: str, label: str) -> Callable[[Machine, Context], None]:
-    # After a (re)start, a provisioned machine's engine is checked too: its IP may have changed
-    # (a container or a cloud host gets a new one), which its certificate must then name.
-    check_engine = method in ("start", "restart")
-
-    def action(machine: Machine, ctx: Context) -> None:
-        checks = check_engine and bool(machine.tls_server_cert)
-        ctx.set_total(3 if checks else 2)
-        ctx.step(f"{label} {machine.name}")
-        getattr(machine.get_driver(), method)(machine)
-        ctx.step("Check the host")
-        _observe(machine, ctx)
-        if checks:
-            ctx.step("Check the Docker engine")
-            provision.check_engine(machine, ctx)
-
-    return action
-
-
-def heal_ip_change(machine: Machine) -> Operation | None:
+def request_ip_heal(machine: Machine) -> Operation | None:
     """Request a regenerate-certs operation if the machine's IP changed under its certificate.
 
     For the runner's health check: one driver call, no SSH. The operation (run by the runner
@@ -238,7 +387,7 @@ def heal_ip_change(machine: Machine) -> Operation | None:
     try:
         return request(
             machine,
-            Operation.Kind.REGENERATE_CERTS,
+            Kind.REGENERATE_CERTS,
             via="system",
             args={"reason": f"the IP changed from {machine.ip} to {new_ip}"},
         )
@@ -246,70 +395,42 @@ def heal_ip_change(machine: Machine) -> Operation | None:
         return None
 
 
-def do_remove(machine: Machine, ctx: Context) -> None:
-    purge = bool(ctx.op.args.get("purge"))
-    ctx.set_total(3 if purge else 2)
-    if purge:
-        ctx.step("Undo the Docker daemon configuration on the host")
-        if machine.driver.kind == "generic":
-            try:
-                provision.purge(machine, ctx)
-            except (DriverError, SSHError) as e:
-                if not ctx.op.args.get("force"):
-                    raise
-                ctx.log(f"Could not undo it ({e}); removing the machine anyway (-f)")
-        else:
-            ctx.log(f"The {machine.driver.kind} driver removes the host itself; nothing to undo")
-    ctx.step(f"Remove the host of {machine.name}")
-    try:
-        machine.get_driver().remove(machine)
-    except DriverError:
-        if not ctx.op.args.get("force"):
-            raise
-        ctx.log("The driver could not remove the host; forgetting the machine anyway (-f)")
-    ctx.step("Forget the machine")
-    machine_id = machine.pk
-    machine.delete()
-    shutil.rmtree(certs.bundle_dir(ctx.op.machine_name), ignore_errors=True)
-    certs.prune_retired_cas()
-    ctx.op.machine = None  # the operation and its log outlive the machine
-    live.machine_removed(machine_id, ctx.op.machine_name)
-
-
-# Kind -> (number of steps, action); actions whose steps depend on the machine set their own.
-ACTIONS: dict[str, tuple[int, Callable[[Machine, Context], None]]] = {
-    Operation.Kind.CREATE: (2 + provision.PROVISION_STEPS, do_create),
-    Operation.Kind.START: (3, _lifecycle("start", "Start")),
-    Operation.Kind.STOP: (2, _lifecycle("stop", "Stop")),
-    Operation.Kind.RESTART: (3, _lifecycle("restart", "Restart")),
-    Operation.Kind.KILL: (2, _lifecycle("kill", "Kill")),
-    Operation.Kind.REMOVE: (2, do_remove),
-    Operation.Kind.PROVISION: (provision.PROVISION_STEPS, do_provision),
-    Operation.Kind.REGENERATE_CERTS: (provision.REGENERATE_STEPS, do_regenerate_certs),
-    Operation.Kind.UPGRADE: (provision.UPGRADE_STEPS, do_upgrade),
-}
+def _run(action: Action, machine: Machine, ctx: Context) -> None:
+    if not action.applies_to(machine):
+        kind = machine.driver.kind
+        if action.needs == "provisioned":
+            raise NotSupported(f"{kind} machines are not provisioned by dockerdash")
+        raise NotSupported(f"{kind} driver cannot {action.needs} a host")
+    if action.transient:
+        Machine.objects.filter(pk=machine.pk).update(state=action.transient)
+        machine.state = action.transient
+        live.machine_changed(machine)
+    if action.prepare:
+        action.prepare(machine, ctx)
+    plan = action.plan(machine, ctx.op)
+    ctx.op.steps_total = len(plan)
+    for step in plan:
+        ctx.step(step.title(machine))
+        step.run(machine, ctx)
+    if action.finish:
+        action.finish(machine, ctx)
 
 
 def execute(op: Operation) -> Operation:
     """Run a claimed (running) operation to its end and record the outcome."""
     machine = op.machine
-    steps_total, action = ACTIONS[op.kind]
-    ctx = Context(op, steps_total)
+    ctx = Context(op)
     try:
         if machine is None:
             raise DriverError(f"Machine {op.machine_name} no longer exists")
-        if transient := TRANSIENT_STATE.get(op.kind):
-            Machine.objects.filter(pk=machine.pk).update(state=transient)
-            machine.state = transient
-            live.machine_changed(machine)
-        action(machine, ctx)
+        _run(ACTIONS[op.kind], machine, ctx)
     except Exception as e:
         expected = isinstance(e, DriverError | SSHError | Cancelled)
         message = str(e) or e.__class__.__name__
         if not expected:
             log.error("Operation %s failed:\n%s", op.pk, traceback.format_exc())
             message = f"Unexpected error: {e.__class__.__name__}: {e}"
-        ctx.log(f"Failed: {message}")
+        ctx.log_many([f"Failed: {message}"], kind=OperationLogLine.Kind.OUTCOME)
         op.status = (
             Operation.Status.CANCELLED if isinstance(e, Cancelled) else Operation.Status.FAILED
         )
@@ -317,8 +438,10 @@ def execute(op: Operation) -> Operation:
         if machine is not None and Machine.objects.filter(pk=machine.pk).exists():
             _record_failure(machine, message)
     else:
-        ctx.log("Done")
+        ctx.log_many(["Done"], kind=OperationLogLine.Kind.OUTCOME)
         op.status = Operation.Status.SUCCEEDED
+    finally:
+        ctx.close()
     op.finished_at = timezone.now()
     op.save(update_fields=["status", "error", "finished_at", "step", "steps_total", "step_name"])
     live.operation_changed(op)
@@ -330,94 +453,10 @@ def execute(op: Operation) -> Operation:
 def _record_failure(machine: Machine, message: str) -> None:
     machine.refresh_from_db()
     machine.last_error = message
-    machine.last_checked = timezone.now()
     try:
-        machine.state = machine.get_driver().state(machine)
+        machine.observe()
     except Exception as e:  # the host may be the very thing that is broken
         machine.state = Machine.State.ERROR
         machine.last_error = f"{message} (state unknown: {e})"
-    machine.save()
-
-
-# -- containers on a machine's engine ---------------------------------------------------------
-
-CONTAINER_ACTIONS = {
-    # action: (in progress, done)
-    "start": ("Starting", "Started"),
-    "stop": ("Stopping", "Stopped"),
-    "restart": ("Restarting", "Restarted"),
-    "kill": ("Killing", "Killed"),
-    "pause": ("Pausing", "Paused"),
-    "unpause": ("Unpausing", "Unpaused"),
-    "remove": ("Removing", "Removed"),
-}
-# docker's own default: a stop (or restart) waits this long for the process, then kills it.
-CONTAINER_STOP_TIMEOUT = 10
-_container_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="container-action")
-
-
-class ContainerActionError(Exception):
-    """The action was refused or failed; the message is shown to the user as it is."""
-
-
-def container_action(machine: Machine, container_id: str, action: str, user, *, wait=1.0) -> str:
-    """Act on one container of a machine's engine; what happened, within `wait` seconds.
-
-    The engine call runs in a thread: a stop may take 10 s and a request must not wait for
-    it. If it has not ended within `wait`, this says it is in progress; the engine watcher
-    publishes the container's new state when it comes, and a late failure is published as a
-    notice to the container's viewers.
-    """
-    if not user.has_perm("machines.operate_machine"):
-        raise ContainerActionError("Only operators and admins act on containers.")
-    if action not in CONTAINER_ACTIONS:
-        raise ContainerActionError(f"Unknown container action {action!r}.")
-    container = machine.containers.filter(container_id=container_id).first()
-    if container is None:
-        raise ContainerActionError("This container is not on the machine (any more).")
-    doing, done = CONTAINER_ACTIONS[action]
-    log.info("%s %s on %s (by %s)", doing, container.name, machine.name, user)
-    future = _container_pool.submit(_act_on_container, machine, container_id, action)
-    try:
-        future.result(timeout=wait)
-    except FutureTimeout:
-
-        def report_late_failure(f) -> None:
-            if f.exception() is not None:
-                text = f"{doing} {container.name} failed: {f.exception()}"
-                live.container_notice(container, text, error=True)
-
-        future.add_done_callback(report_late_failure)
-        return f"{doing} {container.name}…"
-    except ContainerActionError as e:
-        raise ContainerActionError(f"{doing} {container.name} failed: {e}") from None
-    return f"{done} {container.name}."
-
-
-def _act_on_container(machine: Machine, container_id: str, action: str) -> None:
-    import docker.errors
-    import requests.exceptions
-
-    from .engines import EngineError, client_for_machine
-
-    slow = action in ("stop", "restart")
-    try:
-        client = client_for_machine(machine, timeout=CONTAINER_STOP_TIMEOUT + 10 if slow else 10)
-        try:
-            api = client.api
-            if action == "remove":
-                api.remove_container(container_id, force=True)
-            elif slow:
-                getattr(api, action)(container_id, timeout=CONTAINER_STOP_TIMEOUT)
-            else:
-                getattr(api, action)(container_id)
-        finally:
-            client.close()
-    except docker.errors.APIError as e:
-        raise ContainerActionError(e.explanation or str(e)) from None
-    except EngineError as e:
-        raise ContainerActionError(str(e)) from None
-    except (requests.exceptions.RequestException, docker.errors.DockerException) as e:
-        raise ContainerActionError(f"the engine did not answer ({e.__class__.__name__})") from None
-    finally:
-        close_old_connections()
+        machine.last_checked = timezone.now()
+        machine.save()

@@ -31,7 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import engines, live, operations
-from .models import Container, Machine, Operation, OperationLogLine, Worker
+from .models import Container, Machine, Operation, Worker
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +79,12 @@ def interrupt_stale() -> list[Operation]:
         stale = op.heartbeat_at is None or op.heartbeat_at < now - STALE_AFTER
         if not (stale or _claimer_is_dead(op.claimed_by)):
             continue
-        if not Operation.objects.filter(pk=op.pk, status=Operation.Status.RUNNING).update(
-            status=Operation.Status.INTERRUPTED,
-            finished_at=now,
-            error="Interrupted: the process running it stopped. Retry the action.",
+        if _interrupt(
+            op,
+            "Interrupted: the process running it stopped. Retry the action.",
+            f"Interrupted: {op.claimed_by} stopped while this ran",
         ):
-            continue
-        op.refresh_from_db()
-        _append_log(op, f"Interrupted: {op.claimed_by} stopped while this ran")
-        live.operation_changed(op)
-        interrupted.append(op)
+            interrupted.append(op)
     for op in interrupted:
         if op.machine_id:
             refresh_machine(op.machine_id)
@@ -186,7 +182,7 @@ def check_machine(machine: Machine, timeout: float | None = None) -> None:
         # A host that came back with another IP (container restart, cloud stop/start) gets
         # its certificate re-issued by an operation, before anyone trips over it.
         try:
-            healing = operations.heal_ip_change(machine)
+            healing = operations.request_ip_heal(machine)
         except Exception as e:
             healing = None
             log.warning("Checking %s for an IP change failed: %s", machine.name, e)
@@ -538,25 +534,23 @@ class Runner:
     def _release(self) -> None:
         for watcher in self.watchers.values():
             watcher.stop()
-        now = timezone.now()
         for op in Operation.objects.filter(claimed_by=self.name, status=Operation.Status.RUNNING):
-            if Operation.objects.filter(pk=op.pk, status=Operation.Status.RUNNING).update(
-                status=Operation.Status.INTERRUPTED,
-                finished_at=now,
-                error="Interrupted: dockerdash was shut down while this ran. Retry the action.",
-            ):
-                op.refresh_from_db()
-                _append_log(op, "Interrupted by shutdown")
-                live.operation_changed(op)
+            _interrupt(
+                op,
+                "Interrupted: dockerdash was shut down while this ran. Retry the action.",
+                "Interrupted by shutdown",
+            )
         # Hand our machines to the other runners now rather than when the leases expire.
         Machine.objects.filter(lease_owner=self.name).update(lease_owner="", lease_expires_at=None)
         Worker.objects.filter(name=self.name).delete()
 
 
-def _append_log(op: Operation, text: str) -> None:
-    last = op.log_lines.order_by("-seq").values_list("seq", flat=True).first() or 0
-    line = OperationLogLine.objects.create(operation=op, seq=last + 1, text=text)
-    live.log_lines_added(op, [line])
+def _interrupt(op: Operation, error: str, line: str) -> bool:
+    if not op.interrupt(error, line):
+        return False
+    live.log_lines_added(op, list(op.log_lines.order_by("-seq")[:1]))
+    live.operation_changed(op)
+    return True
 
 
 def _checked(machine: Machine) -> None:

@@ -5,28 +5,18 @@ import zipfile
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.db import transaction
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import operations
+from . import containers, operations
 from .consumers import LOG_TAIL
 from .forms import ConfirmRemoveForm, ContainerFilterForm, MachineForm, options_form_for
 from .models import Container, Driver, Machine, Operation
 from .provision import certs
-from .provision.ssh import generate_key, public_key_of
-
-OPERATOR_ACTIONS = {
-    "start": Operation.Kind.START,
-    "stop": Operation.Kind.STOP,
-    "restart": Operation.Kind.RESTART,
-    "kill": Operation.Kind.KILL,
-    "provision": Operation.Kind.PROVISION,
-    "regenerate-certs": Operation.Kind.REGENERATE_CERTS,
-    "upgrade": Operation.Kind.UPGRADE,
-}
+from .provision.ssh import public_key_of
 
 
 def _roles(request: HttpRequest) -> dict:
@@ -43,19 +33,6 @@ def machine_list(request: HttpRequest) -> HttpResponse:
     machines = Machine.objects.select_related("driver").order_by("name")
     template = "machines/list.html#machine_rows" if request.htmx else "machines/list.html"
     return render(request, template, {"machines": machines, **_roles(request)})
-
-
-# A machine page's buttons: (action, label, what its driver must support for it).
-ACTION_BUTTONS = [
-    ("start", "Start", "start"),
-    ("stop", "Stop", "stop"),
-    ("restart", "Restart", "restart"),
-    ("kill", "Kill", "kill"),
-    # Provisioning is for the hosts dockerdash reaches over SSH.
-    ("provision", "Provision", "ssh_address"),
-    ("regenerate-certs", "Regenerate certs", "ssh_address"),
-    ("upgrade", "Upgrade", "ssh_address"),
-]
 
 
 def _container_table(request: HttpRequest, template: str, ctx: dict) -> HttpResponse:
@@ -75,7 +52,6 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
         "operations": list(machine.operations.select_related("requested_by")[:20]),
         "containers": filter_form.rows(machine),
         "filter": filter_form,
-        "actions": ACTION_BUTTONS,
         **_roles(request),
     }
     if machine.ssh_private_key:
@@ -101,12 +77,12 @@ def fleet(request: HttpRequest) -> HttpResponse:
 @permission_required("machines.operate_machine", raise_exception=True)
 def container_action(request: HttpRequest, name: str, container_id: str, action: str):
     machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
-    if action not in operations.CONTAINER_ACTIONS:
+    if action not in containers.CONTAINER_ACTIONS:
         raise Http404(f"Unknown container action {action!r}")
     try:
-        notice = operations.container_action(machine, container_id, action, request.user)
+        notice = containers.container_action(machine, container_id, action, request.user)
         error = False
-    except operations.ContainerActionError as e:
+    except containers.ContainerActionError as e:
         notice, error = str(e), True
     # The outcome goes to the notice above the table; the row follows from the engine's
     # events, for every viewer.
@@ -156,19 +132,17 @@ def machine_create(request: HttpRequest) -> HttpResponse:
             driver = form.cleaned_data["driver"]
         options = options_form_for(driver, request.POST)
         if form.is_valid() and options is not None and options.is_valid():
-            with transaction.atomic():
-                machine = form.save(commit=False)
-                machine.created_by = request.user
-                driver_impl = driver.get_driver()
-                driver_impl.apply_options(machine, options.cleaned_data)
-                if not machine.ssh_private_key:
-                    machine.ssh_private_key, _ = generate_key()
-                machine.save()
-                operations.request(machine, Operation.Kind.CREATE, user=request.user)
-            messages.success(request, f"Creating {machine.name}")
-            if request.htmx:
-                return HttpResponseClientRedirect(machine.get_absolute_url())
-            return redirect(machine)
+            machine = form.save(commit=False)
+            try:
+                operations.create_machine(machine, options.cleaned_data, user=request.user)
+            except ValidationError as e:
+                # What the driver's options put on the machine, checked by the model.
+                options.add_error(None, e)
+            else:
+                messages.success(request, f"Creating {machine.name}")
+                if request.htmx:
+                    return HttpResponseClientRedirect(machine.get_absolute_url())
+                return redirect(machine)
         status = 400
     else:
         driver = Driver.objects.order_by("name").first()
@@ -200,11 +174,10 @@ def _row_response(request: HttpRequest, machine: Machine) -> HttpResponse:
 @permission_required("machines.operate_machine", raise_exception=True)
 def machine_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
     machine = get_object_or_404(Machine, name=name)
-    kind = OPERATOR_ACTIONS.get(action)
-    if kind is None:
+    if action not in operations.BUTTONS:
         return HttpResponse(f"Unknown action {action!r}", status=404)
     try:
-        operations.request(machine, kind, user=request.user)
+        operations.request(machine, action, user=request.user)
     except operations.OperationConflict as e:
         if request.htmx:
             return HttpResponse(str(e), status=409)

@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 
 from machines import engines, operations, runner
-from machines.drivers.container import INSTANCE_LABEL
+from machines.drivers.container.driver import INSTANCE_LABEL
 from machines.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
 from machines.models import Driver, Machine, Operation
 from machines.provision.ssh import generate_key

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from machines.drivers.container import INSTANCE_LABEL
+from machines.drivers.container.driver import INSTANCE_LABEL
 
 from . import helpers
 from .helpers import MANAGE, user_env

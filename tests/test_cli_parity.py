@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from django.core.management import call_command
 
 from machines import runner
-from machines.drivers.container import INSTANCE_LABEL
+from machines.drivers.container.driver import INSTANCE_LABEL
 from machines.models import Machine
 from machines.provision.ssh import SSHSession
 

@@ -9,7 +9,7 @@ import threading
 import docker
 import pytest
 
-from machines.drivers.container import ContainerDriver
+from machines.drivers.container.driver import ContainerDriver
 from machines.hostimage import BARE_HOST_IMAGE
 from machines.models import Driver, Machine, Operation
 from machines.provision.ssh import SSHSession, generate_key

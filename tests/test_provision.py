@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from machines import engines, operations, runner
-from machines.drivers.container import INSTANCE_LABEL, LABEL, NETWORK
+from machines.drivers.container.driver import INSTANCE_LABEL, LABEL, NETWORK
 from machines.hostimage import BARE_HOST_IMAGE
 from machines.models import CertificateAuthority, Driver, Machine, Operation
 from machines.provision import certs
@@ -429,7 +429,7 @@ def test_an_ip_change_under_a_running_machine_is_healed_by_an_operation(running_
     client = engines.client_for_machine(machine)
     running = client.containers.run(TINY, ["sleep", "3600"], detach=True)
     client.close()
-    assert operations.heal_ip_change(machine) is None  # nothing changed yet
+    assert operations.request_ip_heal(machine) is None  # nothing changed yet
 
     # Moved on its network while running: the engine's certificate no longer names its IP.
     network = parent.networks.get(NETWORK)
@@ -439,7 +439,7 @@ def test_an_ip_change_under_a_running_machine_is_healed_by_an_operation(running_
     stand_in = _occupy(parent, old_ip)
     try:
         network.connect(container)
-        op = operations.heal_ip_change(machine)
+        op = operations.request_ip_heal(machine)
         assert op is not None and op.kind == Operation.Kind.REGENERATE_CERTS
         assert op.requested_via == "system"
         assert_succeeded(runner.run_claimed(runner.claim(op.pk, worker="test")))
@@ -449,7 +449,7 @@ def test_an_ip_change_under_a_running_machine_is_healed_by_an_operation(running_
         client = engines.client_for_machine(machine)
         assert client.containers.get(running.id).status == "running"
         client.close()
-        assert operations.heal_ip_change(machine) is None
+        assert operations.request_ip_heal(machine) is None
     finally:
         stand_in.remove(force=True)
 

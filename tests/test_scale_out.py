@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from machines.drivers.container import INSTANCE_LABEL
+from machines.drivers.container.driver import INSTANCE_LABEL
 
 from .browser import log_in, serve
 from .fleet import REQUIRED, _unavailable

@@ -2,7 +2,10 @@
 
 A driver creates and controls the *host*; it never installs Docker. Once `create()` has
 returned, the host answers SSH at `ssh_address()` with the machine's key, and the shared
-provisioner (or, until it exists, the operation itself) takes over.
+provisioning steps take over (for drivers that say `provisioned = True`).
+
+Everything a page, the CLI or an operation asks of a driver ("can it restart?", "does rm
+remove the host?", "which flags does `create` take?") is answered here, from the class.
 """
 
 from __future__ import annotations
@@ -12,16 +15,13 @@ from typing import TYPE_CHECKING, ClassVar
 
 from django import forms
 
+from machines.errors import DriverError, NotSupported
+
 if TYPE_CHECKING:
     from machines.models import Machine
 
-
-class DriverError(Exception):
-    """A driver could not do what was asked; the message is shown to the user as it is."""
-
-
-class NotSupported(DriverError):
-    """The driver cannot do this action at all (never a silent no-op)."""
+# The lifecycle methods a driver may leave out (then they raise NotSupported).
+LIFECYCLE = ("start", "stop", "restart", "kill")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,17 @@ class SSHAddress:
     host: str
     port: int
     user: str
+
+
+@dataclass(frozen=True)
+class CLIFlag:
+    """One `machine create` flag: `--<kind>-<field>` unless the driver names it otherwise."""
+
+    flag: str
+    field: str
+    form: str  # "options" (per machine) or "settings" (the configured driver)
+    help: str
+    is_file: bool  # the flag takes a path; the field gets the file's text
 
 
 class DriverSettingsForm(forms.Form):
@@ -47,10 +58,45 @@ class BaseDriver:
     options_form: ClassVar[type[forms.Form]] = MachineOptionsForm
     #: Which keys of the settings are secrets (stored encrypted, never shown).
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    #: Settings of the row every installation gets (None: no default row, e.g. needs a token).
+    default_settings: ClassVar[dict | None] = None
+
+    # Capabilities: every "can it?" question is answered by these (and `supports()`).
+    #: It hands over a host that dockerdash provisions over SSH (Docker, TLS, upgrades).
+    provisioned: ClassVar[bool] = True
+    #: `rm` removes the host itself (else dockerdash only forgets it).
+    removes_host: ClassVar[bool] = True
+    #: `rm --purge` can undo dockerdash's Docker configuration on a host that stays.
+    can_purge: ClassVar[bool] = False
+    #: The engine is reached with the dashboard's certificates on the machine's IP.
+    issues_certificates: ClassVar[bool] = True
+
+    #: Form fields whose CLI flag takes a file path (the field receives the file's text).
+    cli_file_fields: ClassVar[frozenset[str]] = frozenset()
+    #: CLI flags named otherwise than `--<kind>-<field>` (docker-machine's names), by field.
+    cli_flag_names: ClassVar[dict[str, str]] = {}
 
     def __init__(self, settings: dict | None = None, secrets: dict | None = None) -> None:
         self.settings = settings or {}
         self.secrets = secrets or {}
+
+    @classmethod
+    def supports(cls, action: str) -> bool:
+        """Whether the driver implements a lifecycle action (start, stop, restart, kill)."""
+        return getattr(cls, action) is not getattr(BaseDriver, action)
+
+    @classmethod
+    def cli_flags(cls) -> list[CLIFlag]:
+        """The flags of `machine create -d KIND`, from the options and settings forms."""
+        flags: list[CLIFlag] = []
+        for source, form_class in (("options", cls.options_form), ("settings", cls.settings_form)):
+            for field, form_field in form_class.base_fields.items():
+                name = cls.cli_flag_names.get(field) or f"--{cls.kind}-{field.replace('_', '-')}"
+                if any(f.flag == name for f in flags):
+                    continue  # a per-machine option wins over the driver's default of it
+                help_text = str(form_field.help_text or form_field.label or field)
+                flags.append(CLIFlag(name, field, source, help_text, field in cls.cli_file_fields))
+        return flags
 
     def _unsupported(self, action: str) -> NotSupported:
         return NotSupported(f"{self.kind} driver cannot {action} a host")
@@ -87,3 +133,6 @@ class BaseDriver:
 
     def ssh_address(self, machine: Machine) -> SSHAddress:
         raise self._unsupported("give SSH access to")
+
+
+__all__ = ["BaseDriver", "CLIFlag", "DriverError", "NotSupported", "SSHAddress"]

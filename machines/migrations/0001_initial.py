@@ -8,6 +8,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
+import machines.drivers
 import machines.fields
 
 
@@ -44,11 +45,7 @@ class Migration(migrations.Migration):
                 (
                     "kind",
                     models.CharField(
-                        choices=[
-                            ("generic", "Generic (an existing host over SSH)"),
-                            ("container", "Container (a host as a container on a Docker engine)"),
-                            ("none", "None (attach an existing engine by URL)"),
-                        ],
+                        choices=machines.drivers.kind_choices,
                         max_length=32,
                     ),
                 ),

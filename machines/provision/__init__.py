@@ -1,9 +1,10 @@
-"""Provisioning: what `docker-machine create` did after the host existed, step by step.
+"""Provisioning: what `docker-machine create` did after the host existed, as step functions.
 
-Operations call `provision`, `regenerate_certs`, `upgrade`, `check_engine` and `purge` with their
-Context; each opens one SSH session, numbers its steps with `ctx.step()` and logs what it found
-and did with `ctx.log()`. No secret is ever logged: files travel inside scripts on stdin and only
-their paths, serials, fingerprints and dates are written to the log.
+The orchestrator (operations.ACTIONS) declares which steps an action runs, in which order;
+each step here does one thing, logs what it found and did with `ctx.log()`, and shares what
+later steps need through the Context (the SSH session, the host's facts, the CA). No secret
+is ever logged: files travel inside scripts on stdin and only their paths, serials,
+fingerprints and dates are written to the log.
 
 `engine` and `ssh` (the Docker SDK, paramiko) are imported where they are used: the CLI's quick
 commands (`machine env`, `machine config`) import `certs` from this package and must start fast.
@@ -14,11 +15,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.utils import timezone
 
-from machines.drivers.base import DriverError
+from machines.errors import DriverError
 
 from . import certs
 from .osinfo import ProvisionError
@@ -30,24 +31,27 @@ if TYPE_CHECKING:
     from .ssh import SSHSession
 
 __all__ = [
-    "PROVISION_STEPS",
-    "REGENERATE_STEPS",
-    "UPGRADE_STEPS",
-    "LogOnly",
     "ProvisionError",
     "check_engine",
-    "engine_url_of",
+    "configure",
+    "connect",
+    "detect",
+    "detect_configured",
     "heal_ip_change",
+    "install",
+    "install_certs",
     "ip_change",
-    "provision",
+    "issue",
+    "issue_new",
     "purge",
-    "regenerate_certs",
-    "upgrade",
+    "report_retired_cas",
+    "report_upgrade",
+    "restart_if_changed",
+    "ssh_target",
+    "upgrade_docker",
+    "wait_for_api",
 ]
 
-PROVISION_STEPS = 7
-REGENERATE_STEPS = 5
-UPGRADE_STEPS = 4
 SSH_TIMEOUT = 30
 # Output lines are stored (and pushed to viewers) in batches at most this often: a package
 # install prints hundreds of lines in a burst.
@@ -55,24 +59,28 @@ FLUSH_EVERY = 0.5
 
 
 class Reporter(Protocol):
-    """What provisioning reports to: an operation's Context, or a plain logger (`LogOnly`)."""
+    """What the steps report to and share through: an operation's Context."""
 
-    def step(self, name: str) -> None: ...
+    op: Any
+    session: Any
+    facts: Any
+    ca: Any
+    changed: bool
+    docker_before: str
 
     def log(self, text: str) -> None: ...
 
+    def log_many(self, texts: list[str]) -> None: ...
 
-class LogOnly:
-    """A Reporter for work outside an operation: steps become plain log lines."""
 
-    def __init__(self, log=print) -> None:
-        self._log = log
-
-    def step(self, name: str) -> None:
-        self._log(name)
+class _Quiet:
+    """A Reporter that drops what it is told (diagnostics inside an error message)."""
 
     def log(self, text: str) -> None:
-        self._log(text)
+        pass
+
+    def log_many(self, texts: list[str]) -> None:
+        pass
 
 
 class _Lines:
@@ -95,12 +103,7 @@ class _Lines:
     def flush(self) -> None:
         if self.pending:
             lines, self.pending = self.pending, []
-            log_many = getattr(self.ctx, "log_many", None)
-            if log_many:
-                log_many(lines)
-            else:
-                for line in lines:
-                    self.ctx.log(line)
+            self.ctx.log_many(lines)
         self.last_flush = time.monotonic()
 
 
@@ -113,22 +116,20 @@ def _streaming(ctx: Reporter) -> Iterator[_Lines]:
         lines.flush()
 
 
-def engine_url_of(machine: Machine) -> str:
-    host = f"[{machine.ip}]" if ":" in machine.ip else machine.ip
-    return f"tcp://{host}:{machine.engine_port}"
+# -- the steps: each is one numbered step of an operation (see operations.ACTIONS) --------
+# They share what they found through the Context: ctx.session (closed by the orchestrator
+# when the operation ends), ctx.facts, ctx.ca, ctx.changed.
 
 
-# -- the steps ----------------------------------------------------------------------------
+def ssh_target(machine: Machine) -> str:
+    addr = machine.get_driver().ssh_address(machine)
+    return f"{addr.user}@{addr.host}:{addr.port}"
 
 
-@contextlib.contextmanager
-def _connect(machine: Machine, ctx: Reporter, *, step: bool = True) -> Iterator[SSHSession]:
+def _open(machine: Machine, ctx: Reporter) -> SSHSession:
     from .ssh import fingerprint, wait_for_ssh
 
     addr = machine.get_driver().ssh_address(machine)
-    where = f"{addr.user}@{addr.host}:{addr.port}"
-    if step:
-        ctx.step(f"Connect to {where} over SSH")
     session = wait_for_ssh(
         addr.host,
         addr.port,
@@ -149,17 +150,20 @@ def _connect(machine: Machine, ctx: Reporter, *, step: bool = True) -> Iterator[
             if status != 0:
                 raise ProvisionError(f"Running a command as root on {addr.host} failed: {output}")
             ctx.log(f"{addr.user} becomes root with sudo -n")
-        yield session
-    finally:
+    except BaseException:
         session.close()
+        raise
+    return session
 
 
-def _detect(session: SSHSession, ctx: Reporter, *, step: bool = True) -> HostFacts:
+def connect(machine: Machine, ctx: Reporter) -> None:
+    ctx.session = _open(machine, ctx)
+
+
+def detect(machine: Machine, ctx: Reporter) -> None:
     from . import engine
 
-    if step:
-        ctx.step("Detect the operating system")
-    facts = engine.gather_facts(session)
+    facts = ctx.facts = engine.gather_facts(ctx.session)
     managers = ", ".join(sorted(facts.managers)) or "none"
     ctx.log(
         f"{facts.os.pretty} (ID={facts.os.id}, {facts.os.profile.family} family); init system: "
@@ -167,7 +171,172 @@ def _detect(session: SSHSession, ctx: Reporter, *, step: bool = True) -> HostFac
     )
     if facts.dockerd:
         ctx.log(f"{facts.docker_version or 'Docker'} at {facts.dockerd}")
-    return facts
+
+
+def detect_configured(machine: Machine, ctx: Reporter) -> None:
+    """Detect, and refuse a daemon that dockerdash has not configured yet."""
+    detect(machine, ctx)
+    _require_configured(machine, ctx.facts)
+
+
+def install(machine: Machine, ctx: Reporter) -> None:
+    from . import engine
+
+    session, facts = ctx.session, ctx.facts
+    if facts.dockerd:
+        ctx.log(f"Docker is installed; keeping it ({facts.docker_version})")
+        return
+    started = time.monotonic()
+    source = machine.engine_install_url or "the distribution's packages"
+    ctx.log(f"Docker is not installed; installing it from {source}")
+    with _streaming(ctx) as lines:
+        engine.install(session, facts, machine.engine_install_url, lines)
+    facts = ctx.facts = engine.gather_facts(session)
+    if not facts.dockerd:
+        raise ProvisionError(f"The installation finished but there is no dockerd on {session.host}")
+    ctx.log(f"Installed {facts.docker_version} in {time.monotonic() - started:.1f} s")
+
+
+def issue(machine: Machine, ctx: Reporter) -> None:
+    """The server certificate, issued only when the one the machine has is not good."""
+    ctx.ca = _issue(machine, ctx)
+
+
+def issue_new(machine: Machine, ctx: Reporter) -> None:
+    """A new server certificate (and, when asked, a new CA and client certificate)."""
+    ctx.ca = _issue(machine, ctx, new_ca=bool(ctx.op.args.get("client_certs")), force=True)
+
+
+def configure(machine: Machine, ctx: Reporter) -> None:
+    from . import engine
+
+    files = engine.cert_files(machine, ctx.ca) + engine.daemon_files(machine, ctx.facts)
+    with _streaming(ctx) as lines:
+        ctx.changed = engine.write_files(
+            ctx.session, ctx.facts, files, lines, hostname=machine.name
+        )
+    if not ctx.changed:
+        ctx.log("The configuration on the host is already up to date")
+
+
+def restart_if_changed(machine: Machine, ctx: Reporter) -> None:
+    if ctx.changed or not ctx.facts.runs_our_config:
+        _restart(ctx.session, ctx.facts, ctx)
+    else:
+        ctx.log("Nothing changed and Docker is running: not restarting it")
+
+
+def install_certs(machine: Machine, ctx: Reporter) -> None:
+    """Put the new certificates in place and restart Docker (nothing else changes)."""
+    from . import engine
+
+    with _streaming(ctx) as lines:
+        engine.write_files(ctx.session, ctx.facts, engine.cert_files(machine, ctx.ca), lines)
+    _restart(ctx.session, ctx.facts, ctx)
+
+
+def upgrade_docker(machine: Machine, ctx: Reporter) -> None:
+    """Upgrade the package that provides dockerd; the configuration stays as it is."""
+    from . import engine
+
+    if not ctx.facts.dockerd:
+        raise ProvisionError(
+            f"Docker is not installed on {machine.name}; provision the machine first"
+        )
+    ctx.docker_before = ctx.facts.docker_version
+    with _streaming(ctx) as lines:
+        engine.upgrade(ctx.session, ctx.facts, lines)
+
+
+def wait_for_api(machine: Machine, ctx: Reporter) -> None:
+    _wait(machine, ctx, ctx.session, ctx.facts)
+
+
+def report_upgrade(machine: Machine, ctx: Reporter) -> None:
+    before = ctx.docker_before
+    if machine.docker_version and machine.docker_version in before:
+        ctx.log(f"Docker {machine.docker_version} was already the newest version available")
+    else:
+        ctx.log(f"Upgraded: {before} -> Docker {machine.docker_version}")
+
+
+def report_retired_cas(machine: Machine, ctx: Reporter) -> None:
+    if not ctx.op.args.get("client_certs"):
+        return
+    from machines.models import Machine as M
+
+    others = [
+        m.name
+        for m in M.objects.exclude(pk=machine.pk).exclude(tls_server_cert="")
+        if certs.issuer_of(m.tls_server_cert) != certs.get_or_create_ca()
+    ]
+    if others:
+        ctx.log(
+            f"{len(others)} other machine(s) still use the previous CA and stay reachable with "
+            f"it until you run regenerate-certs on them: {', '.join(sorted(others))}"
+        )
+
+
+def check_engine(machine: Machine, ctx: Reporter) -> None:
+    """After a (re)start: heal an IP change, then wait for the engine's API."""
+    if machine.tls_server_cert and not certs.covers(machine.tls_server_cert, machine.ip):
+        heal_ip_change(machine, ctx)
+    _wait(machine, ctx)
+
+
+def heal_ip_change(machine: Machine, ctx: Reporter) -> None:
+    """Re-issue the server certificate for the machine's current IP and restart Docker.
+
+    No steps of its own: it runs inside a step of the operation that found the change.
+    """
+    from . import engine
+
+    ctx.log(
+        f"The IP of {machine.name} is now {machine.ip}, which its server certificate does not "
+        "name: re-issuing the certificate"
+    )
+    session = _open(machine, ctx)
+    try:
+        facts = engine.gather_facts(session)
+        _require_configured(machine, facts)
+        ca = _issue(machine, ctx, force=True)
+        with _streaming(ctx) as lines:
+            engine.write_files(session, facts, engine.cert_files(machine, ca), lines)
+        _restart(session, facts, ctx)
+    finally:
+        session.close()
+
+
+def ip_change(machine: Machine) -> str | None:
+    """The machine's new IP if it changed since its certificate was issued, else None.
+
+    Cheap (one driver call, no SSH): the runner's health check can call it every cycle.
+    """
+    if not machine.tls_server_cert:
+        return None
+    try:
+        current = machine.get_driver().ip(machine)
+    except DriverError:
+        return None
+    if current and (current != machine.ip or not certs.covers(machine.tls_server_cert, current)):
+        return current
+    return None
+
+
+def purge(machine: Machine, ctx: Reporter) -> None:
+    """Undo dockerdash's daemon configuration on the host (`rm --purge`); Docker stays."""
+    from . import engine
+
+    session = _open(machine, ctx)
+    try:
+        facts = engine.gather_facts(session)
+        if not facts.dockerd:
+            ctx.log("Docker is not installed on the host; nothing to undo")
+            return
+        with _streaming(ctx) as lines:
+            engine.purge(session, facts, lines)
+    finally:
+        session.close()
 
 
 def _issue(
@@ -224,8 +393,6 @@ def _wait(
     ctx: Reporter,
     session: SSHSession | None = None,
     facts: HostFacts | None = None,
-    *,
-    step: bool = True,
 ) -> None:
     """Wait for the engine's API over TLS with the client certificate; record what it says.
 
@@ -234,9 +401,7 @@ def _wait(
     """
     from . import engine
 
-    if step:
-        ctx.step("Wait for the Docker API")
-    machine.engine_url = engine_url_of(machine)
+    machine.engine_url = machine.tls_engine_url
     started = time.monotonic()
     try:
         version, info = engine.wait_for_api(machine)
@@ -271,149 +436,6 @@ def _wait(
     )
 
 
-# -- the actions ----------------------------------------------------------------------------
-
-
-def provision(machine: Machine, ctx: Reporter) -> None:
-    """Install Docker if it is missing, configure it for TLS, restart it, wait for its API.
-
-    Idempotent: an unchanged machine is left alone (nothing rewritten, nothing restarted).
-    """
-    from . import engine
-
-    with _connect(machine, ctx) as session:
-        facts = _detect(session, ctx)
-
-        ctx.step("Install Docker")
-        if facts.dockerd:
-            ctx.log(f"Docker is installed; keeping it ({facts.docker_version})")
-        else:
-            started = time.monotonic()
-            source = machine.engine_install_url or "the distribution's packages"
-            ctx.log(f"Docker is not installed; installing it from {source}")
-            with _streaming(ctx) as lines:
-                engine.install(session, facts, machine.engine_install_url, lines)
-            facts = engine.gather_facts(session)
-            if not facts.dockerd:
-                raise ProvisionError(
-                    f"The installation finished but there is no dockerd on {session.host}"
-                )
-            ctx.log(f"Installed {facts.docker_version} in {time.monotonic() - started:.1f} s")
-
-        ctx.step("Issue the TLS certificates")
-        ca = _issue(machine, ctx)
-
-        ctx.step("Configure the Docker daemon")
-        files = engine.cert_files(machine, ca) + engine.daemon_files(machine, facts)
-        with _streaming(ctx) as lines:
-            changed = engine.write_files(session, facts, files, lines, hostname=machine.name)
-        if not changed:
-            ctx.log("The configuration on the host is already up to date")
-
-        ctx.step("Restart Docker")
-        if changed or not facts.runs_our_config:
-            _restart(session, facts, ctx)
-        else:
-            ctx.log("Nothing changed and Docker is running: not restarting it")
-        _wait(machine, ctx, session, facts)
-
-
-def regenerate_certs(machine: Machine, ctx: Reporter, *, new_ca: bool = False) -> None:
-    """A new server certificate (and with new_ca a new CA and client certificate), then a
-    daemon restart: no reinstall, no other configuration change, no host name change."""
-    from . import engine
-
-    with _connect(machine, ctx) as session:
-        facts = _detect(session, ctx)
-        _require_configured(machine, facts)
-        ctx.step("Issue new TLS certificates")
-        ca = _issue(machine, ctx, new_ca=new_ca, force=True)
-        ctx.step("Install the certificates and restart Docker")
-        with _streaming(ctx) as lines:
-            engine.write_files(session, facts, engine.cert_files(machine, ca), lines)
-        _restart(session, facts, ctx)
-        _wait(machine, ctx, session, facts)
-    if new_ca:
-        _report_retired_cas(machine, ctx)
-
-
-def upgrade(machine: Machine, ctx: Reporter) -> None:
-    """Upgrade the package that provides dockerd; the configuration stays as it is."""
-    from . import engine
-
-    with _connect(machine, ctx) as session:
-        facts = _detect(session, ctx)
-        ctx.step("Upgrade Docker")
-        if not facts.dockerd:
-            raise ProvisionError(
-                f"Docker is not installed on {machine.name}; provision the machine first"
-            )
-        before = facts.docker_version
-        with _streaming(ctx) as lines:
-            engine.upgrade(session, facts, lines)
-        _wait(machine, ctx, session, facts)
-    if machine.docker_version and machine.docker_version in before:
-        ctx.log(f"Docker {machine.docker_version} was already the newest version available")
-    else:
-        ctx.log(f"Upgraded: {before} -> Docker {machine.docker_version}")
-
-
-def check_engine(machine: Machine, ctx: Reporter) -> None:
-    """After a (re)start: heal an IP change, then wait for the engine's API."""
-    if machine.tls_server_cert and not certs.covers(machine.tls_server_cert, machine.ip):
-        heal_ip_change(machine, ctx)
-    _wait(machine, ctx, step=False)
-
-
-def heal_ip_change(machine: Machine, ctx: Reporter) -> None:
-    """Re-issue the server certificate for the machine's current IP and restart Docker.
-
-    No steps of its own: it runs inside a step of the operation that found the change.
-    """
-    from . import engine
-
-    ctx.log(
-        f"The IP of {machine.name} is now {machine.ip}, which its server certificate does not "
-        "name: re-issuing the certificate"
-    )
-    with _connect(machine, ctx, step=False) as session:
-        facts = engine.gather_facts(session)
-        _require_configured(machine, facts)
-        ca = _issue(machine, ctx, force=True)
-        with _streaming(ctx) as lines:
-            engine.write_files(session, facts, engine.cert_files(machine, ca), lines)
-        _restart(session, facts, ctx)
-
-
-def ip_change(machine: Machine) -> str | None:
-    """The machine's new IP if it changed since its certificate was issued, else None.
-
-    Cheap (one driver call, no SSH): the runner's health check can call it every cycle.
-    """
-    if not machine.tls_server_cert:
-        return None
-    try:
-        current = machine.get_driver().ip(machine)
-    except DriverError:
-        return None
-    if current and (current != machine.ip or not certs.covers(machine.tls_server_cert, current)):
-        return current
-    return None
-
-
-def purge(machine: Machine, ctx: Reporter) -> None:
-    """Undo dockerdash's daemon configuration on the host (`rm --purge`); Docker stays."""
-    from . import engine
-
-    with _connect(machine, ctx, step=False) as session:
-        facts = engine.gather_facts(session)
-        if not facts.dockerd:
-            ctx.log("Docker is not installed on the host; nothing to undo")
-            return
-        with _streaming(ctx) as lines:
-            engine.purge(session, facts, lines)
-
-
 def _require_configured(machine: Machine, facts: HostFacts) -> None:
     from . import engine
 
@@ -432,8 +454,11 @@ def _daemon_log(
 
     try:
         if session is None:
-            with _connect(machine, LogOnly(lambda _: None), step=False) as session:
+            session = _open(machine, _Quiet())
+            try:
                 return _daemon_log(machine, ctx, session, engine.gather_facts(session))
+            finally:
+                session.close()
         facts = facts or engine.gather_facts(session)
         state = session.run(session.as_root(engine.ACTIVE[facts.init]), timeout=30)[1].strip()
         hint = f"Docker is {state or 'not running'} on the host" + (
@@ -445,18 +470,3 @@ def _daemon_log(
         return f"{hint}\nLast lines of the Docker daemon's log:\n{engine.log_tail(session, facts)}"
     except Exception as e:  # the diagnosis must not hide the original error
         return f"(The Docker daemon's log could not be read: {e})"
-
-
-def _report_retired_cas(machine: Machine, ctx: Reporter) -> None:
-    from machines.models import Machine as M
-
-    others = [
-        m.name
-        for m in M.objects.exclude(pk=machine.pk).exclude(tls_server_cert="")
-        if certs.issuer_of(m.tls_server_cert) != certs.get_or_create_ca()
-    ]
-    if others:
-        ctx.log(
-            f"{len(others)} other machine(s) still use the previous CA and stay reachable with "
-            f"it until you run regenerate-certs on them: {', '.join(sorted(others))}"
-        )

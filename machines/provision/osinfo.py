@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from machines.drivers.base import DriverError
+from machines.errors import DriverError
 
 
 class ProvisionError(DriverError):

@@ -1,4 +1,5 @@
-"""Template filters of the dashboard: relative times that a tiny script keeps ticking.
+"""Template filters of the dashboard: a machine's action buttons, and relative times that a
+tiny script keeps ticking.
 
 The page renders "12 s ago" with the exact time in the `datetime` attribute (and on hover);
 static/js/dockerdash.js recomputes the same text from that attribute every few seconds, so
@@ -15,23 +16,24 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from machines.drivers import BaseDriver, DriverError, driver_class
-
 register = template.Library()
 
 
 @register.filter
-def supports(machine, action: str) -> bool:
-    """Whether the machine's driver can do this (start, stop, ...; ssh_address: provisioning).
+def actions(machine, where: str = "buttons") -> list[dict]:
+    """The operator actions this machine's driver can do, for its buttons ("buttons") or its
+    "more actions" menu ("menu"), from the one declaration in operations.ACTIONS."""
+    from machines.operations import BUTTONS
 
-    A driver that cannot do an action does not implement it (the base raises NotSupported);
-    its button is then left out rather than failing when pressed.
-    """
-    try:
-        kind = driver_class(machine.driver.kind)
-    except DriverError:
-        return False
-    return getattr(kind, action) is not getattr(BaseDriver, action)
+    return [
+        {
+            "kind": action.kind,
+            "label": action.label,
+            "confirm": action.confirm.format(name=machine.name),
+        }
+        for action in BUTTONS.values()
+        if action.in_menu == (where == "menu") and action.applies_to(machine)
+    ]
 
 
 def compact_duration(seconds: float) -> str:

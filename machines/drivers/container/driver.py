@@ -18,10 +18,9 @@ from django import forms
 from django.conf import settings
 
 from machines import engines
+from machines.drivers.base import BaseDriver, DriverError, SSHAddress
 from machines.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
 from machines.provision.ssh import public_key_of, wait_for_ssh
-
-from .base import BaseDriver, DriverError, SSHAddress
 
 if TYPE_CHECKING:
     from machines.models import Machine
@@ -80,7 +79,9 @@ class ContainerOptionsForm(forms.Form):
 class ContainerDriver(BaseDriver):
     kind = "container"
     label = "Container"
-    description = "A host as a container (systemd, sshd, its own engine) on a Docker engine."
+    description = "a host as a container on a Docker engine"
+    # The empty engine means DOCKER_HOST, else the local socket: usable without settings.
+    default_settings = {"engine": ""}
     settings_form = ContainerSettingsForm
     options_form = ContainerOptionsForm
     secret_fields = ("tls_key",)

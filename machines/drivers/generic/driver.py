@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from django import forms
 from django.core.validators import RegexValidator
 
+from machines.drivers.base import BaseDriver, DriverError, SSHAddress
 from machines.provision.ssh import (
     HostKeyChanged,
     SSHError,
@@ -16,8 +17,6 @@ from machines.provision.ssh import (
     public_key_of,
     wait_for_ssh,
 )
-
-from .base import BaseDriver, DriverError, SSHAddress
 
 if TYPE_CHECKING:
     from machines.models import Machine
@@ -83,8 +82,13 @@ class GenericOptionsForm(forms.Form):
 class GenericDriver(BaseDriver):
     kind = "generic"
     label = "Generic"
-    description = "An existing Linux host reachable over SSH."
+    description = "an existing host over SSH"
     options_form = GenericOptionsForm
+    default_settings = {}
+    # As docker-machine: rm forgets the machine and leaves the host (--purge undoes our config).
+    removes_host = False
+    can_purge = True
+    cli_file_fields = frozenset({"ssh_key"})
 
     def apply_options(self, machine: Machine, options: dict) -> None:
         machine.ip = options["ip_address"]

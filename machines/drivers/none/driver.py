@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from django import forms
 
+from machines.drivers.base import BaseDriver
 from machines.provision.ssh import public_key_of
-
-from .base import BaseDriver
 
 if TYPE_CHECKING:
     from machines.models import Machine
@@ -91,8 +90,20 @@ class NoneOptionsForm(forms.Form):
 class NoneDriver(BaseDriver):
     kind = "none"
     label = "None"
-    description = "An existing Docker engine, attached by its URL."
+    description = "attach an existing engine by URL"
     options_form = NoneOptionsForm
+    default_settings = {}
+    provisioned = False
+    removes_host = False
+    issues_certificates = False
+    # docker-machine's none driver took `--url`; the TLS files are paths on the command line.
+    cli_flag_names = {
+        "url": "--url",
+        "tls_ca_cert": "--tls-ca-cert",
+        "tls_client_cert": "--tls-client-cert",
+        "tls_client_key": "--tls-client-key",
+    }
+    cli_file_fields = frozenset({"tls_ca_cert", "tls_client_cert", "tls_client_key"})
 
     def apply_options(self, machine: Machine, options: dict) -> None:
         machine.engine_url = options["url"]

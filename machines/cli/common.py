@@ -1,0 +1,20 @@
+"""What several `machine` subcommands share: finding machines by name."""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandError
+
+from machines.models import Machine
+
+
+def get_machine(name: str) -> Machine:
+    try:
+        return Machine.objects.select_related("driver").get(name=name)
+    except Machine.DoesNotExist:
+        raise CommandError(f"Host does not exist: {name!r}") from None
+
+
+def confirm(question: str, refused: str) -> None:
+    answer = input(question)
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CommandError(refused)

@@ -1,0 +1,92 @@
+"""start, stop, restart, kill, provision, upgrade, regenerate-certs, rm: one operation per
+machine named, each followed to its end (as docker-machine, which ran them in turn)."""
+
+from __future__ import annotations
+
+import sys
+
+from django.core.management.base import CommandError
+
+from machines.models import Machine, Operation
+
+from .common import confirm, get_machine
+from .follow import follow
+
+
+def add_arguments(action: str, parser) -> None:
+    parser.add_argument("names", nargs="+")
+    if action == "regenerate-certs":
+        parser.add_argument(
+            "-f", "--force", action="store_true", help="do not ask for confirmation"
+        )
+        parser.add_argument(
+            "--client-certs", action="store_true", help="also make a new CA and client certificate"
+        )
+    if action == "rm":
+        parser.add_argument("-y", action="store_true", help="do not ask for confirmation")
+        parser.add_argument(
+            "-f", "--force", action="store_true", help="forget even if removal fails"
+        )
+        parser.add_argument(
+            "--purge",
+            action="store_true",
+            help="first undo dockerdash's Docker configuration on a host that stays",
+        )
+    parser.add_argument("-v", "--verbose", action="store_true", help="stream the whole log")
+
+
+def run(action: str, cli, names: list[str], verbose: bool, **options) -> None:
+    if action == "rm":
+        _remove(cli, names, verbose, **options)
+    elif action == "regenerate-certs":
+        _regenerate(cli, names, verbose, **options)
+    else:
+        _each(cli, action, names, verbose)
+
+
+def _each(cli, kind: str, names: list[str], verbose: bool, args: dict | None = None):
+    from machines import operations
+
+    failed = False
+    for name in names:
+        machine = get_machine(name)
+        try:
+            op = operations.request(machine, kind, via="cli", args=args)
+        except operations.OperationConflict as e:
+            cli.stderr.write(str(e))
+            failed = True
+            continue
+        try:
+            follow(cli, op, verbose)
+        except CommandError as e:
+            cli.stderr.write(str(e))
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+def _remove(cli, names, verbose, y: bool, force: bool, purge: bool, **_):
+    for name in names:
+        get_machine(name)  # fail early on a typo
+    if not y:
+        confirm(f"About to remove {', '.join(names)}\nAre you sure? (y/n): ", "Remove cancelled")
+    _each(cli, Operation.Kind.REMOVE, names, verbose, args={"force": force, "purge": purge})
+    for name in names:
+        if not Machine.objects.filter(name=name).exists():
+            cli.stdout.write(f"Successfully removed {name}")
+
+
+def _regenerate(cli, names, verbose, force: bool, client_certs: bool, **_):
+    for name in names:
+        get_machine(name)
+    if not force:
+        confirm(
+            "Regenerate TLS machine certs?  Warning: this is irreversible. (y/n): ",
+            "Regenerating the certificates cancelled",
+        )
+    kind = Operation.Kind.REGENERATE_CERTS
+    if client_certs and len(names) > 1:
+        # One new CA, not one per machine: the first makes it, the others use it.
+        _each(cli, kind, names[:1], verbose, args={"client_certs": True})
+        names, client_certs = names[1:], False
+    _each(cli, kind, names, verbose, args={"client_certs": client_certs})

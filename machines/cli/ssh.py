@@ -1,0 +1,121 @@
+"""ssh and scp with the machine's own key, accepting only its pinned host key."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from django.core.management.base import CommandError
+
+from machines.models import Machine
+
+from .common import get_machine
+
+
+def add_arguments(action: str, parser) -> None:
+    if action == "ssh":
+        parser.add_argument("name")
+        parser.add_argument("command", nargs=argparse.REMAINDER)
+    else:
+        parser.add_argument("-r", "--recursive", action="store_true")
+        parser.add_argument("source")
+        parser.add_argument("destination")
+
+
+def run(action: str, cli, **options) -> None:
+    if action == "ssh":
+        _ssh(options["name"], options["command"])
+    else:
+        _scp(options["recursive"], options["source"], options["destination"])
+
+
+def _ssh(name: str, command: list[str]) -> None:
+    machine = get_machine(name)
+    with _ssh_files([machine]) as (identity_args, known_hosts):
+        args = ["ssh", *identity_args, *_ssh_options(known_hosts), "-p", str(machine.ssh_port)]
+        args += ["-t"] if not command else []
+        args += [f"{machine.ssh_user}@{machine.ip}", *command]
+        status = subprocess.call(args)
+    if status:
+        sys.exit(status)  # the remote command's own exit status, as ssh gives it
+
+
+def _scp(recursive: bool, source: str, destination: str) -> None:
+    machines, paths = [], []
+    for spec in (source, destination):
+        name, sep, path = spec.partition(":")
+        if sep and "/" not in name and Machine.objects.filter(name=name).exists():
+            machine = get_machine(name)
+            machines.append(machine)
+            paths.append(f"{machine.ssh_user}@{_ssh_host(machine.ip)}:{path}")
+        else:
+            paths.append(spec)
+    if not machines:
+        raise CommandError("Name a machine in the source or the destination (machine:path)")
+    ports = {m.ssh_port for m in machines}
+    if len(ports) > 1:
+        raise CommandError("Copying between machines with different SSH ports is not supported")
+    with _ssh_files(machines) as (identity_args, known_hosts):
+        # -3: between two machines the copy passes through here (neither trusts the other).
+        args = ["scp", "-3", *identity_args, *_ssh_options(known_hosts), "-P", str(ports.pop())]
+        args += ["-r"] if recursive else []
+        status = subprocess.call([*args, *paths])
+    if status:
+        raise CommandError(f"scp failed (exit {status})")
+
+
+def _ssh_host(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
+
+
+@contextlib.contextmanager
+def _ssh_files(machines: list[Machine]):
+    """The machines' keys and pinned host keys in a private temporary folder, for the
+    system ssh/scp; removed afterwards. A host key not pinned yet is pinned first."""
+    from machines.provision.ssh import SSHSession
+
+    with tempfile.TemporaryDirectory(prefix="dockerdash-ssh-") as tmp:
+        identity_args, known = [], []
+        for i, machine in enumerate(machines):
+            if not machine.ssh_private_key:
+                raise CommandError(f"{machine.name} has no SSH key")
+            if not machine.ssh_host_key:
+                with SSHSession(
+                    machine.ip, machine.ssh_port, machine.ssh_user, machine.ssh_private_key
+                ) as session:
+                    machine.ssh_host_key = session.host_key
+                Machine.objects.filter(pk=machine.pk).update(ssh_host_key=machine.ssh_host_key)
+            key_path = Path(tmp) / f"id_{i}"
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(machine.ssh_private_key.strip() + "\n")
+            identity_args += ["-i", str(key_path)]
+            host = _ssh_host(machine.ip)
+            name = host if machine.ssh_port == 22 else f"[{machine.ip}]:{machine.ssh_port}"
+            known.append(f"{name} {machine.ssh_host_key}")
+        known_hosts = Path(tmp) / "known_hosts"
+        known_hosts.write_text("\n".join(known) + "\n")
+        yield identity_args, known_hosts
+
+
+def _ssh_options(known_hosts: Path) -> list[str]:
+    # Only the pinned host key, only our keys: the user's ssh config and agent stay out.
+    return [
+        "-F",
+        "/dev/null",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=no",
+        "-o",
+        "LogLevel=ERROR",
+    ]

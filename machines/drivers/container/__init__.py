@@ -1,0 +1,1 @@
+"""The container driver: see driver.py."""

@@ -1,0 +1,1 @@
+"""The generic driver: see driver.py."""

@@ -1,0 +1,1 @@
+"""The none driver: see driver.py."""
