@@ -17,8 +17,8 @@ from cryptography import x509
 from django.db import transaction
 from django.utils import timezone
 
+from .lib.ssh import public_key_of
 from .models import CertificateAuthority, Driver, Machine
-from .provision.ssh import public_key_of
 
 # docker-machine drivers that map to ours; any other is attached as a plain TLS engine.
 DRIVERS = {"generic": "generic", "none": "none"}

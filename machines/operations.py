@@ -12,16 +12,16 @@ import logging
 import shutil
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import live, provision
 from .errors import DriverError, NotSupported
+from .lib.ssh import SSHError, generate_key
 from .models import Machine, Operation, OperationLogLine
 from .provision import certs
-from .provision.ssh import SSHError, generate_key
+from .steps import Action, Cancelled, Context, Step
 
 log = logging.getLogger(__name__)
 
@@ -30,104 +30,6 @@ Kind = Operation.Kind
 
 class OperationConflict(Exception):
     """Another operation is already pending or running on this machine."""
-
-
-class Cancelled(Exception):
-    pass
-
-
-class Context:
-    """What the steps of one operation report to, and share (the SSH session, the host's
-    facts, the CA): numbered steps and log lines, stored then published."""
-
-    def __init__(self, op: Operation) -> None:
-        self.op = op
-        self.session = None
-        self.facts = None
-        self.ca = None
-        self.changed = True
-        self.docker_before = ""
-
-    def step(self, name: str) -> None:
-        if Operation.objects.filter(pk=self.op.pk, cancel_requested=True).exists():
-            raise Cancelled(f"Cancelled before step {self.op.step + 1}: {name}")
-        self.op.step += 1
-        self.op.step_name = name[:100]
-        self.op.heartbeat_at = timezone.now()
-        Operation.objects.filter(pk=self.op.pk).update(
-            step=self.op.step,
-            steps_total=self.op.steps_total,
-            step_name=self.op.step_name,
-            heartbeat_at=self.op.heartbeat_at,
-        )
-        self.log_many([f"[{self.op.step}/{self.op.steps_total}] {name}"], kind="step")
-        live.operation_changed(self.op)
-
-    def log(self, text: str) -> None:
-        self.log_many([text])
-
-    def log_many(self, texts: list[str], *, kind: str = "") -> None:
-        """Several lines stored at once and published as one message (command output)."""
-        if texts:
-            live.log_lines_added(self.op, self.op.append_log(texts, kind=kind))
-
-    def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-
-
-# -- how actions are declared -----------------------------------------------------------------
-
-
-def always(machine: Machine, op: Operation) -> bool:
-    return True
-
-
-@dataclass(frozen=True)
-class Step:
-    """One numbered step: its name (or a function of the machine giving it), what it runs,
-    and whether the action includes it for this machine and these arguments."""
-
-    name: str | Callable[[Machine], str]
-    run: Callable[[Machine, Context], None]
-    when: Callable[[Machine, Operation], bool] = always
-
-    def title(self, machine: Machine) -> str:
-        return self.name if isinstance(self.name, str) else self.name(machine)
-
-
-@dataclass(frozen=True)
-class Action:
-    kind: str
-    label: str
-    steps: list[Step]
-    #: What the machine's driver must be able to do: a lifecycle method, or "provisioned".
-    needs: str = ""
-    #: The state a machine shows while this runs.
-    transient: str = ""
-    #: Before the first step (no step of its own): e.g. take a changed IP.
-    prepare: Callable[[Machine, Context], None] | None = None
-    #: After the last step, still inside the operation.
-    finish: Callable[[Machine, Context], None] | None = None
-    #: Asked before a button runs it ("" for none).
-    confirm: str = ""
-    #: Shown in the "more actions" menu rather than as a button of its own.
-    in_menu: bool = False
-    #: Operators may run it from a button (create and rm are admin-only, with forms).
-    button: bool = True
-    help: str = ""
-    args: dict = field(default_factory=dict)
-
-    def plan(self, machine: Machine, op: Operation) -> list[Step]:
-        return [step for step in self.steps if step.when(machine, op)]
-
-    def applies_to(self, machine: Machine) -> bool:
-        """Whether the machine's driver can do this at all (its button is left out if not)."""
-        driver = machine.driver_class
-        if self.needs == "provisioned":
-            return driver.provisioned
-        return not self.needs or driver.supports(self.needs)
 
 
 def _observe(machine: Machine, ctx: Context) -> None:

@@ -19,21 +19,23 @@ import math
 import os
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import docker.errors
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import engines, live, operations
-from .models import Container, Machine, Operation, Worker
+from . import live, operations
+from .health import check_machine, refresh_machine
+from .models import Machine, Operation, Worker
+from .watch import EngineWatcher
 
 log = logging.getLogger(__name__)
+
+__all__ = ["EngineWatcher", "Runner", "check_machine", "claim", "interrupt_stale", "run_claimed"]
 
 STALE_AFTER = timedelta(seconds=30)
 HEARTBEAT_EVERY = 5
@@ -151,219 +153,6 @@ def run_claimed(op: Operation) -> Operation:
 def runner_alive() -> bool:
     cutoff = timezone.now() - timedelta(seconds=HEARTBEAT_EVERY * 3)
     return Worker.objects.filter(heartbeat_at__gte=cutoff).exclude(kind="cli").exists()
-
-
-# -- machine state ---------------------------------------------------------------------
-
-
-def _save_observation(machine: Machine, **changes) -> None:
-    """Store what was observed; publish only when something a viewer sees changed."""
-    visible = ("state", "docker_version", "engine_reachable", "last_error", "ip")
-    changed = any(getattr(machine, k) != v for k, v in changes.items() if k in visible)
-    for key, value in changes.items():
-        setattr(machine, key, value)
-    Machine.objects.filter(pk=machine.pk).update(**changes)
-    if changed:
-        live.machine_changed(machine)
-
-
-def check_machine(machine: Machine, timeout: float | None = None) -> None:
-    """One health check: the driver's view of the host, then a ping of its engine."""
-    timeout = timeout or settings.HEALTH_CHECK_TIMEOUT
-    started = time.monotonic()
-    now = timezone.now()
-    changes: dict = {"last_checked": now}
-    try:
-        changes["state"] = machine.get_driver().state(machine)
-        changes["last_error"] = ""
-    except Exception as e:
-        changes.update(state=Machine.State.ERROR, last_error=str(e)[:1000])
-    if changes["state"] == Machine.State.RUNNING and machine.tls_server_cert:
-        # A host that came back with another IP (container restart, cloud stop/start) gets
-        # its certificate re-issued by an operation, before anyone trips over it.
-        try:
-            healing = operations.request_ip_heal(machine)
-        except Exception as e:
-            healing = None
-            log.warning("Checking %s for an IP change failed: %s", machine.name, e)
-        if healing is not None:
-            _save_observation(machine, **changes)
-            return
-    if changes["state"] == Machine.State.RUNNING and machine.engine_url:
-        try:
-            client = engines.client_for_machine(machine, timeout=timeout)
-            try:
-                version = client.version()
-            finally:
-                client.close()
-            changes.update(
-                engine_reachable=True,
-                docker_version=version.get("Version", ""),
-                last_seen=now,
-                response_time_ms=int((time.monotonic() - started) * 1000),
-            )
-        except Exception as e:
-            changes.update(engine_reachable=False, last_error=f"Engine unreachable: {e}"[:1000])
-    elif changes["state"] == Machine.State.RUNNING:
-        changes.update(last_seen=now, response_time_ms=int((time.monotonic() - started) * 1000))
-    _save_observation(machine, **changes)
-
-
-def refresh_machine(machine_id: int) -> None:
-    machine = Machine.objects.select_related("driver").filter(pk=machine_id).first()
-    if machine is not None:
-        check_machine(machine)
-
-
-# -- engine watchers -------------------------------------------------------------------
-
-
-def _ps_row(c: dict) -> dict:
-    """A `docker ps -a` row from the list API's JSON."""
-    status = c.get("Status", "")
-    health = next((h for h in ("healthy", "unhealthy", "health: starting") if h in status), "")
-    ports = ", ".join(
-        sorted(
-            {
-                (f"{p['IP']}:{p['PublicPort']}->" if p.get("PublicPort") else "")
-                + f"{p['PrivatePort']}/{p['Type']}"
-                for p in c.get("Ports") or []
-            }
-        )
-    )
-    return {
-        "name": (c.get("Names") or ["/?"])[0].lstrip("/"),
-        "image": c.get("Image", ""),
-        "command": c.get("Command", ""),
-        "state": c.get("State", ""),
-        "status": status,
-        "health": health.replace("health: ", ""),
-        "ports": ports,
-        "created": datetime.fromtimestamp(c["Created"], tz=UTC) if c.get("Created") else None,
-    }
-
-
-class EngineWatcher(threading.Thread):
-    """One `docker events` stream for one engine, keeping its container snapshot current."""
-
-    def __init__(self, machine_id: int) -> None:
-        super().__init__(daemon=True, name=f"watch-{machine_id}")
-        self.machine_id = machine_id
-        self.stopping = threading.Event()
-        self.client = None
-        self.connected = False
-
-    def stop(self) -> None:
-        self.stopping.set()
-        client = self.client
-        if client is not None:
-            # Closing the client ends the blocking events() read (also over ssh://).
-            with contextlib.suppress(Exception):
-                client.close()
-
-    def run(self) -> None:
-        backoff = 1.0
-        try:
-            while not self.stopping.is_set():
-                machine = Machine.objects.select_related("driver").filter(pk=self.machine_id)
-                machine = machine.first()
-                if machine is None or not machine.engine_url:
-                    return
-                try:
-                    self._watch(machine)
-                    reason = "its event stream ended"
-                except Exception as e:
-                    reason = str(e) or e.__class__.__name__
-                if self.stopping.is_set():
-                    return
-                # A broken stream means the engine is unreachable now, not at the next check.
-                machine.refresh_from_db()
-                _save_observation(
-                    machine, engine_reachable=False, last_error=f"Engine unreachable: {reason}"
-                )
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, 30)
-        finally:
-            close_old_connections()
-
-    def _watch(self, machine: Machine) -> None:
-        self.client = client = engines.client_for_machine(
-            machine, timeout=settings.HEALTH_CHECK_TIMEOUT
-        )
-        try:
-            # Subscribe first, then snapshot: no event can fall between the two.
-            events = client.api.events(decode=True, filters={"type": "container"})
-            self.connected = True
-            rows = client.api.containers(all=True)
-            version = client.version().get("Version", "")
-            self._resync(machine, rows)
-            _save_observation(
-                machine,
-                engine_reachable=True,
-                docker_version=version,
-                last_seen=timezone.now(),
-                last_error="",
-            )
-            for event in events:
-                if self.stopping.is_set():
-                    return
-                self._on_event(machine, client, event)
-        finally:
-            self.client = None
-            self.connected = False
-            with contextlib.suppress(Exception):
-                client.close()
-
-    def _resync(self, machine: Machine, rows: list[dict]) -> None:
-        seen = set()
-        for row in rows:
-            seen.add(row["Id"])
-            self._store(machine, row["Id"], _ps_row(row))
-        for gone in machine.containers.exclude(container_id__in=seen):
-            self._forget(machine, gone)
-
-    def _on_event(self, machine: Machine, client, event: dict) -> None:
-        container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
-        if not container_id:
-            return
-        if event.get("Action") == "destroy":
-            row = machine.containers.filter(container_id=container_id).first()
-            if row:
-                self._forget(machine, row)
-            return
-        rows = client.api.containers(all=True, filters={"id": container_id})
-        # Engine 20.10 announces pause, unpause and die before its container list shows
-        # them: until the list agrees with the container itself, ask again (milliseconds).
-        for _ in range(20):
-            if not rows:
-                return
-            try:
-                state = client.api.inspect_container(container_id)["State"]["Status"]
-            except docker.errors.NotFound:
-                return
-            if rows[0]["State"] == state:
-                break
-            time.sleep(0.005)
-            rows = client.api.containers(all=True, filters={"id": container_id})
-        if rows:
-            self._store(machine, container_id, _ps_row(rows[0]))
-
-    def _store(self, machine: Machine, container_id: str, fields: dict) -> None:
-        row, created = Container.objects.get_or_create(
-            machine=machine, container_id=container_id, defaults=fields
-        )
-        if not created:
-            if all(getattr(row, k) == v for k, v in fields.items()):
-                return
-            for key, value in fields.items():
-                setattr(row, key, value)
-            row.save()
-        live.container_changed(row)
-
-    def _forget(self, machine: Machine, row: Container) -> None:
-        row_id = row.pk
-        row.delete()
-        live.container_removed(machine.pk, row_id)
 
 
 # -- the process -------------------------------------------------------------------------

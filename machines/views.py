@@ -14,9 +14,9 @@ from django_htmx.http import HttpResponseClientRedirect
 from . import containers, operations
 from .consumers import LOG_TAIL
 from .forms import ConfirmRemoveForm, ContainerFilterForm, MachineForm, options_form_for
+from .lib.ssh import public_key_of
 from .models import Container, Driver, Machine, Operation
 from .provision import certs
-from .provision.ssh import public_key_of
 
 
 def _roles(request: HttpRequest) -> dict:

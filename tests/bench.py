@@ -247,7 +247,7 @@ def bench_live(events: int = 120, clients: int = 500, fanout_events: int = 20) -
     from django.test import Client
 
     from machines import engines
-    from machines.hostimage import BARE_HOST_IMAGE
+    from machines.lib.hostimage import BARE_HOST_IMAGE
     from machines.models import Container, Driver, Machine
     from machines.roles import OPERATOR
     from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port

@@ -29,8 +29,8 @@ def _step_seconds(op, number: int) -> float:
 
 def _provision_once(driver, image: str) -> dict:
     from machines import operations, runner
+    from machines.lib.ssh import generate_key
     from machines.models import Machine, Operation
-    from machines.provision.ssh import generate_key
 
     machine = Machine.objects.create(
         name=f"bench-{uuid.uuid4().hex[:8]}",
@@ -65,7 +65,7 @@ def _provision_once(driver, image: str) -> dict:
 def bench_provision(ready_runs: int = 5, bare_runs: int = 3) -> dict:
     """Provision Docker-ready and bare Debian 12 hosts; print and return the wall times
     (medians over several fresh hosts, with their range)."""
-    from machines.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
+    from machines.lib.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
     from machines.models import Driver
 
     engine = os.getenv("DOCKERDASH_TEST_ENGINE") or os.getenv("DOCKER_HOST", "")

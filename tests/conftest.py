@@ -5,8 +5,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
+from machines.lib.ssh import generate_key
 from machines.models import Driver, Machine
-from machines.provision.ssh import generate_key
 from machines.roles import ADMIN, OPERATOR, VIEWER
 
 pytest_plugins = ["tests.fleet", "tests.browser"]

@@ -16,9 +16,9 @@ from django.conf import settings
 
 from machines import engines, operations, runner
 from machines.drivers.container.driver import INSTANCE_LABEL
-from machines.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
+from machines.lib.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
+from machines.lib.ssh import generate_key
 from machines.models import Driver, Machine, Operation
-from machines.provision.ssh import generate_key
 
 REQUIRED = os.getenv("DOCKERDASH_REQUIRE_ENGINE") == "1"
 

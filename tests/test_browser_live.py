@@ -15,7 +15,7 @@ import uuid
 import docker.errors
 import pytest
 
-from machines.hostimage import BARE_HOST_IMAGE
+from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.models import Driver, Machine
 
 from .browser import log_in, serve

@@ -24,8 +24,8 @@ from django.core.management import call_command
 
 from machines import runner
 from machines.drivers.container.driver import INSTANCE_LABEL
+from machines.lib.ssh import SSHSession
 from machines.models import Machine
-from machines.provision.ssh import SSHSession
 
 from .helpers import MANAGE, ROOT, run, user_env, wait_until
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from dockerdash.asgi import application
 from machines import consumers, live
-from machines.hostimage import BARE_HOST_IMAGE
+from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.models import Container, Driver, Machine, Operation, OperationLogLine
 
 pytestmark = pytest.mark.django_db(transaction=True)

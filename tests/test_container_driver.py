@@ -10,9 +10,9 @@ import docker
 import pytest
 
 from machines.drivers.container.driver import ContainerDriver
-from machines.hostimage import BARE_HOST_IMAGE
+from machines.lib.hostimage import BARE_HOST_IMAGE
+from machines.lib.ssh import SSHSession, generate_key
 from machines.models import Driver, Machine, Operation
-from machines.provision.ssh import SSHSession, generate_key
 
 from .fleet import run_operation
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from machines.lib.ssh import generate_key
 from machines.models import Driver, Machine, Operation
-from machines.provision.ssh import generate_key
 
 
 def _post(client, **overrides):

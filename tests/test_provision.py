@@ -26,10 +26,10 @@ from django.core.management import call_command
 
 from machines import engines, operations, runner
 from machines.drivers.container.driver import INSTANCE_LABEL, LABEL, NETWORK
-from machines.hostimage import BARE_HOST_IMAGE
+from machines.lib.hostimage import BARE_HOST_IMAGE
+from machines.lib.ssh import SSHSession
 from machines.models import CertificateAuthority, Driver, Machine, Operation
 from machines.provision import certs
-from machines.provision.ssh import SSHSession
 
 from .fleet import run_operation
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from machines import engines
+from machines.lib.ssh import SSHSession, SudoError
 from machines.models import Machine, Operation
-from machines.provision.ssh import SSHSession, SudoError
 
 from .fleet import run_operation
 from .test_provision import assert_succeeded, boot_host, generic_machine, log_of, ssh

@@ -13,9 +13,9 @@ from django.test import Client
 from django.urls import reverse
 
 from machines import operations, runner
-from machines.hostimage import BARE_HOST_IMAGE
+from machines.lib.hostimage import BARE_HOST_IMAGE
+from machines.lib.ssh import generate_key
 from machines.models import Container, Driver, Machine, Operation
-from machines.provision.ssh import generate_key
 
 from .helpers import BlackHole, Process, process_env, wait_until
 

@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from machines import fields
+from machines.lib.ssh import generate_key
 from machines.models import Driver, Machine
-from machines.provision.ssh import generate_key
 
 
 def _raw_rows() -> str:

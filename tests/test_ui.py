@@ -15,7 +15,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from machines.hostimage import BARE_HOST_IMAGE
+from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.models import Container, Driver, Machine, Operation
 from machines.provision import certs
 from machines.templatetags.dashboard import compact_duration, docker_status

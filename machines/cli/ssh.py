@@ -77,7 +77,7 @@ def _ssh_host(ip: str) -> str:
 def _ssh_files(machines: list[Machine]):
     """The machines' keys and pinned host keys in a private temporary folder, for the
     system ssh/scp; removed afterwards. A host key not pinned yet is pinned first."""
-    from machines.provision.ssh import SSHSession
+    from machines.lib.ssh import SSHSession
 
     with tempfile.TemporaryDirectory(prefix="dockerdash-ssh-") as tmp:
         identity_args, known = [], []

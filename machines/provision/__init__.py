@@ -25,10 +25,10 @@ from . import certs
 from .osinfo import ProvisionError
 
 if TYPE_CHECKING:
+    from machines.lib.ssh import SSHSession
     from machines.models import CertificateAuthority, Machine
 
     from .engine import HostFacts
-    from .ssh import SSHSession
 
 __all__ = [
     "ProvisionError",
@@ -127,7 +127,7 @@ def ssh_target(machine: Machine) -> str:
 
 
 def _open(machine: Machine, ctx: Reporter) -> SSHSession:
-    from .ssh import fingerprint, wait_for_ssh
+    from machines.lib.ssh import fingerprint, wait_for_ssh
 
     addr = machine.get_driver().ssh_address(machine)
     session = wait_for_ssh(

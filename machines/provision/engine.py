@@ -39,9 +39,9 @@ import docker.errors
 import requests
 
 from machines import engines
+from machines.lib.ssh import SSHError, SSHSession, quote
 
 from .osinfo import OSInfo, ProvisionError, detect, package_manager
-from .ssh import SSHError, SSHSession, quote
 
 if TYPE_CHECKING:
     from machines.models import CertificateAuthority, Machine

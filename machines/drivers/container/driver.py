@@ -19,8 +19,8 @@ from django.conf import settings
 
 from machines import engines
 from machines.drivers.base import BaseDriver, DriverError, SSHAddress
-from machines.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
-from machines.provision.ssh import public_key_of, wait_for_ssh
+from machines.lib.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
+from machines.lib.ssh import public_key_of, wait_for_ssh
 
 if TYPE_CHECKING:
     from machines.models import Machine

@@ -10,7 +10,7 @@ from django import forms
 from django.core.validators import RegexValidator
 
 from machines.drivers.base import BaseDriver, DriverError, SSHAddress
-from machines.provision.ssh import (
+from machines.lib.ssh import (
     HostKeyChanged,
     SSHError,
     SSHSession,

@@ -9,7 +9,7 @@ from cryptography import x509
 from django import forms
 
 from machines.drivers.base import BaseDriver
-from machines.provision.ssh import public_key_of
+from machines.lib.ssh import public_key_of
 
 if TYPE_CHECKING:
     from machines.models import Machine

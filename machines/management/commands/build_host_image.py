@@ -8,7 +8,7 @@ import docker.errors
 import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from machines.hostimage import ALL_IMAGES, HostImageError, ensure_host_images
+from machines.lib.hostimage import ALL_IMAGES, HostImageError, ensure_host_images
 
 API_VERSION = "1.41"  # Debian 12's dockerd 20.10; newer engines still speak it
 NAMES = {tag.rpartition(":")[2]: tag for tag in ALL_IMAGES}
