@@ -201,7 +201,11 @@ LOGGING = {
     },
 }
 
-# Runner knobs (issue 4 builds on these).
+# Drivers beyond the built-in ones: "kind=dotted.path.DriverClass,..." (see the README's
+# "Adding a driver").
+EXTRA_DRIVERS = dict(item.split("=", 1) for item in envlist("DOCKERDASH_EXTRA_DRIVERS"))
+
+# Runner knobs.
 HEALTH_CHECK_INTERVAL = envint("DOCKERDASH_HEALTH_CHECK_INTERVAL", 30)
 HEALTH_CHECK_TIMEOUT = envint("DOCKERDASH_HEALTH_CHECK_TIMEOUT", 3)
 HEALTH_CHECK_CONCURRENCY = envint("DOCKERDASH_HEALTH_CHECK_CONCURRENCY", 64)

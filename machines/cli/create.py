@@ -8,7 +8,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
-from machines.drivers import REGISTRY, all_drivers, driver_class
+from machines.drivers import all_drivers, driver_class, registered
 from machines.drivers.base import CLIFlag
 from machines.models import Driver, Machine, machine_name_validator
 
@@ -33,7 +33,10 @@ def _dest(flag: CLIFlag) -> str:
 
 def add_arguments(action: str, parser) -> None:
     parser.add_argument("name")
-    parser.add_argument("-d", "--driver", default="none", help="driver kind or configured name")
+    default = next((kind for kind, cls in all_drivers() if cls.cli_default), None)
+    parser.add_argument(
+        "-d", "--driver", default=default, help=f"driver kind or configured name ({default})"
+    )
     for kind, driver in all_drivers():
         group = parser.add_argument_group(f"{kind} driver")
         for flag in driver.cli_flags():
@@ -113,13 +116,14 @@ def _options_data(driver: type, opts: dict) -> dict:
 def _driver_for(name: str, opts: dict) -> Driver:
     """A kind's driver with the settings flags given (made once, then reused with the same
     settings); else a configured driver by name, or the kind's default."""
-    if name in REGISTRY and (given := _given(driver_class(name), "settings", opts)):
+    kinds = registered()
+    if name in kinds and (given := _given(driver_class(name), "settings", opts)):
         return _driver_with(name, given)
     driver = Driver.objects.filter(name=name).first() or Driver.objects.filter(kind=name).first()
     if driver is not None:
         return driver
-    if name not in REGISTRY:
-        known = ", ".join(sorted({*REGISTRY, *Driver.objects.values_list("name", flat=True)}))
+    if name not in kinds:
+        known = ", ".join(sorted({*kinds, *Driver.objects.values_list("name", flat=True)}))
         raise CommandError(f"Driver {name!r} not found (known: {known})")
     return Driver.objects.create(name=_free_name(name), kind=name)
 

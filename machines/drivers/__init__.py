@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from django.conf import settings
 from django.utils.module_loading import import_string
 
 from machines.errors import DriverError, NotSupported
@@ -23,12 +24,18 @@ REGISTRY: dict[str, str] = {
 }
 
 
+def registered() -> dict[str, str]:
+    """The built-in drivers and those a deployment adds (DOCKERDASH_EXTRA_DRIVERS)."""
+    return REGISTRY | settings.EXTRA_DRIVERS
+
+
 @cache
 def driver_class(kind: str) -> type[BaseDriver]:
     try:
-        return import_string(REGISTRY[kind])
+        path = registered()[kind]
     except KeyError:
         raise DriverError(f"Unknown driver kind {kind!r}") from None
+    return import_string(path)
 
 
 def kind_choices() -> list[tuple[str, str]]:
@@ -37,7 +44,7 @@ def kind_choices() -> list[tuple[str, str]]:
 
 
 def all_drivers() -> list[tuple[str, type[BaseDriver]]]:
-    return [(kind, driver_class(kind)) for kind in REGISTRY]
+    return [(kind, driver_class(kind)) for kind in registered()]
 
 
 __all__ = [
@@ -49,4 +56,5 @@ __all__ = [
     "all_drivers",
     "driver_class",
     "kind_choices",
+    "registered",
 ]

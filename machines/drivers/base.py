@@ -59,6 +59,8 @@ class BaseDriver:
     #: Which keys of the settings are secrets (stored encrypted, never shown).
     secret_fields: ClassVar[tuple[str, ...]] = ()
     #: Settings of the row every installation gets (None: no default row, e.g. needs a token).
+    #: `machine create` without -d uses this driver (docker-machine's none: attach by URL).
+    cli_default: ClassVar[bool] = False
     default_settings: ClassVar[dict | None] = None
 
     # Capabilities: every "can it?" question is answered by these (and `supports()`).

@@ -94,6 +94,7 @@ class NoneDriver(BaseDriver):
     options_form = NoneOptionsForm
     default_settings = {}
     provisioned = False
+    cli_default = True
     removes_host = False
     issues_certificates = False
     # docker-machine's none driver took `--url`; the TLS files are paths on the command line.

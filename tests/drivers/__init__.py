@@ -1,0 +1,1 @@
+"""Drivers that exist only for the tests."""
