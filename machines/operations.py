@@ -297,12 +297,15 @@ def request_ip_heal(machine: Machine) -> Operation | None:
         return None
 
 
-def _run(action: Action, machine: Machine, ctx: Context) -> None:
+def _check_applies(action: Action, machine: Machine) -> None:
     if not action.applies_to(machine):
         kind = machine.driver.kind
         if action.needs == "provisioned":
             raise NotSupported(f"{kind} machines are not provisioned by dockerdash")
         raise NotSupported(f"{kind} driver cannot {action.needs} a host")
+
+
+def _run(action: Action, machine: Machine, ctx: Context) -> None:
     if action.transient:
         Machine.objects.filter(pk=machine.pk).update(state=action.transient)
         machine.state = action.transient
@@ -311,8 +314,10 @@ def _run(action: Action, machine: Machine, ctx: Context) -> None:
         action.prepare(machine, ctx)
     plan = action.plan(machine, ctx.op)
     ctx.op.steps_total = len(plan)
-    for step in plan:
-        ctx.step(step.title(machine))
+    for n, step in enumerate(plan):
+        ctx.step(step.title(machine))  # a cancel asked for ends the operation here
+        if n == 0:
+            _check_applies(action, machine)
         step.run(machine, ctx)
     if action.finish:
         action.finish(machine, ctx)
