@@ -3,7 +3,9 @@ containers on the test engine whose log sockets tests follow."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 import uuid
 
 import pytest
@@ -49,10 +51,17 @@ async def frames_until_close(socket: WebsocketCommunicator, timeout: float = 15)
     return frames
 
 
-def follower_of(container_id: str) -> threading.Thread:
-    """The thread following a container's log for a socket of this process."""
-    [follower] = [t for t in threading.enumerate() if t.name == f"logs-{container_id[:12]}"]
-    return follower
+async def follower_of(container_id: str, timeout: float = 30) -> threading.Thread:
+    """The thread following a container's log for a socket of this process (it starts just
+    after the socket's first frame)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        name = f"logs-{container_id[:12]}"
+        if followers := [t for t in threading.enumerate() if t.name == name]:
+            [follower] = followers
+            return follower
+        assert time.monotonic() < deadline, f"no thread follows the log of {container_id}"
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -357,7 +357,7 @@ async def test_closing_the_log_panel_ends_the_stream(operator, log_of):
     socket = await connect(operator, path)
     await socket.receive_from()
     assert "tick" in await socket.receive_from(timeout=10)
-    follower = follower_of(running.id)
+    follower = await follower_of(running.id)
     await socket.disconnect()
     for _ in range(50):
         if not follower.is_alive():
