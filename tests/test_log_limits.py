@@ -6,6 +6,7 @@ many lines of it per step."""
 from __future__ import annotations
 
 import http.server
+import struct
 import threading
 import time
 import tracemalloc
@@ -54,6 +55,17 @@ def test_a_line_is_cut_once_wherever_the_reads_split_it():
     assert cutter.feed(b"still\nnext\nlast") == ["next"]
     assert cutter.end() == ["last"]
     assert len(cutter.partial) <= 8
+
+
+def test_docker_frames_give_the_same_bytes_however_the_reads_split_them():
+    payloads = [b"one\n", b"", b"two and a half", b"\nthree\n" * 1000]
+    stream = b"".join(struct.pack(">BxxxL", 1 + i % 2, len(p)) + p for i, p in enumerate(payloads))
+    for size in (1, 3, 8, 9, 4096, len(stream)):
+        demux = containers.Demux()
+        pieces = [demux.feed(stream[i : i + size]) for i in range(0, len(stream), size)]
+        assert b"".join(b for piece in pieces for b in piece) == b"".join(payloads)
+        # Never more than one read's worth held: a frame's length is the engine's to say.
+        assert all(len(b) <= size for piece in pieces for b in piece)
 
 
 @pytest.mark.engine
