@@ -92,6 +92,11 @@ def cancel(op: Operation) -> bool:
     )
 
 
+# An operation's log holds what remote commands print: bounded per line and per step.
+LINE_BYTES = 4096
+OUTPUT_LINES = 5000
+
+
 class Context:
     """What an action uses to report: numbered steps and log lines, stored then published."""
 
@@ -99,6 +104,7 @@ class Context:
         self.op = op
         self.op.steps_total = steps_total
         self._seq = op.log_lines.count()
+        self._output_step, self._output_lines = -1, 0
 
     def step(self, name: str) -> None:
         if Operation.objects.filter(pk=self.op.pk, cancel_requested=True).exists():
@@ -120,10 +126,25 @@ class Context:
         self.op.steps_total = steps_total
 
     def log(self, text: str) -> None:
-        self.log_many([text])
+        self._append([text])
 
     def log_many(self, texts: list[str]) -> None:
-        """Several lines stored at once and published as one message (command output)."""
+        """Several lines stored at once and published as one message (command output).
+
+        A remote command prints what it likes: each step stores at most OUTPUT_LINES lines
+        of it, then one line saying the rest was left out.
+        """
+        if self._output_step != self.op.step:
+            self._output_step, self._output_lines = self.op.step, 0
+        room = OUTPUT_LINES - self._output_lines
+        self._output_lines += len(texts)
+        if len(texts) > room:
+            cut = [f"… output cut after {OUTPUT_LINES} lines in this step: the rest is not kept"]
+            texts = texts[: max(room, 0)] + (cut if room >= 0 else [])
+        self._append(texts)
+
+    def _append(self, texts: list[str]) -> None:
+        """The one place lines enter an operation's log: stored, then published."""
         if not texts:
             return
         lines = []
@@ -131,11 +152,19 @@ class Context:
             self._seq += 1
             lines.append(
                 OperationLogLine(
-                    operation=self.op, seq=self._seq, step=self.op.step_name, text=text
+                    operation=self.op, seq=self._seq, step=self.op.step_name, text=_capped(text)
                 )
             )
         OperationLogLine.objects.bulk_create(lines)
         live.log_lines_added(self.op, lines)
+
+
+def _capped(text: str) -> str:
+    """A log line of at most LINE_BYTES bytes (UTF-8), and a mark where it was cut."""
+    raw = text.encode()
+    if len(raw) <= LINE_BYTES:
+        return text
+    return raw[:LINE_BYTES].decode(errors="ignore") + f" … [line cut at {LINE_BYTES} bytes]"
 
 
 def _observe(machine: Machine, ctx: Context) -> None:
