@@ -168,8 +168,9 @@ AUTHENTICATION_BACKENDS = [
 # the higher LOGIN_ADDRESS_FAILURE_LIMIT: one address is shared by everyone behind a proxy
 # or NAT, so its limit must leave room for several people mistyping. Axes compares a single
 # limit with the worst of its parameters; dockerdash.throttle applies one limit to each.
-# A lock lasts LOGIN_COOLOFF_MINUTES after the last failure: every try while locked
-# (right password or not) starts it again. Unlock: `manage.py axes_reset_username NAME`.
+# A lock lasts LOGIN_COOLOFF_MINUTES after the failure that set it. Tries while locked are
+# refused and not recorded: recording them would let a flood of tries grow the attempts
+# table without end. Unlock: `manage.py axes_reset_username NAME`.
 LOGIN_FAILURE_LIMIT = envint("DOCKERDASH_LOGIN_FAILURE_LIMIT", 10)
 LOGIN_ADDRESS_FAILURE_LIMIT = envint("DOCKERDASH_LOGIN_ADDRESS_FAILURE_LIMIT", 50)
 AXES_HANDLER = "dockerdash.throttle.LoginThrottle"
@@ -177,6 +178,7 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # this order: see LoginThr
 AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=envint("DOCKERDASH_LOGIN_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_CALLABLE = "dockerdash.throttle.lockout_response"
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 # A success must not wipe the address's failures: an attacker with an account of their
 # own could otherwise reset their count on another user name by logging in now and then.
 AXES_RESET_ON_SUCCESS = False

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from axes.models import AccessAttempt
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
@@ -165,6 +167,9 @@ def test_ten_failed_logins_lock_that_user_name_until_unlocked(viewer, operator):
         assert "correct username and password" in response.content.decode()
     response, _ = _log_in("viewer", "wrong-9")
     assert response.status_code == 429
+    # What axes keeps of the tries never includes a password.
+    kept = "".join(AccessAttempt.objects.values_list("post_data", flat=True))
+    assert "wrong-" not in kept
 
     response, logged_in = _log_in("viewer", "viewer-pw-1234")
     page = response.content.decode()
@@ -181,6 +186,13 @@ def test_ten_failed_logins_lock_that_user_name_until_unlocked(viewer, operator):
 
     call_command("axes_reset_username", "viewer")
     response, logged_in = _log_in("viewer", "viewer-pw-1234")
+    assert (response.status_code, logged_in) == (302, True)
+
+
+@pytest.mark.django_db
+def test_the_admin_login_still_works():
+    get_user_model().objects.create_superuser("root", password="root-pw-1357")
+    response, logged_in = _log_in("root", "root-pw-1357", admin=True)
     assert (response.status_code, logged_in) == (302, True)
 
 
