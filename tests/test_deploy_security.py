@@ -63,6 +63,27 @@ def test_check_deploy_passes_with_only_a_secret_key_and_allowed_hosts(tmp_path):
     assert "no issues" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("extra", "https"),
+    [
+        ({}, False),  # loopback names only: `make run`, plain HTTP on this machine
+        ({"DOCKERDASH_ALLOWED_HOSTS": "dash.example.com"}, True),
+        ({"DOCKERDASH_ALLOWED_HOSTS": "dash.example.com", "DOCKERDASH_HTTPS": "off"}, False),
+        ({"DOCKERDASH_BEHIND_PROXY": "1"}, True),
+    ],
+)
+def test_https_is_required_once_other_machines_reach_the_dashboard(tmp_path, extra, https):
+    show = (
+        "from django.conf import settings as s; "
+        "print(s.DEBUG, s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+        "s.SECURE_HSTS_SECONDS > 0)"
+    )
+    env = _clean_env(tmp_path / "data", **extra)
+    result = _manage("shell", "--no-imports", "-c", show, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split() == ["False", *[str(https)] * 4]
+
+
 def test_existing_data_folder_and_database_are_tightened(tmp_path):
     data = tmp_path / "data"
     data.mkdir(mode=0o755)
