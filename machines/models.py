@@ -144,7 +144,7 @@ class Operation(models.Model):
         REMOVE = "rm", "Remove"
         REGENERATE_CERTS = "regenerate-certs", "Regenerate certificates"
         UPGRADE = "upgrade", "Upgrade"
-        ROTATE_CLIENT_CA = "rotate-client-ca", "Rotate the users' client CA"
+        ROTATE_CLIENT_CA = "rotate-client-ca", "Rotate client CA"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

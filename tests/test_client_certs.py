@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.template.loader import render_to_string
 from django.test import Client
 from django.urls import reverse
@@ -98,6 +99,12 @@ def _docker_ps(folder: Path, machine: Machine) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
+
+
+def _assert_refused(result: subprocess.CompletedProcess) -> None:
+    """The engine refused the client certificate in the TLS handshake."""
+    assert result.returncode != 0
+    assert "tls: bad certificate" in result.stderr, result.stderr
 
 
 def _run_pending_rotations() -> list[Operation]:
@@ -415,10 +422,7 @@ def test_revoke_all_locks_downloaded_certificates_out_of_every_engine(new_machin
     for machine in machines:
         machine.refresh_from_db()
         # Bob's certificate is refused in the TLS handshake, on every engine.
-        refused = _docker_ps(held[machine.pk], machine)
-        assert refused.returncode != 0
-        assert "tls" in refused.stderr.lower() and "certificate" in refused.stderr.lower()
-        assert sleepers[machine.pk][0] not in refused.stdout
+        _assert_refused(_docker_ps(held[machine.pk], machine))
         # The dashboard still reaches the engine: health check and its own client.
         runner.check_machine(machine)
         machine.refresh_from_db()
@@ -439,3 +443,16 @@ def test_revoke_all_locks_downloaded_certificates_out_of_every_engine(new_machin
     assert ClientCertificate.objects.filter(revoked_at__isnull=False).count() == 2
     assert ClientCertificate.objects.filter(revoked_at__isnull=True).count() == 2
     assert timezone.now() < ClientCertificate.objects.first().expires_at
+
+
+@pytest.mark.engine
+def test_revoke_client_certs_command_rotates_from_the_shell(running_machine, tmp_path):
+    held = _unpack(_download(_login("carol", OPERATOR), running_machine), tmp_path / "carol")
+    assert _docker_ps(held, running_machine).returncode == 0
+    out = io.StringIO()
+    call_command("revoke_client_certs", "--yes", stdout=out)
+    assert f"{running_machine.name}: rotated" in out.getvalue()
+    _assert_refused(_docker_ps(held, running_machine))
+    # Nothing left to rotate: a retry requests nothing.
+    call_command("revoke_client_certs", "--retry", stdout=io.StringIO())
+    assert Operation.objects.filter(kind=Operation.Kind.ROTATE_CLIENT_CA).count() == 1

@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
                     ("rm", "Remove"),
                     ("regenerate-certs", "Regenerate certificates"),
                     ("upgrade", "Upgrade"),
-                    ("rotate-client-ca", "Rotate the users' client CA"),
+                    ("rotate-client-ca", "Rotate client CA"),
                 ],
                 max_length=32,
             ),
