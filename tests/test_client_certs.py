@@ -265,7 +265,7 @@ def test_downloads_are_refused_with_the_reason_where_the_engine_would_refuse_the
     generic_machine.save()
     response = operator_client.get(url)
     assert response.status_code == 409
-    assert "attached with certificates of its own" in response.content.decode()
+    assert "attached or imported with certificates of its own" in response.content.decode()
     assert not ClientCertificate.objects.exists()
 
 

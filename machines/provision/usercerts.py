@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from machines.drivers import NotSupported
 from machines.models import ClientCA, ClientCertificate, Machine
 
 from . import certs
@@ -85,7 +86,8 @@ def download_problem(machine: Machine) -> str | None:
     if not machine.tls_server_cert:
         return f"{machine.name} has no TLS certificates yet (it is not provisioned)."
     ca = certs.ca_for_machine(machine)
-    if ca.name.startswith("docker-machine-"):
+    imported = ca.name.startswith("docker-machine-") or "imported_from" in machine.driver_options
+    if not certs.is_dashboards(ca) and imported and _provisioned_over_ssh(machine):
         return (
             f"{machine.name} was imported from docker-machine and its engine trusts only "
             "docker-machine's CA: provision it once to move it to the dashboard's CA, then "
@@ -94,7 +96,7 @@ def download_problem(machine: Machine) -> str | None:
     if not certs.is_dashboards(ca):
         return (
             f"dockerdash does not manage the TLS of {machine.name}'s engine (it was attached "
-            "with certificates of its own): use the certificates it was attached with."
+            "or imported with certificates of its own): use the certificates it came with."
         )
     users = get_or_create_ca()
     if users.trusted_by.filter(pk=machine.pk).exists():
@@ -109,6 +111,14 @@ def download_problem(machine: Machine) -> str | None:
         f"{machine.name}'s engine does not trust users' certificates yet (it was provisioned "
         "before they existed): regenerate its certificates (or provision it) once first."
     )
+
+
+def _provisioned_over_ssh(machine: Machine) -> bool:
+    try:
+        machine.get_driver().ssh_address(machine)
+    except NotSupported:
+        return False
+    return True
 
 
 def client_cert_days() -> int:
