@@ -6,21 +6,14 @@ The engine tests use real container machines and the real docker CLI."""
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import subprocess
-import zipfile
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.template.loader import render_to_string
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -36,91 +29,18 @@ from machines.models import (
 from machines.provision import certs, usercerts
 from machines.roles import OPERATOR
 
+from .clientcerts import (
+    assert_refused,
+    docker_ps,
+    download,
+    log_text,
+    login,
+    provisioned,
+    run_pending_rotations,
+    unpack,
+)
 from .fleet import run_operation
 from .tinyimage import run_sleeper
-
-# -- helpers ------------------------------------------------------------------------------
-
-
-def _login(username: str, role: str) -> Client:
-    user = get_user_model().objects.create_user(username=username, password=f"{username}-pw-1")
-    user.groups.add(Group.objects.get(name=role))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def _provisioned(machine: Machine, *, trusted: bool = True) -> Machine:
-    """What provisioning stores (server certificate; the users' CA in the engine's bundle),
-    for tests that do not reach the host."""
-    machine.ip = "192.0.2.10"
-    machine.engine_url = "tcp://192.0.2.10:2376"
-    certs.issue_server_cert(machine, certs.get_or_create_ca())
-    machine.save()
-    if trusted:
-        usercerts.record_trust(machine, usercerts.get_or_create_ca())
-    return machine
-
-
-def _download(client: Client, machine: Machine) -> dict[str, str]:
-    response = client.get(reverse("machines:client_bundle", args=[machine.name]))
-    assert response.status_code == 200, response.content.decode()
-    with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
-        return {name: bundle.read(name).decode() for name in bundle.namelist()}
-
-
-def _unpack(files: dict[str, str], folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    for name, pem in files.items():
-        (folder / name).write_text(pem)
-    (folder / "key.pem").chmod(0o600)
-    return folder
-
-
-def _docker_ps(folder: Path, machine: Machine) -> subprocess.CompletedProcess:
-    """The real docker CLI with only these certificates (nothing from the environment)."""
-    docker = shutil.which("docker") or "/usr/local/bin/docker"
-    return subprocess.run(
-        [
-            docker,
-            "--tlsverify",
-            f"--tlscacert={folder}/ca.pem",
-            f"--tlscert={folder}/cert.pem",
-            f"--tlskey={folder}/key.pem",
-            "-H",
-            f"tcp://{machine.ip}:{machine.engine_port}",
-            "ps",
-            "--no-trunc",
-            "--format",
-            "{{.ID}}",
-        ],
-        env={"PATH": os.environ["PATH"], "HOME": str(folder)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def _assert_refused(result: subprocess.CompletedProcess) -> None:
-    """The engine refused the client certificate in the TLS handshake."""
-    assert result.returncode != 0
-    assert "tls: bad certificate" in result.stderr, result.stderr
-
-
-def _run_pending_rotations() -> list[Operation]:
-    done = []
-    for op in Operation.objects.filter(
-        kind=Operation.Kind.ROTATE_CLIENT_CA, status=Operation.Status.PENDING
-    ):
-        claimed = runner.claim(op.pk, worker="test")
-        assert claimed is not None
-        done.append(runner.run_claimed(claimed))
-    return done
-
-
-def _log(op: Operation) -> str:
-    return "\n".join(line.text for line in op.log_lines.order_by("seq"))
-
 
 # -- downloads, records, expiry --------------------------------------------------------------
 
@@ -129,11 +49,11 @@ def _log(op: Operation) -> str:
 def test_each_download_is_a_new_certificate_of_the_users_own_recorded(
     operator, operator_client, generic_machine
 ):
-    _provisioned(generic_machine)
+    provisioned(generic_machine)
     ca = certs.ca_for_machine(generic_machine)
     first, second = (
-        _download(operator_client, generic_machine),
-        _download(operator_client, generic_machine),
+        download(operator_client, generic_machine),
+        download(operator_client, generic_machine),
     )
     users = usercerts.get_or_create_ca()
     records = list(ClientCertificate.objects.order_by("issued_at", "id"))
@@ -162,8 +82,8 @@ def test_each_download_is_a_new_certificate_of_the_users_own_recorded(
 @pytest.mark.django_db
 def test_expiry_follows_the_client_cert_days_setting(operator_client, generic_machine, settings):
     settings.CLIENT_CERT_DAYS = 3
-    _provisioned(generic_machine)
-    files = _download(operator_client, generic_machine)
+    provisioned(generic_machine)
+    files = download(operator_client, generic_machine)
     record = ClientCertificate.objects.get()
     assert record.expires_at == certs.load(files["cert.pem"]).not_valid_after_utc
     lifetime = record.expires_at - record.issued_at
@@ -174,11 +94,11 @@ def test_expiry_follows_the_client_cert_days_setting(operator_client, generic_ma
 def test_connect_panel_says_when_the_users_last_certificate_expires(
     operator_client, generic_machine
 ):
-    _provisioned(generic_machine)
+    provisioned(generic_machine)
     page_url = reverse("machines:detail", args=["web-1"])
     page = operator_client.get(page_url).content.decode()
     assert "a new certificate of your own, valid 30 days" in page
-    _download(operator_client, generic_machine)
+    download(operator_client, generic_machine)
     record = ClientCertificate.objects.get()
     expiry = f'expires on <time datetime="{record.expires_at:%Y-%m-%dT%H:%M:%S}'
     page = operator_client.get(page_url).content.decode()
@@ -194,7 +114,7 @@ def test_connect_panel_says_when_the_users_last_certificate_expires(
     )
     assert 'hx-trigger="load, ' in pushed and "expires on" not in pushed
     # Another operator's panel speaks of their own certificates only.
-    other = _login("operator2", OPERATOR).get(page_url).content.decode()
+    other = login("operator2", OPERATOR).get(page_url).content.decode()
     assert expiry not in other and "a new certificate of your own" in other
 
     usercerts.revoke_all()
@@ -207,7 +127,7 @@ def test_connect_panel_says_when_the_users_last_certificate_expires(
 def test_viewers_get_no_certificate_and_only_admins_revoke(
     viewer_client, operator_client, admin_client_, generic_machine
 ):
-    _provisioned(generic_machine)
+    provisioned(generic_machine)
     for url in (
         reverse("machines:client_bundle", args=["web-1"]),
         reverse("machines:client_cert", args=["web-1"]),
@@ -233,7 +153,7 @@ def test_downloads_are_refused_with_the_reason_where_the_engine_would_refuse_the
 ):
     url = reverse("machines:client_bundle", args=["web-1"])
     # Provisioned before per-user certificates: its engine trusts the dashboard's CA alone.
-    _provisioned(generic_machine, trusted=False)
+    provisioned(generic_machine, trusted=False)
     response = operator_client.get(url)
     assert response.status_code == 409
     assert "does not trust users' certificates yet" in response.content.decode()
@@ -271,7 +191,7 @@ def test_downloads_are_refused_with_the_reason_where_the_engine_would_refuse_the
 
 @pytest.mark.django_db
 def test_revoke_needs_its_confirmation(admin_client_, generic_machine):
-    _provisioned(generic_machine)
+    provisioned(generic_machine)
     before = usercerts.get_or_create_ca()
     response = admin_client_.post(reverse("machines:revoke_client_certificates"), {"confirm": ""})
     assert response.status_code == 302
@@ -284,12 +204,12 @@ def test_revoke_all_requests_one_rotation_per_provisioned_machine(
     admin_client_, operator_client, generic_machine
 ):
     driver = generic_machine.driver
-    web2 = _provisioned(Machine.objects.create(name="web-2", driver=driver, ip="192.0.2.11"))
-    busy = _provisioned(Machine.objects.create(name="busy", driver=driver, ip="192.0.2.12"))
-    _provisioned(generic_machine)
+    web2 = provisioned(Machine.objects.create(name="web-2", driver=driver, ip="192.0.2.11"))
+    busy = provisioned(Machine.objects.create(name="busy", driver=driver, ip="192.0.2.12"))
+    provisioned(generic_machine)
     none = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
     Machine.objects.create(name="local", driver=none, engine_url="unix:///var/run/docker.sock")
-    _download(operator_client, generic_machine)
+    download(operator_client, generic_machine)
     restart = Operation.objects.create(machine=busy, machine_name="busy", kind="restart")
     old = usercerts.get_or_create_ca()
 
@@ -370,12 +290,12 @@ def test_tls_key_cache_is_private_and_pruned_of_rotated_cas(settings, tmp_path):
 
 @pytest.mark.engine
 def test_a_downloaded_certificate_works_with_the_docker_cli(running_machine, tmp_path):
-    operator = _login("alice", OPERATOR)
-    files = _download(operator, running_machine)
+    operator = login("alice", OPERATOR)
+    files = download(operator, running_machine)
     ca = certs.ca_for_machine(running_machine)
     assert ca.client_key not in files.values() and ca.client_cert not in files.values()
-    folder = _unpack(files, tmp_path / "alice")
-    ps = _docker_ps(folder, running_machine)
+    folder = unpack(files, tmp_path / "alice")
+    ps = docker_ps(folder, running_machine)
     assert ps.returncode == 0, ps.stderr
     # The dashboard's own CA stays in the engine's bundle: its access is unchanged.
     client = engines.client_for_machine(running_machine)
@@ -397,32 +317,32 @@ def test_revoke_all_locks_downloaded_certificates_out_of_every_engine(new_machin
         container.reload()
         sleepers[machine.pk] = (container.id, container.attrs["State"]["StartedAt"])
         client.close()
-    bob = _login("bob", OPERATOR)
-    admin = _login("root-admin", "admin")
-    held = {m.pk: _unpack(_download(bob, m), tmp_path / f"bob-{m.name}") for m in machines}
+    bob = login("bob", OPERATOR)
+    admin = login("root-admin", "admin")
+    held = {m.pk: unpack(download(bob, m), tmp_path / f"bob-{m.name}") for m in machines}
     for machine in machines:
-        ps = _docker_ps(held[machine.pk], machine)
+        ps = docker_ps(held[machine.pk], machine)
         assert ps.returncode == 0, ps.stderr
         assert sleepers[machine.pk][0] in ps.stdout.split()
 
     response = admin.post(reverse("machines:revoke_client_certificates"), {"confirm": "revoke"})
     assert response.status_code == 302
-    rotations = _run_pending_rotations()
+    rotations = run_pending_rotations()
     assert sorted(op.machine_name for op in rotations) == sorted(m.name for m in machines)
     for op in rotations:
-        assert op.status == Operation.Status.SUCCEEDED, _log(op)
-        steps = [line for line in _log(op).splitlines() if line.startswith("[")]
+        assert op.status == Operation.Status.SUCCEEDED, log_text(op)
+        steps = [line for line in log_text(op).splitlines() if line.startswith("[")]
         assert steps[2:] == [
             "[3/5] Install the trusted client CAs",
             "[4/5] Restart Docker",
             "[5/5] Wait for the Docker API",
         ]
-        assert "running container(s) kept running" in _log(op)
+        assert "running container(s) kept running" in log_text(op)
 
     for machine in machines:
         machine.refresh_from_db()
         # Bob's certificate is refused in the TLS handshake, on every engine.
-        _assert_refused(_docker_ps(held[machine.pk], machine))
+        assert_refused(docker_ps(held[machine.pk], machine))
         # The dashboard still reaches the engine: health check and its own client.
         runner.check_machine(machine)
         machine.refresh_from_db()
@@ -434,8 +354,8 @@ def test_revoke_all_locks_downloaded_certificates_out_of_every_engine(new_machin
         assert container.status == "running"
         assert container.attrs["State"]["StartedAt"] == sleepers[machine.pk][1]
         # A certificate downloaded after the revocation works.
-        fresh = _unpack(_download(bob, machine), tmp_path / f"bob-again-{machine.name}")
-        ps = _docker_ps(fresh, machine)
+        fresh = unpack(download(bob, machine), tmp_path / f"bob-again-{machine.name}")
+        ps = docker_ps(fresh, machine)
         assert ps.returncode == 0, ps.stderr
         assert sleepers[machine.pk][0] in ps.stdout.split()
     assert not usercerts.still_trusting_revoked().exists()
@@ -447,12 +367,12 @@ def test_revoke_all_locks_downloaded_certificates_out_of_every_engine(new_machin
 
 @pytest.mark.engine
 def test_revoke_client_certs_command_rotates_from_the_shell(running_machine, tmp_path):
-    held = _unpack(_download(_login("carol", OPERATOR), running_machine), tmp_path / "carol")
-    assert _docker_ps(held, running_machine).returncode == 0
+    held = unpack(download(login("carol", OPERATOR), running_machine), tmp_path / "carol")
+    assert docker_ps(held, running_machine).returncode == 0
     out = io.StringIO()
     call_command("revoke_client_certs", "--yes", stdout=out)
     assert f"{running_machine.name}: rotated" in out.getvalue()
-    _assert_refused(_docker_ps(held, running_machine))
+    assert_refused(docker_ps(held, running_machine))
     # Nothing left to rotate: a retry requests nothing.
     call_command("revoke_client_certs", "--retry", stdout=io.StringIO())
     assert Operation.objects.filter(kind=Operation.Kind.ROTATE_CLIENT_CA).count() == 1
