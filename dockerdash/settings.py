@@ -220,6 +220,8 @@ FIELD_KEYS_FILE = Path(os.getenv("DOCKERDASH_FIELD_KEYS_FILE", DATA_DIR / "field
 
 # Where per-machine client bundles (`machine env`) and the CA live on disk for the CLI.
 CERTS_DIR = DATA_DIR / "machines"
+# How long a client certificate downloaded from a machine's page is valid (a new one each time).
+CLIENT_CERT_DAYS = envint("DOCKERDASH_CLIENT_CERT_DAYS", 30)
 
 
 def _loopback_only(hosts: list[str]) -> bool:

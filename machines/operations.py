@@ -229,6 +229,29 @@ def do_regenerate_certs(machine: Machine, ctx: Context) -> None:
     provision.regenerate_certs(machine, ctx, new_ca=bool(ctx.op.args.get("client_certs")))
 
 
+def do_rotate_client_ca(machine: Machine, ctx: Context) -> None:
+    if not _provisioned_over_ssh(machine):
+        raise NotSupported(f"{machine.driver.kind} machines have no dockerdash certificates")
+    provision.rotate_client_ca(machine, ctx)
+
+
+def request_client_ca_rotation(*, user=None, via: str = "web") -> tuple[list[Operation], list[str]]:
+    """A rotate-client-ca operation for every machine that does not run with the current
+    users' client CA yet (after "revoke all", or to retry where one failed). Returns the
+    operations and the names of the machines that were busy (to retry once they are not)."""
+    from .provision import usercerts
+
+    requested, busy = [], []
+    for machine in usercerts.rotation_candidates():
+        if not _provisioned_over_ssh(machine):
+            continue
+        try:
+            requested.append(request(machine, Operation.Kind.ROTATE_CLIENT_CA, user=user, via=via))
+        except OperationConflict:
+            busy.append(machine.name)
+    return requested, busy
+
+
 def do_upgrade(machine: Machine, ctx: Context) -> None:
     if not _provisioned_over_ssh(machine):
         raise NotSupported(f"{machine.driver.kind} machines are not upgraded by dockerdash")
@@ -316,6 +339,7 @@ ACTIONS: dict[str, tuple[int, Callable[[Machine, Context], None]]] = {
     Operation.Kind.PROVISION: (provision.PROVISION_STEPS, do_provision),
     Operation.Kind.REGENERATE_CERTS: (provision.REGENERATE_STEPS, do_regenerate_certs),
     Operation.Kind.UPGRADE: (provision.UPGRADE_STEPS, do_upgrade),
+    Operation.Kind.ROTATE_CLIENT_CA: (provision.ROTATE_STEPS, do_rotate_client_ca),
 }
 
 

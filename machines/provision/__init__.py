@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from machines.drivers.base import DriverError
 
-from . import certs
+from . import certs, usercerts
 from .osinfo import ProvisionError
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROVISION_STEPS",
     "REGENERATE_STEPS",
+    "ROTATE_STEPS",
     "UPGRADE_STEPS",
     "LogOnly",
     "ProvisionError",
@@ -42,11 +43,13 @@ __all__ = [
     "provision",
     "purge",
     "regenerate_certs",
+    "rotate_client_ca",
     "upgrade",
 ]
 
 PROVISION_STEPS = 7
 REGENERATE_STEPS = 5
+ROTATE_STEPS = 5
 UPGRADE_STEPS = 4
 SSH_TIMEOUT = 30
 # Output lines are stored (and pushed to viewers) in batches at most this often: a package
@@ -302,9 +305,10 @@ def provision(machine: Machine, ctx: Reporter) -> None:
 
         ctx.step("Issue the TLS certificates")
         ca = _issue(machine, ctx)
+        users = usercerts.get_or_create_ca()
 
         ctx.step("Configure the Docker daemon")
-        files = engine.cert_files(machine, ca) + engine.daemon_files(machine, facts)
+        files = engine.cert_files(machine, ca, users) + engine.daemon_files(machine, facts)
         with _streaming(ctx) as lines:
             changed = engine.write_files(session, facts, files, lines, hostname=machine.name)
         if not changed:
@@ -316,6 +320,7 @@ def provision(machine: Machine, ctx: Reporter) -> None:
         else:
             ctx.log("Nothing changed and Docker is running: not restarting it")
         _wait(machine, ctx, session, facts)
+    usercerts.record_trust(machine, users)
 
 
 def regenerate_certs(machine: Machine, ctx: Reporter, *, new_ca: bool = False) -> None:
@@ -328,13 +333,74 @@ def regenerate_certs(machine: Machine, ctx: Reporter, *, new_ca: bool = False) -
         _require_configured(machine, facts)
         ctx.step("Issue new TLS certificates")
         ca = _issue(machine, ctx, new_ca=new_ca, force=True)
+        users = usercerts.get_or_create_ca()
         ctx.step("Install the certificates and restart Docker")
         with _streaming(ctx) as lines:
-            engine.write_files(session, facts, engine.cert_files(machine, ca), lines)
+            engine.write_files(session, facts, engine.cert_files(machine, ca, users), lines)
         _restart(session, facts, ctx)
         _wait(machine, ctx, session, facts)
+    usercerts.record_trust(machine, users)
     if new_ca:
         _report_retired_cas(machine, ctx)
+
+
+def rotate_client_ca(machine: Machine, ctx: Reporter) -> None:
+    """Make the engine trust the current users' client CA (and no revoked one) next to the
+    dashboard's CA, then restart Docker: with --live-restore its containers keep running.
+    Nothing else changes: no new server certificate, no other configuration."""
+    from . import engine
+
+    with _connect(machine, ctx) as session:
+        facts = _detect(session, ctx)
+        _require_configured(machine, facts)
+        ctx.step("Install the trusted client CAs")
+        ca = certs.ca_for_machine(machine)
+        users = usercerts.get_or_create_ca()
+        with _streaming(ctx) as lines:
+            changed = engine.write_files(session, facts, [engine.ca_file(ca, users)], lines)
+        ctx.log(
+            f"The engine trusts the dashboard's CA ({usercerts.fingerprint(ca.cert)}) and the "
+            f"users' client CA of {users.created_at:%Y-%m-%d %H:%M:%S} "
+            f"({usercerts.fingerprint(users.cert)})" + ("" if changed else "; it already did")
+        )
+        ctx.step("Restart Docker")
+        if changed or not facts.runs_our_config:
+            running = _running_containers(machine)
+            _restart(session, facts, ctx)
+        else:
+            running = None
+            ctx.log("Nothing changed and Docker is running: not restarting it")
+        _wait(machine, ctx, session, facts)
+        if running is not None:
+            _report_kept(machine, running, ctx)
+    usercerts.record_trust(machine, users)
+
+
+def _running_containers(machine: Machine) -> set[str] | None:
+    from machines import engines
+
+    try:
+        client = engines.client_for_machine(machine)
+        try:
+            return {c.id for c in client.containers.list()}
+        finally:
+            client.close()
+    except Exception:  # only a report: the rotation goes on without it
+        return None
+
+
+def _report_kept(machine: Machine, before: set[str], ctx: Reporter) -> None:
+    after = _running_containers(machine)
+    if after is None:
+        return
+    gone = before - after
+    if not gone:
+        ctx.log(f"All {len(before)} running container(s) kept running")
+    else:
+        ctx.log(
+            f"{len(gone)} of {len(before)} running container(s) no longer run after the "
+            f"restart: {', '.join(sorted(c[:12] for c in gone))}"
+        )
 
 
 def upgrade(machine: Machine, ctx: Reporter) -> None:
@@ -380,9 +446,11 @@ def heal_ip_change(machine: Machine, ctx: Reporter) -> None:
         facts = engine.gather_facts(session)
         _require_configured(machine, facts)
         ca = _issue(machine, ctx, force=True)
+        users = usercerts.get_or_create_ca()
         with _streaming(ctx) as lines:
-            engine.write_files(session, facts, engine.cert_files(machine, ca), lines)
+            engine.write_files(session, facts, engine.cert_files(machine, ca, users), lines)
         _restart(session, facts, ctx)
+    usercerts.record_trust(machine, users)
 
 
 def ip_change(machine: Machine) -> str | None:

@@ -44,7 +44,7 @@ from .osinfo import OSInfo, ProvisionError, detect, package_manager
 from .ssh import SSHError, SSHSession, quote
 
 if TYPE_CHECKING:
-    from machines.models import CertificateAuthority, Machine
+    from machines.models import CertificateAuthority, ClientCA, Machine
 
 Line = Callable[[str], None]
 
@@ -369,9 +369,17 @@ class RemoteFile:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-def cert_files(machine: Machine, ca: CertificateAuthority) -> list[RemoteFile]:
+def ca_file(ca: CertificateAuthority, users: ClientCA) -> RemoteFile:
+    """The CAs whose client certificates the engine accepts (--tlscacert): the dashboard's
+    and the users' client CA, as one bundle."""
+    from .usercerts import trust_bundle
+
+    return RemoteFile(CA_FILE, trust_bundle(ca.cert, users), 0o644)
+
+
+def cert_files(machine: Machine, ca: CertificateAuthority, users: ClientCA) -> list[RemoteFile]:
     return [
-        RemoteFile(CA_FILE, ca.cert, 0o644),
+        ca_file(ca, users),
         RemoteFile(CERT_FILE, machine.tls_server_cert, 0o644),
         RemoteFile(KEY_FILE, machine.tls_server_key, 0o600),
     ]
