@@ -38,6 +38,9 @@ _SPECIAL_IN_DOUBLE = {
 }
 _POWERSHELL_SINGLE = "'\u2018\u2019\u201a\u201b"
 _CMD_SAFE = re.compile(r"[A-Za-z0-9 _.,:/\\@+=~#{}\[\]-]*")
+# tcsh's ``eval `machine env` `` splits the output into words and expands braces, globs and
+# ~ in them before eval sees the quotes: such characters cannot be quoted for it.
+_TCSH_UNSAFE = re.compile(r"[{}*?\[\]~]")
 _HOME_REF = {"bash": "$HOME", "fish": "$HOME", "tcsh": "$HOME", "powershell": "$HOME"}
 
 
@@ -93,6 +96,8 @@ def quote(shell: str, *parts: Part) -> str:
         if not _CMD_SAFE.fullmatch(text):
             raise ValueError(f"{text!r} cannot be written safely for cmd.exe")
         return text
+    if shell == "tcsh" and _TCSH_UNSAFE.search(text):
+        raise ValueError(f"{text!r} cannot be written safely for tcsh (braces, globs or ~)")
     if (double := _double_quoted(parts, shell)) is not None:
         return double
     words = [
