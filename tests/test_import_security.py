@@ -4,7 +4,6 @@ is reported with its reason and the good ones are imported all the same."""
 
 from __future__ import annotations
 
-import socket
 from io import StringIO
 from pathlib import Path
 
@@ -14,15 +13,9 @@ from django.core.management import call_command
 from machines.models import CertificateAuthority, Machine
 
 from .dmstores import OLD, DockerMachineStore, new_key, pem, spki
+from .fleet import closed_port
 
 pytestmark = pytest.mark.django_db
-
-
-def _closed_port() -> int:
-    """A local port nobody listens on: the imported machine's first health check ends at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _import(store: DockerMachineStore) -> tuple[int, str, str]:
@@ -77,7 +70,7 @@ def _secret(outside: Path) -> bytes:
 @pytest.fixture
 def store(tmp_path) -> DockerMachineStore:
     store = DockerMachineStore(tmp_path / "store")
-    store.add("good-1", SSHPort=_closed_port(), EnginePort=_closed_port())
+    store.add("good-1", SSHPort=closed_port(), EnginePort=closed_port())
     return store
 
 
@@ -191,7 +184,7 @@ def test_a_path_shaped_like_the_store_reads_the_store_not_the_path(store, outsid
     read, never the one at the recorded path (even when something is there)."""
     (outside / "certs").mkdir()
     (outside / "certs" / "key.pem").write_text((outside / "secret-key.pem").read_text())
-    config = store.add("moved-1", SSHPort=_closed_port(), EnginePort=_closed_port())
+    config = store.add("moved-1", SSHPort=closed_port(), EnginePort=closed_port())
     _auth(config)["ClientKeyPath"] = str(outside / "certs" / "key.pem")
     store.write_config("moved-1", config)
 
@@ -207,7 +200,7 @@ def test_the_stores_client_certificate_is_kept_for_its_ca_whichever_machine_come
     """Each machine's folder holds a client certificate of its own (all from the same CA):
     the CA keeps the store's certs/ one, not the last imported machine's."""
     for name in ("mach-a", "mach-b"):
-        config = store.add(name, SSHPort=_closed_port(), EnginePort=_closed_port())
+        config = store.add(name, SSHPort=closed_port(), EnginePort=closed_port())
         key = new_key()
         (store.folder(name) / "key.pem").write_text(pem(key))
         (store.folder(name) / "cert.pem").write_text(pem(store.client_cert_for(key)))

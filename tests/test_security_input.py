@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from machines.management.commands.machine import scp_argv, ssh_argv
 from machines.models import Driver, Machine
 from machines.provision import certs
 
-from .fleet import REQUIRED
+from .fleet import REQUIRED, closed_port
 from .helpers import MANAGE, run, user_env
 
 # What shells act on, in a folder name (no '/'; single spaces, since tcsh's `eval \`...\``
@@ -42,9 +43,14 @@ def _shell(name: str) -> str:
     return path
 
 
-def _eval(shell: str, script: str, cwd: Path) -> subprocess.CompletedProcess:
+def _eval(shell: str, script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [_shell(shell), "-c", script], cwd=cwd, capture_output=True, text=True, timeout=60
+        [_shell(shell), "-c", script],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -299,27 +305,17 @@ def test_page_snippets_set_values_literally_when_pasted(operator_client, generic
     page = operator_client.get(reverse("machines:detail", args=["web-1"])).content.decode()
     snippets = _snippets(page)
     home = str(tmp_path / "home $(touch pwned) `touch pwned` 'q'")
+    folder = f"{home}/.docker/dockerdash/web-1"
     print_env = 'printf "%s\\n" "$DOCKER_HOST" "$DOCKER_CERT_PATH"'
     for shell, summary in (("bash", "bash / zsh"), ("zsh", "bash / zsh"), ("fish", "fish")):
-        script = f"set HOME {shellquote.quote('fish', home)}; " if shell == "fish" else ""
-        script += snippets[summary] + "\n" + print_env
-        if shell != "fish":
-            script = f"HOME={shellquote.quote('bash', home)}\n" + script
-        done = _eval(shell, script, tmp_path)
-        expected = [bad, f"{home}/.docker/dockerdash/web-1"]
-        assert done.stdout.splitlines() == expected, (shell, done.stderr)
-    docker = f"HOME={shellquote.quote('bash', home)}\ndocker() {{ printf '%s\\n' \"$@\"; }}\n"
-    done = _eval("bash", docker + snippets["docker context"], tmp_path)
-    folder = f"{home}/.docker/dockerdash/web-1"
+        done = _eval(shell, snippets[summary] + "\n" + print_env, tmp_path, HOME=home)
+        assert done.stdout.splitlines() == [bad, folder], (shell, done.stderr)
+    docker = "docker() { printf '%s\\n' \"$@\"; }\n"
+    done = _eval("bash", docker + snippets["docker context"], tmp_path, HOME=home)
+    spec = f"host={bad},ca={folder}/ca.pem,cert={folder}/cert.pem,key={folder}/key.pem"
     assert done.stdout.splitlines() == [
-        "context",
-        "create",
-        "web-1",
-        "--docker",
-        f"host={bad},ca={folder}/ca.pem,cert={folder}/cert.pem,key={folder}/key.pem",
-        "context",
-        "use",
-        "web-1",
+        *("context", "create", "web-1", "--docker", spec),
+        *("context", "use", "web-1"),
     ], done.stderr
     assert not list(tmp_path.glob("pwned*")) and not marker.exists()
 
@@ -358,14 +354,6 @@ def test_powershell_quoting_keeps_every_character_literal():
 # -- ssh and scp ---------------------------------------------------------------------------
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.django_db
 @pytest.mark.parametrize("action", ["ssh", "scp"])
 def test_ssh_and_scp_refuse_a_stored_user_that_is_an_option(generic_machine, tmp_path, action):
@@ -385,7 +373,7 @@ def test_ssh_argv_gives_the_user_by_l_and_ends_options_before_the_host(tmp_path)
     """Even a user that validation would refuse stays a user name for the real ssh."""
     marker = tmp_path / "pwned"
     machine = Machine(
-        ip="127.0.0.1", ssh_port=_closed_port(), ssh_user=f"-oProxyCommand=touch {marker}"
+        ip="127.0.0.1", ssh_port=closed_port(), ssh_user=f"-oProxyCommand=touch {marker}"
     )
     known = tmp_path / "known_hosts"
     known.write_text(f"127.0.0.1 {HOST_KEY}\n")
@@ -403,7 +391,7 @@ def test_scp_argv_ends_options_before_the_operands(tmp_path):
     known = tmp_path / "known_hosts"
     known.write_text("")
     source = f"-oProxyCommand=touch {marker}"
-    argv = scp_argv(_closed_port(), [], known, False, [source, "root@127.0.0.1:/tmp/"])
+    argv = scp_argv(closed_port(), [], known, False, [source, "root@127.0.0.1:/tmp/"])
     assert argv[-3:] == ["--", source, "root@127.0.0.1:/tmp/"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode != 0
