@@ -24,6 +24,7 @@ from django.utils import timezone
 from .dmstore import Refused, Store, TLSFiles, check_issued, read_tls, shown, store_client
 from .models import CertificateAuthority, Driver, Machine
 from .provision.ssh import public_key_of
+from .validation import one_line
 
 # docker-machine drivers that map to ours; any other is attached as a plain TLS engine.
 DRIVERS = {"generic": "generic", "none": "none"}
@@ -97,19 +98,13 @@ def import_store(store_path: Path, *, user=None, log=print) -> Result:
         except Refused as e:
             result.refused.append((name, str(e)))
         except ValidationError as e:
-            result.refused.append((name, f"it is not valid: {_one_line(e)}"))
+            result.refused.append((name, f"it is not valid: {one_line(e)}"))
         else:
             result.imported.append(machine.name)
             _imported(machine, kind, ca, log)
             continue
         log(f"{shown(name)}: refused: {result.refused[-1][1]}")
     return result
-
-
-def _one_line(error: ValidationError) -> str:
-    if hasattr(error, "error_dict"):
-        return "; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())
-    return " ".join(error.messages)
 
 
 def _config(store: Store, folder: str) -> dict | None:

@@ -46,6 +46,13 @@ def is_host(value: str) -> bool:
     return not re.fullmatch(r"[0-9.]+", value)
 
 
+def one_line(error: ValidationError) -> str:
+    """A validation error as one line for the command line: `field: message; ...`."""
+    if hasattr(error, "error_dict"):
+        return "; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())
+    return " ".join(error.messages)
+
+
 def validate_host(value: str) -> None:
     if value and not is_host(value):
         raise ValidationError(

@@ -20,6 +20,7 @@ from django.db import transaction
 from machines import shellquote
 from machines.models import Driver, Machine, Operation, machine_name_validator
 from machines.shellquote import SHELLS
+from machines.validation import one_line
 
 LS_FIELDS = {
     "Name": lambda m: m.name,
@@ -314,7 +315,7 @@ class Command(BaseCommand):
             try:
                 machine.full_clean()
             except ValidationError as e:
-                raise CommandError(f"Invalid machine: {_one_line(e)}") from None
+                raise CommandError(f"Invalid machine: {one_line(e)}") from None
             machine.save()
             op = operations.request(machine, Operation.Kind.CREATE, via="cli")
         self.stdout.write(f"Creating machine {name} ({driver_obj.kind})...")
@@ -584,19 +585,13 @@ def _ssh_host(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
-def _one_line(error: ValidationError) -> str:
-    if hasattr(error, "error_dict"):
-        return "; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())
-    return " ".join(error.messages)
-
-
 def _ssh_checked(machine: Machine) -> Machine:
     """The machine, if its SSH user and address are what the model allows (a row stored
     before these rules, or edited behind dockerdash's back, is refused here)."""
     try:
         _clean_only(machine, "ip", "ssh_user")
     except ValidationError as e:
-        raise CommandError(f"Cannot reach {machine.name} over SSH: {_one_line(e)}") from None
+        raise CommandError(f"Cannot reach {machine.name} over SSH: {one_line(e)}") from None
     if not machine.ip:
         raise CommandError(f"{machine.name} has no IP address yet")
     return machine
@@ -707,7 +702,7 @@ def _connectable(machine: Machine) -> Machine:
     try:
         _clean_only(machine, "name", "ip", "engine_url")
     except ValidationError as e:
-        raise CommandError(f"{machine.name!r} cannot be connected to: {_one_line(e)}") from None
+        raise CommandError(f"{machine.name!r} cannot be connected to: {one_line(e)}") from None
     if machine.state != Machine.State.RUNNING:
         raise CommandError(
             f"{machine.name} is not running. Please start it in order to use the connection "
