@@ -10,9 +10,19 @@ from django.utils import timezone
 
 from .drivers import KIND_CHOICES, BaseDriver, driver_class
 from .fields import EncryptedJSONField, EncryptedTextField
+from .validation import (
+    validate_engine_env,
+    validate_engine_labels,
+    validate_engine_opts,
+    validate_engine_url,
+    validate_host,
+    validate_ssh_user,
+    validate_storage_driver,
+    validate_text_list,
+)
 
-# docker-machine's own rule for host names.
-MACHINE_NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9\-\.]*$"
+# docker-machine's own rule for host names (\A...\Z: '$' would let a final newline through).
+MACHINE_NAME_RE = r"\A[a-zA-Z0-9][a-zA-Z0-9\-\.]*\Z"
 machine_name_validator = RegexValidator(
     MACHINE_NAME_RE,
     "Use letters, digits, '-' and '.', starting with a letter or digit (as docker-machine).",
@@ -55,24 +65,37 @@ class Machine(models.Model):
     driver_options = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.NONE)
 
-    ip = models.CharField("IP", max_length=255, blank=True)
-    engine_url = models.CharField(max_length=255, blank=True)
+    ip = models.CharField("IP", max_length=255, blank=True, validators=[validate_host])
+    engine_url = models.CharField(max_length=255, blank=True, validators=[validate_engine_url])
     engine_port = models.PositiveIntegerField(default=2376, validators=port_validators)
 
-    ssh_user = models.CharField(max_length=64, default="root")
+    ssh_user = models.CharField(max_length=64, default="root", validators=[validate_ssh_user])
     ssh_port = models.PositiveIntegerField(default=22, validators=port_validators)
     ssh_host_key = models.TextField(blank=True, help_text="Pinned on first contact.")
     ssh_private_key = EncryptedTextField(blank=True)
 
     # Engine options, as docker-machine's --engine-* flags.
-    engine_labels = models.JSONField(default=list, blank=True)
-    engine_insecure_registries = models.JSONField(default=list, blank=True)
-    engine_registry_mirrors = models.JSONField(default=list, blank=True)
-    engine_storage_driver = models.CharField(max_length=32, blank=True)
-    engine_env = models.JSONField(default=list, blank=True)
-    engine_opts = models.JSONField(default=list, blank=True, help_text="Extra daemon flags.")
+    engine_labels = models.JSONField(default=list, blank=True, validators=[validate_engine_labels])
+    engine_insecure_registries = models.JSONField(
+        default=list, blank=True, validators=[validate_text_list]
+    )
+    engine_registry_mirrors = models.JSONField(
+        default=list, blank=True, validators=[validate_text_list]
+    )
+    engine_storage_driver = models.CharField(
+        max_length=32, blank=True, validators=[validate_storage_driver]
+    )
+    engine_env = models.JSONField(default=list, blank=True, validators=[validate_engine_env])
+    engine_opts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Extra daemon flags.",
+        validators=[validate_engine_opts],
+    )
     engine_install_url = models.URLField(blank=True)
-    tls_san = models.JSONField("extra TLS SANs", default=list, blank=True)
+    tls_san = models.JSONField(
+        "extra TLS SANs", default=list, blank=True, validators=[validate_text_list]
+    )
 
     # The engine's server certificate (issued by the dashboard's CA).
     tls_server_cert = models.TextField(blank=True)

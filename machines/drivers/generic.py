@@ -7,7 +7,6 @@ import time
 from typing import TYPE_CHECKING
 
 from django import forms
-from django.core.validators import RegexValidator
 
 from machines.provision.ssh import (
     HostKeyChanged,
@@ -16,6 +15,7 @@ from machines.provision.ssh import (
     public_key_of,
     wait_for_ssh,
 )
+from machines.validation import is_host, validate_ssh_user
 
 from .base import BaseDriver, DriverError, SSHAddress
 
@@ -50,7 +50,7 @@ class GenericOptionsForm(forms.Form):
         initial="root",
         max_length=64,
         help_text="--generic-ssh-user; a non-root user needs passwordless sudo",
-        validators=[RegexValidator(r"^[a-z_][a-z0-9_.-]*$", "Not a valid user name.")],
+        validators=[validate_ssh_user],
     )
     ssh_port = forms.IntegerField(
         label="SSH port", initial=22, min_value=1, max_value=65535, help_text="--generic-ssh-port"
@@ -75,7 +75,8 @@ class GenericOptionsForm(forms.Form):
 
     def clean_ip_address(self) -> str:
         value = self.cleaned_data["ip_address"].strip()
-        if any(c.isspace() for c in value) or value.startswith("-"):
+        # The same rule as the model's (Machine.ip), with the form's own short message.
+        if not is_host(value):
             raise forms.ValidationError("Enter an IP address or a host name.")
         return value
 

@@ -9,6 +9,7 @@ from cryptography import x509
 from django import forms
 
 from machines.provision.ssh import public_key_of
+from machines.validation import validate_engine_url
 
 from .base import BaseDriver
 
@@ -52,8 +53,7 @@ class NoneOptionsForm(forms.Form):
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"].strip()
-        if not url.startswith(("tcp://", "ssh://", "unix://")):
-            raise forms.ValidationError("The URL must start with tcp://, ssh:// or unix://.")
+        validate_engine_url(url)  # the model's own parser: what it accepts, env can print
         return url
 
     def clean_tls_ca_cert(self) -> str:

@@ -12,7 +12,7 @@ import machines.fields
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("machines", "0003_runner_and_tls"),
+        ("machines", "0004_input_validation"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

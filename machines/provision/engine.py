@@ -262,7 +262,7 @@ def upgrade(session: SSHSession, facts: HostFacts, on_line: Line) -> None:
 # -- daemon configuration ---------------------------------------------------------------
 
 # Words that need no quoting in ExecStart= nor in a DOCKER_OPTS that init scripts word-split.
-SAFE_OPT = re.compile(r"^[A-Za-z0-9_@%+=:,./\-]+$")
+SAFE_OPT = re.compile(r"[A-Za-z0-9_@%+=:,./\-]+")
 
 
 def _systemd_word(value: str) -> str:
@@ -270,7 +270,7 @@ def _systemd_word(value: str) -> str:
     expands %, $ and backslashes)."""
     if "\n" in value or "\r" in value:
         raise ProvisionError(f"Daemon arguments cannot contain line breaks: {value!r}")
-    if SAFE_OPT.match(value) and "%" not in value:
+    if SAFE_OPT.fullmatch(value) and "%" not in value:
         return value
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
     return f'"{escaped}"'
@@ -314,7 +314,7 @@ def _env_pairs(machine: Machine) -> list[tuple[str, str]]:
     pairs = []
     for item in machine.engine_env:
         key, sep, value = item.partition("=")
-        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise ProvisionError(f"Engine environment {item!r} is not of the form KEY=value")
         pairs.append((key, value))
     return pairs
@@ -337,7 +337,7 @@ def render_opts_file(machine: Machine, facts: HostFacts) -> str:
     DOCKER_OPTS without any quoting, so no argument may contain blanks or quotes."""
     args = daemon_args(machine, facts)
     for arg in args:
-        if not SAFE_OPT.match(arg):
+        if not SAFE_OPT.fullmatch(arg):
             raise ProvisionError(
                 f"The daemon argument {arg!r} cannot be passed through {OPTS_FILES[facts.init]} "
                 "(no spaces or quotes there); change the engine option"

@@ -13,10 +13,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from machines import shellquote
 from machines.models import Driver, Machine, Operation, machine_name_validator
+from machines.shellquote import SHELLS
+from machines.validation import one_line
 
 LS_FIELDS = {
     "Name": lambda m: m.name,
@@ -40,24 +44,6 @@ HEADERS = {
     "ResponseTime": "RESPONSE",
 }
 FIELD_RE = re.compile(r"{{\s*\.(\w+)\s*}}")
-SHELLS = ("bash", "fish", "powershell", "cmd", "tcsh", "emacs")
-# docker-machine's env output, per shell: (prefix, delimiter, suffix) to set and to unset.
-SHELL_SET = {
-    "fish": ("set -gx ", ' "', '";\n'),
-    "powershell": ("$Env:", ' = "', '"\n'),
-    "cmd": ("SET ", "=", "\n"),
-    "tcsh": ("setenv ", ' "', '";\n'),
-    "emacs": ('(setenv "', '" "', '")\n'),
-    "bash": ("export ", '="', '"\n'),
-}
-SHELL_UNSET = {
-    "fish": ("set -e ", "", ";\n"),
-    "powershell": ("Remove-Item Env:\\\\", "", "\n"),
-    "cmd": ("SET ", "=", "\n"),
-    "tcsh": ("unsetenv ", "", ";\n"),
-    "emacs": ('(setenv "', '" nil', ")\n"),
-    "bash": ("unset ", "", "\n"),
-}
 # Engine options, as docker-machine's --engine-* flags: option -> (MachineForm field, repeated).
 ENGINE_FLAGS = {
     "engine_label": ("engine_labels", True),
@@ -326,7 +312,10 @@ class Command(BaseCommand):
             impl.apply_options(machine, form.cleaned_data)
             if not machine.ssh_private_key:
                 machine.ssh_private_key, _ = generate_key()
-            machine.full_clean()
+            try:
+                machine.full_clean()
+            except ValidationError as e:
+                raise CommandError(f"Invalid machine: {one_line(e)}") from None
             machine.save()
             op = operations.request(machine, Operation.Kind.CREATE, via="cli")
         self.stdout.write(f"Creating machine {name} ({driver_obj.kind})...")
@@ -424,7 +413,6 @@ class Command(BaseCommand):
         if unset:
             if name:
                 raise CommandError("Error: Expected no machine name when the -u flag is present")
-            prefix, delimiter, suffix = SHELL_UNSET[shell]
             ip = ""
         else:
             if not name:
@@ -436,13 +424,18 @@ class Command(BaseCommand):
                 "DOCKER_CERT_PATH": str(certs.write_client_bundle(machine)),
                 "DOCKER_MACHINE_NAME": machine.name,
             }
-            prefix, delimiter, suffix = SHELL_SET[shell]
             ip = machine.ip
         if no_proxy:
             var, value = _no_proxy(ip)
             values[var] = "" if unset else value
-        out = "".join(f"{prefix}{key}{delimiter}{value}{suffix}" for key, value in values.items())
-        self.stdout.write(out + _usage_hint(shell, argv), ending="")
+        try:
+            lines = [
+                shellquote.unset_line(shell, k) if unset else shellquote.set_line(shell, k, v)
+                for k, v in values.items()
+            ]
+        except ValueError as e:
+            raise CommandError(f"Cannot write the environment for {shell}: {e}") from None
+        self.stdout.write("".join(lines) + _usage_hint(shell, argv), ending="")
 
     def do_config(self, name: str, **_):
         from machines.provision import certs
@@ -521,12 +514,9 @@ class Command(BaseCommand):
         self.stdout.write(machine.docker_version)
 
     def do_ssh(self, name: str, command: list[str], **_):
-        machine = _get(name)
+        machine = _ssh_checked(_get(name))
         with _ssh_files([machine]) as (identity_args, known_hosts):
-            args = ["ssh", *identity_args, *_ssh_options(known_hosts), "-p", str(machine.ssh_port)]
-            args += ["-t"] if not command else []
-            args += [f"{machine.ssh_user}@{machine.ip}", *command]
-            status = subprocess.call(args)
+            status = subprocess.call(ssh_argv(machine, identity_args, known_hosts, command))
         if status:
             sys.exit(status)  # the remote command's own exit status, as ssh gives it
 
@@ -535,7 +525,7 @@ class Command(BaseCommand):
         for spec in (source, destination):
             name, sep, path = spec.partition(":")
             if sep and "/" not in name and Machine.objects.filter(name=name).exists():
-                machine = _get(name)
+                machine = _ssh_checked(_get(name))
                 machines.append(machine)
                 paths.append(f"{machine.ssh_user}@{_ssh_host(machine.ip)}:{path}")
             else:
@@ -546,10 +536,8 @@ class Command(BaseCommand):
         if len(ports) > 1:
             raise CommandError("Copying between machines with different SSH ports is not supported")
         with _ssh_files(machines) as (identity_args, known_hosts):
-            # -3: between two machines the copy passes through here (neither trusts the other).
-            args = ["scp", "-3", *identity_args, *_ssh_options(known_hosts), "-P", str(ports.pop())]
-            args += ["-r"] if recursive else []
-            status = subprocess.call([*args, *paths])
+            argv = scp_argv(ports.pop(), identity_args, known_hosts, recursive, paths)
+            status = subprocess.call(argv)
         if status:
             raise CommandError(f"scp failed (exit {status})")
 
@@ -562,10 +550,13 @@ class Command(BaseCommand):
             raise CommandError(str(e)) from None
         self.stdout.write(
             f"Imported {len(result.imported)} machines"
-            + (f", skipped {len(result.skipped)}" if result.skipped else "")
+            + (f", refused {len(result.refused)}" if result.refused else "")
         )
-        if result.skipped and not result.imported:
-            sys.exit(1)
+        # Any refusal fails the command (the others are imported all the same): a script
+        # moving a store must notice a machine left behind.
+        if result.refused:
+            names = ", ".join(name for name, _ in result.refused)
+            raise CommandError(f"Not imported: {names} (the reasons are above)")
 
 
 def _spawn_runner(op: Operation) -> None:
@@ -592,6 +583,43 @@ def _spawn_runner(op: Operation) -> None:
 
 def _ssh_host(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
+
+
+def _ssh_checked(machine: Machine) -> Machine:
+    """The machine, if its SSH user and address are what the model allows (a row stored
+    before these rules, or edited behind dockerdash's back, is refused here)."""
+    try:
+        _clean_only(machine, "ip", "ssh_user")
+    except ValidationError as e:
+        raise CommandError(f"Cannot reach {machine.name} over SSH: {one_line(e)}") from None
+    if not machine.ip:
+        raise CommandError(f"{machine.name} has no IP address yet")
+    return machine
+
+
+def _clean_only(machine: Machine, *names: str) -> None:
+    machine.clean_fields(exclude=[f.name for f in Machine._meta.fields if f.name not in names])
+
+
+def ssh_argv(
+    machine: Machine, identity_args: list[str], known_hosts: Path, command: list[str]
+) -> list[str]:
+    """ssh's command line: the user by -l and the host after '--', so that neither is ever
+    taken for an option, whatever they hold."""
+    args = ["ssh", *identity_args, *_ssh_options(known_hosts), "-p", str(machine.ssh_port)]
+    args += ["-l", machine.ssh_user]
+    args += ["-t"] if not command else []
+    return [*args, "--", machine.ip, *command]
+
+
+def scp_argv(
+    port: int, identity_args: list[str], known_hosts: Path, recursive: bool, paths: list[str]
+) -> list[str]:
+    # -3: between two machines the copy passes through here (neither trusts the other).
+    args = ["scp", "-3", *identity_args, *_ssh_options(known_hosts), "-P", str(port)]
+    args += ["-r"] if recursive else []
+    # scp has no -l: the user goes in user@host (validated); '--' ends the options.
+    return [*args, "--", *paths]
 
 
 @contextlib.contextmanager
@@ -671,6 +699,10 @@ def _connectable(machine: Machine) -> Machine:
     """The machine, if the docker CLI can reach it with the dashboard's certificates."""
     from machines.provision import certs
 
+    try:
+        _clean_only(machine, "name", "ip", "engine_url")
+    except ValidationError as e:
+        raise CommandError(f"{machine.name!r} cannot be connected to: {one_line(e)}") from None
     if machine.state != Machine.State.RUNNING:
         raise CommandError(
             f"{machine.name} is not running. Please start it in order to use the connection "
