@@ -8,8 +8,7 @@ from django.utils.http import urlencode
 
 from .drivers import DriverError
 from .models import Container, Driver, Machine
-
-KEY_VALUE_RE = re.compile(r"^[A-Za-z0-9_.\-/]+=.*$")
+from .validation import ENV_RE, LABEL_RE
 
 
 class LinesField(forms.CharField):
@@ -29,7 +28,7 @@ class LinesField(forms.CharField):
         lines = [line.strip() for line in (value or "").splitlines() if line.strip()]
         if self.pattern:
             for line in lines:
-                if not self.pattern.match(line):
+                if not self.pattern.fullmatch(line):
                     raise forms.ValidationError(
                         f"{line!r} is not of the form {self.example}.", code="invalid"
                     )
@@ -40,11 +39,11 @@ class MachineForm(forms.ModelForm):
     """The fields every machine has; the driver's own fields come from its options form."""
 
     engine_labels = LinesField(
-        label="Engine labels", pattern=KEY_VALUE_RE, example="key=value", help_text="key=value"
+        label="Engine labels", pattern=LABEL_RE, example="key=value", help_text="key=value"
     )
     engine_insecure_registries = LinesField(label="Insecure registries")
     engine_registry_mirrors = LinesField(label="Registry mirrors")
-    engine_env = LinesField(label="Engine environment", pattern=KEY_VALUE_RE, example="KEY=value")
+    engine_env = LinesField(label="Engine environment", pattern=ENV_RE, example="KEY=value")
     engine_opts = LinesField(label="Extra daemon flags", help_text="e.g. --log-level=warn")
     tls_san = LinesField(label="Extra TLS SANs")
 

@@ -109,11 +109,7 @@ def _forget(machine: Machine, ctx: Context) -> None:
     live.machine_removed(machine_id, ctx.op.machine_name)
 
 
-def _connect_name(machine: Machine) -> str:
-    return f"Connect to {provision.ssh_target(machine)} over SSH"
-
-
-CONNECT = Step(_connect_name, provision.connect)
+CONNECT = Step(lambda m: f"Connect to {provision.ssh_target(m)} over SSH", provision.connect)
 WAIT_FOR_API = Step("Wait for the Docker API", provision.wait_for_api)
 PROVISION = [
     CONNECT,
@@ -183,6 +179,21 @@ _ACTIONS = [
         confirm="Regenerate the TLS certificates of {name}? Docker restarts on it.",
         in_menu=True,
         help="New TLS certificates for machines (restarts Docker only)",
+    ),
+    Action(
+        Kind.ROTATE_CLIENT_CA,
+        "Rotate client CA",
+        [
+            CONNECT,
+            Step("Detect the operating system", provision.detect_configured),
+            Step("Install the trusted client CAs", provision.install_trust),
+            Step("Restart Docker", provision.restart_keeping_containers),
+            WAIT_FOR_API,
+        ],
+        needs="provisioned",
+        finish=provision.report_kept,
+        button=False,
+        help="Make engines trust only the current users' client CA (after revoke all)",
     ),
     Action(
         Kind.UPGRADE,
@@ -274,6 +285,23 @@ def create_machine(machine: Machine, options: dict, *, user=None, via: str = "we
     with transaction.atomic():
         machine.save()
         return request(machine, Kind.CREATE, user=user, via=via)
+
+
+def request_client_ca_rotation(*, user=None, via: str = "web") -> tuple[list[Operation], list[str]]:
+    """A rotate-client-ca operation for every machine that does not run with the current
+    users' client CA yet (after "revoke all", or to retry where one failed). Returns the
+    operations and the names of the machines that were busy (to retry once they are not)."""
+    from .provision import usercerts
+
+    requested, busy = [], []
+    for machine in usercerts.rotation_candidates():
+        if not machine.driver_class.provisioned:
+            continue
+        try:
+            requested.append(request(machine, Kind.ROTATE_CLIENT_CA, user=user, via=via))
+        except OperationConflict:
+            busy.append(machine.name)
+    return requested, busy
 
 
 def request_ip_heal(machine: Machine) -> Operation | None:

@@ -185,6 +185,7 @@ class Runner:
         loop.set_default_executor(ThreadPoolExecutor(max_workers=self.max_parallel + 16))
         await _in_thread(self._register)
         await _in_thread(interrupt_stale)
+        await _in_thread(_prune_tls_cache)
         loops = [
             self._operations_loop(),
             self._every(LEASE_EVERY, self._lease_cycle),
@@ -332,6 +333,14 @@ class Runner:
         # Hand our machines to the other runners now rather than when the leases expire.
         Machine.objects.filter(lease_owner=self.name).update(lease_owner="", lease_expires_at=None)
         Worker.objects.filter(name=self.name).delete()
+
+
+def _prune_tls_cache() -> None:
+    """Keys of CAs rotated while no runner ran stay on disk otherwise."""
+    from .provision.certs import prune_tls_cache
+
+    if deleted := prune_tls_cache():
+        log.info("Deleted %s cached TLS credential(s) of rotated CAs", deleted)
 
 
 def _interrupt(op: Operation, error: str, line: str) -> bool:

@@ -18,6 +18,11 @@ class Cancelled(Exception):
     pass
 
 
+# An operation's log holds what remote commands print: bounded per step (and per line, in
+# Operation.append_log).
+OUTPUT_LINES = 5000
+
+
 class Context:
     """What the steps of one operation report to, and share (the SSH session, the host's
     facts, the CA): numbered steps and log lines, stored then published."""
@@ -27,8 +32,11 @@ class Context:
         self.session = None
         self.facts = None
         self.ca = None
+        self.users = None
         self.changed = True
+        self.running: set[str] | None = None
         self.docker_before = ""
+        self._output_step, self._output_lines = -1, 0
 
     def step(self, name: str) -> None:
         if Operation.objects.filter(pk=self.op.pk, cancel_requested=True).exists():
@@ -49,7 +57,20 @@ class Context:
         self.log_many([text])
 
     def log_many(self, texts: list[str], *, kind: str = "") -> None:
-        """Several lines stored at once and published as one message (command output)."""
+        """Several lines stored at once and published as one message (command output).
+
+        A remote command prints what it likes: each step stores at most OUTPUT_LINES lines
+        of it, then one line saying the rest was left out.
+        """
+        if not texts:
+            return
+        if self._output_step != self.op.step:
+            self._output_step, self._output_lines = self.op.step, 0
+        room = OUTPUT_LINES - self._output_lines
+        self._output_lines += len(texts)
+        if len(texts) > room:
+            cut = [f"… output cut after {OUTPUT_LINES} lines in this step: the rest is not kept"]
+            texts = texts[: max(room, 0)] + (cut if room >= 0 else [])
         if texts:
             live.log_lines_added(self.op, self.op.append_log(texts, kind=kind))
 

@@ -10,9 +10,17 @@ urlpatterns = [
     path("containers/", views.fleet, name="fleet"),
     path("machines/new/", views.machine_create, name="create"),
     path("machines/new/driver-fields/", views.driver_fields, name="driver_fields"),
+    path("client-certificates/", views.client_certificates, name="client_certificates"),
+    path(
+        "client-certificates/revoke/",
+        views.revoke_client_certificates,
+        name="revoke_client_certificates",
+    ),
+    path("client-certificates/rotate/", views.rotate_client_ca, name="rotate_client_ca"),
     path("machines/<str:name>/", views.machine_detail, name="detail"),
     path("machines/<str:name>/remove/", views.machine_remove, name="remove"),
     path("machines/<str:name>/client-bundle.zip", views.client_bundle, name="client_bundle"),
+    path("machines/<str:name>/client-cert/", views.client_cert, name="client_cert"),
     path(
         "machines/<str:name>/containers/<str:container_id>/logs/",
         views.container_logs,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import zipfile
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
@@ -15,8 +16,8 @@ from . import containers, operations
 from .consumers import LOG_TAIL
 from .forms import ConfirmRemoveForm, ContainerFilterForm, MachineForm, options_form_for
 from .lib.ssh import public_key_of
-from .models import Container, Driver, Machine, Operation
-from .provision import certs
+from .models import ClientCertificate, Container, Driver, Machine, Operation
+from .provision import certs, usercerts
 
 
 def _roles(request: HttpRequest) -> dict:
@@ -56,6 +57,8 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
     }
     if machine.ssh_private_key:
         ctx["ssh_public_key"] = public_key_of(machine.ssh_private_key)
+    if ctx["can_operate"]:
+        ctx["client_cert"] = _client_cert_context(request, machine)
     return _container_table(request, "machines/detail.html", ctx)
 
 
@@ -105,22 +108,92 @@ def container_logs(request: HttpRequest, name: str, container_id: str) -> HttpRe
 @require_GET
 @permission_required("machines.operate_machine", raise_exception=True)
 def client_bundle(request: HttpRequest, name: str) -> HttpResponse:
-    """ca.pem, cert.pem and key.pem for the docker CLI, as `machine env` writes them."""
+    """ca.pem (to verify the engine), and a new client certificate and key of the user's own,
+    for the docker CLI. A new certificate each time; the dashboard's own key never leaves."""
     machine = get_object_or_404(Machine, name=name)
     if not machine.tls_server_cert:
         raise Http404(f"{machine.name} has no TLS certificates yet (not provisioned)")
-    ca = certs.ca_for_machine(machine)
+    if problem := usercerts.download_problem(machine):
+        return HttpResponse(problem, status=409, content_type="text/plain; charset=utf-8")
+    _, cert, key_pem = usercerts.issue(request.user, machine)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for filename, pem in (("ca.pem", ca.cert), ("cert.pem", ca.client_cert)):
+        for filename, pem in (("ca.pem", certs.ca_for_machine(machine).cert), ("cert.pem", cert)):
             bundle.writestr(filename, pem)
         key = zipfile.ZipInfo("key.pem")
         key.external_attr = 0o600 << 16  # unzip keeps the private key private
-        bundle.writestr(key, ca.client_key, zipfile.ZIP_DEFLATED)
+        bundle.writestr(key, key_pem, zipfile.ZIP_DEFLATED)
     response = HttpResponse(buffer.getvalue(), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{machine.name}-certs.zip"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _client_cert_context(request: HttpRequest, machine: Machine) -> dict:
+    return {
+        "problem": usercerts.download_problem(machine) if machine.tls_server_cert else None,
+        "latest": usercerts.latest_for(request.user, machine),
+        "days": settings.CLIENT_CERT_DAYS,
+    }
+
+
+@require_GET
+@permission_required("machines.operate_machine", raise_exception=True)
+def client_cert(request: HttpRequest, name: str) -> HttpResponse:
+    """The Connect panel's line about the user's own certificate (pushed panels lack it)."""
+    machine = get_object_or_404(Machine, name=name)
+    ctx = {"machine": machine, "client_cert": _client_cert_context(request, machine)}
+    return render(request, "machines/detail.html#client_cert", ctx)
+
+
+@require_GET
+@permission_required("machines.revoke_clientcertificate", raise_exception=True)
+def client_certificates(request: HttpRequest) -> HttpResponse:
+    """Who holds which certificate, which engines still trust a revoked users' CA, and the
+    button that revokes them all."""
+    ctx = {
+        "certificates": ClientCertificate.objects.select_related("issuer")[:200],
+        "users_ca": usercerts.get_or_create_ca(),
+        "pending": usercerts.rotation_candidates(),
+        "still_trusting": list(usercerts.still_trusting_revoked()),
+        "days": settings.CLIENT_CERT_DAYS,
+    }
+    return render(request, "machines/client_certificates.html", ctx)
+
+
+@require_POST
+@permission_required("machines.revoke_clientcertificate", raise_exception=True)
+def revoke_client_certificates(request: HttpRequest) -> HttpResponse:
+    if request.POST.get("confirm") != "revoke":
+        messages.error(request, 'Type "revoke" to confirm: nothing was revoked.')
+        return redirect("machines:client_certificates")
+    _, count = usercerts.revoke_all()
+    ops, busy = operations.request_client_ca_rotation(user=request.user)
+    messages.success(
+        request,
+        f"Revoked {count} certificate(s) under a new users' client CA; rotating it on "
+        f"{len(ops)} machine(s).",
+    )
+    _report_busy(request, busy)
+    return redirect("machines:client_certificates")
+
+
+@require_POST
+@permission_required("machines.revoke_clientcertificate", raise_exception=True)
+def rotate_client_ca(request: HttpRequest) -> HttpResponse:
+    """Retry: a rotation on every machine not yet running with the current users' CA."""
+    ops, busy = operations.request_client_ca_rotation(user=request.user)
+    messages.info(request, f"Rotating the users' client CA on {len(ops)} machine(s).")
+    _report_busy(request, busy)
+    return redirect("machines:client_certificates")
+
+
+def _report_busy(request: HttpRequest, busy: list[str]) -> None:
+    if busy:
+        messages.error(
+            request,
+            f"Busy, not rotated yet: {', '.join(busy)}. Retry once their operations end.",
+        )
 
 
 @permission_required("machines.add_machine", raise_exception=True)

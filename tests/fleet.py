@@ -114,3 +114,13 @@ def running_machine(new_machine) -> Machine:
     assert op.status == Operation.Status.SUCCEEDED, op.error
     machine.refresh_from_db()
     return machine
+
+
+def closed_port() -> int:
+    """A local TCP port nobody listens on (bound, then released): connecting is refused at
+    once, for tests that only need a contact attempt to end quickly."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import threading
+import os
 import uuid
 
 import pytest
@@ -14,41 +14,15 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.models import Session
-from django.test import Client
+from django.core.exceptions import SynchronousOnlyOperation
 from django.utils import timezone
 
-from dockerdash.asgi import application
 from machines import consumers, live
-from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.models import Container, Driver, Machine, Operation, OperationLogLine
 
+from .sockets import connect, follower_of, refused
+
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _cookie(user) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
-async def _communicator(user, path: str) -> WebsocketCommunicator:
-    cookie = await sync_to_async(_cookie)(user)
-    headers = [(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
-    return WebsocketCommunicator(application, path, headers=[*headers, (b"cookie", cookie)])
-
-
-async def connect(user, path: str) -> WebsocketCommunicator:
-    communicator = await _communicator(user, path)
-    connected, _ = await communicator.connect()
-    assert connected, path
-    return communicator
-
-
-async def refused(user, path: str) -> bool:
-    communicator = await _communicator(user, path)
-    connected, _ = await communicator.connect()
-    await communicator.disconnect()
-    return not connected
 
 
 async def nothing_more(communicator: WebsocketCommunicator) -> bool:
@@ -327,6 +301,18 @@ async def test_a_lost_role_ends_the_socket(operator, monkeypatch):
     await socket.disconnect()
 
 
+# -- the ORM from async code ---------------------------------------------------------------------
+
+
+async def test_an_orm_call_from_async_code_fails_here_as_it_does_under_daphne():
+    """Consumers may touch the ORM only through database_sync_to_async; these tests would
+    not notice otherwise if the switch that allows it were on (it is, for browser tests
+    only, while their browser lives)."""
+    assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in os.environ
+    with pytest.raises(SynchronousOnlyOperation):
+        Machine.objects.count()
+
+
 # -- container logs (a real engine) --------------------------------------------------------------
 
 
@@ -336,32 +322,6 @@ async def test_container_logs_are_for_operators(viewer, operator):
     path = f"/ws/machines/{machine.pk}/containers/{container.container_id}/logs/"
     assert await refused(viewer, path)
     assert await refused(operator, f"/ws/machines/{machine.pk}/containers/nope/logs/")
-
-
-@pytest.fixture
-def log_of(engine_url, parent, host_images):
-    """A factory: a container on the test engine running a script, as its machine's watcher
-    stores it; gives the container and the path of its log socket."""
-    started = []
-
-    def start(script: str):
-        running = parent.containers.run(
-            host_images[BARE_HOST_IMAGE],
-            ["sh", "-c", script],
-            name=f"ui-logs-{uuid.uuid4().hex[:6]}",
-            detach=True,
-            network_mode="none",
-        )
-        started.append(running)
-        machine = _machine(engine_url=engine_url)
-        Container.objects.create(
-            machine=machine, container_id=running.id, name=running.name, state="running"
-        )
-        return running, f"/ws/machines/{machine.pk}/containers/{running.id}/logs/"
-
-    yield start
-    for running in started:
-        running.remove(force=True)
 
 
 @pytest.mark.engine
@@ -397,7 +357,7 @@ async def test_closing_the_log_panel_ends_the_stream(operator, log_of):
     socket = await connect(operator, path)
     await socket.receive_from()
     assert "tick" in await socket.receive_from(timeout=10)
-    [follower] = [t for t in threading.enumerate() if t.name == f"logs-{running.id[:12]}"]
+    follower = await follower_of(running.id)
     await socket.disconnect()
     for _ in range(50):
         if not follower.is_alive():

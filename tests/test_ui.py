@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.models import Container, Driver, Machine, Operation
-from machines.provision import certs
+from machines.provision import certs, usercerts
 from machines.templatetags.dashboard import compact_duration, docker_status
 
 
@@ -93,10 +93,14 @@ def test_connect_panel_gives_env_for_each_shell_and_a_docker_context(
 
 
 @pytest.mark.django_db
-def test_client_bundle_is_the_ca_and_client_certificate(operator_client, generic_machine):
+def test_client_bundle_is_the_ca_and_a_certificate_of_the_users_own(
+    operator_client, generic_machine
+):
     url = reverse("machines:client_bundle", args=["web-1"])
     assert operator_client.get(url).status_code == 404  # nothing to give yet
     _provisioned(generic_machine)
+    # As provisioning records it once the engine runs with the users' client CA.
+    usercerts.record_trust(generic_machine, usercerts.get_or_create_ca())
     response = operator_client.get(url)
     assert response.status_code == 200
     assert response["Content-Type"] == "application/zip"
@@ -106,8 +110,8 @@ def test_client_bundle_is_the_ca_and_client_certificate(operator_client, generic
     with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
         assert sorted(bundle.namelist()) == ["ca.pem", "cert.pem", "key.pem"]
         assert bundle.read("ca.pem").decode() == ca.cert
-        assert bundle.read("cert.pem").decode() == ca.client_cert
-        assert bundle.read("key.pem").decode() == ca.client_key
+        assert bundle.read("cert.pem").decode() != ca.client_cert
+        assert bundle.read("key.pem").decode() != ca.client_key
         assert bundle.getinfo("key.pem").external_attr >> 16 == 0o600
 
 

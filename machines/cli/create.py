@@ -11,6 +11,7 @@ from django.core.management.base import CommandError
 from machines.drivers import all_drivers, driver_class, registered
 from machines.drivers.base import CLIFlag
 from machines.models import Driver, Machine, machine_name_validator
+from machines.validation import one_line
 
 from .follow import follow
 
@@ -86,7 +87,7 @@ def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None
     try:
         op = operations.create_machine(machine, form.cleaned_data, via="cli")
     except ValidationError as e:
-        raise CommandError(f"Invalid machine: {'; '.join(e.messages)}") from None
+        raise CommandError(f"Invalid machine: {one_line(e)}") from None
     cli.stdout.write(f"Creating machine {name} ({driver_row.kind})...")
     follow(cli, op, verbose)
 

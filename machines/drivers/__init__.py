@@ -38,6 +38,16 @@ def driver_class(kind: str) -> type[BaseDriver]:
     return import_string(path)
 
 
+def for_docker_machine(name: str) -> tuple[str, bool]:
+    """Our kind for a docker-machine driver (config.json's DriverName), and whether it is
+    that driver; any other machine is imported as an engine attached by its URL."""
+    drivers = all_drivers()
+    for kind, cls in drivers:
+        if cls.docker_machine_name and cls.docker_machine_name == name:
+            return kind, True
+    return next(kind for kind, cls in drivers if cls.attaches_engines), False
+
+
 def kind_choices() -> list[tuple[str, str]]:
     """The model's choices for Driver.kind (a callable: evaluated only when needed)."""
     return [(kind, f"{cls.label} ({cls.description})") for kind, cls in all_drivers()]
@@ -55,6 +65,7 @@ __all__ = [
     "SSHAddress",
     "all_drivers",
     "driver_class",
+    "for_docker_machine",
     "kind_choices",
     "registered",
 ]

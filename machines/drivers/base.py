@@ -61,6 +61,11 @@ class BaseDriver:
     #: Settings of the row every installation gets (None: no default row, e.g. needs a token).
     #: `machine create` without -d uses this driver (docker-machine's none: attach by URL).
     cli_default: ClassVar[bool] = False
+    #: Its machines are an engine reached by URL: what an imported docker-machine machine
+    #: becomes when its driver is not one of dockerdash's.
+    attaches_engines: ClassVar[bool] = False
+    #: The name of the same driver in docker-machine's stores (config.json's DriverName).
+    docker_machine_name: ClassVar[str] = ""
     default_settings: ClassVar[dict | None] = None
 
     # Capabilities: every "can it?" question is answered by these (and `supports()`).
