@@ -20,10 +20,6 @@ from machines.errors import DriverError, NotSupported
 if TYPE_CHECKING:
     from machines.models import Machine
 
-# The lifecycle methods a driver may leave out (then they raise NotSupported).
-LIFECYCLE = ("start", "stop", "restart", "kill")
-
-
 @dataclass(frozen=True)
 class SSHAddress:
     host: str
