@@ -15,7 +15,9 @@ from django.test import Client
 
 from dockerdash.asgi import application
 from machines.lib.hostimage import BARE_HOST_IMAGE
-from machines.models import Container, Driver, Machine
+from machines.models import Container
+
+from .fleet import make_machine
 
 
 def _cookie(user) -> bytes:
@@ -79,12 +81,8 @@ def log_of(engine_url, parent, host_images):
             network_mode="none",
         )
         started.append(running)
-        driver = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
-        machine = Machine.objects.create(
-            name=f"logs-{uuid.uuid4().hex[:6]}",
-            driver=driver,
-            state="running",
-            engine_url=engine_url,
+        machine = make_machine(
+            "none", name=f"logs-{uuid.uuid4().hex[:6]}", state="running", engine_url=engine_url
         )
         Container.objects.create(
             machine=machine, container_id=running.id, name=running.name, state="running"

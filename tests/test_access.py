@@ -8,8 +8,10 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from dockerdash.asgi import application
-from machines.models import Container, Driver, Machine, Operation
+from machines.models import Container, Machine, Operation
 from machines.routing import websocket_urlpatterns
+
+from .fleet import make_machine
 
 # A value for each kind of URL parameter, so every pattern can be reversed.
 SAMPLE_KWARGS = {
@@ -145,10 +147,7 @@ async def test_websocket_from_foreign_origin_is_refused(viewer, generic_machine)
 
 def _every_route_has_its_object(operator) -> None:
     """The objects WS_PATHS name (pk 1, container c0ffee), so that every consumer accepts."""
-    driver = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
-    machine = Machine.objects.create(
-        pk=1, name="web-1", driver=driver, engine_url="unix:///nonexistent/docker.sock"
-    )
+    machine = make_machine("none", pk=1, name="web-1", engine_url="unix:///nonexistent/docker.sock")
     Container.objects.create(machine=machine, container_id="c0ffee", name="app")
     Operation.objects.create(pk=1, machine=machine, machine_name="web-1", kind="restart")
 

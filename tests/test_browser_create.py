@@ -11,11 +11,12 @@ import uuid
 import pytest
 
 from machines import engines
-from machines.models import Driver, Machine, Operation
+from machines.models import Machine, Operation
 
 from .browser import log_in, serve
+from .fleet import make_machine
 from .helpers import ROOT, wait_until
-from .test_provision import TINY, load_tiny_image
+from .tinyimage import TINY, load_tiny_image
 
 pytestmark = [pytest.mark.browser, pytest.mark.engine]
 DOCS = ROOT / "docs"
@@ -86,11 +87,8 @@ def test_create_watch_provisioning_then_containers_then_restart_from_the_list(
         # Restart it from the list: its state goes round, the row shows the progress. (Beside
         # it, the test engine itself attached by URL, for the screenshot.)
         page.goto(f"{base_url}/")
-        local = Machine.objects.create(
-            name="local",
-            driver=Driver.objects.get_or_create(name="none", kind="none")[0],
-            engine_url=engine_url,
-            state=Machine.State.RUNNING,
+        local = make_machine(
+            "none", name="local", engine_url=engine_url, state=Machine.State.RUNNING
         )
         # Added behind the page's back: it appears once the runner has watched its engine.
         page.locator(f"#machine-{local.pk} td:text-is('{machine.docker_version}')").wait_for(

@@ -22,8 +22,6 @@ from machines.models import (
     CertificateAuthority,
     ClientCA,
     ClientCertificate,
-    Driver,
-    Machine,
     Operation,
 )
 from machines.provision import certs, usercerts
@@ -39,7 +37,7 @@ from .clientcerts import (
     run_pending_rotations,
     unpack,
 )
-from .fleet import run_operation
+from .fleet import make_machine, run_operation
 from .tinyimage import run_sleeper
 
 # -- downloads, records, expiry --------------------------------------------------------------
@@ -203,12 +201,10 @@ def test_revoke_needs_its_confirmation(admin_client_, generic_machine):
 def test_revoke_all_requests_one_rotation_per_provisioned_machine(
     admin_client_, operator_client, generic_machine
 ):
-    driver = generic_machine.driver
-    web2 = provisioned(Machine.objects.create(name="web-2", driver=driver, ip="192.0.2.11"))
-    busy = provisioned(Machine.objects.create(name="busy", driver=driver, ip="192.0.2.12"))
+    web2 = provisioned(make_machine(name="web-2", ip="192.0.2.11"))
+    busy = provisioned(make_machine(name="busy", ip="192.0.2.12"))
     provisioned(generic_machine)
-    none = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
-    Machine.objects.create(name="local", driver=none, engine_url="unix:///var/run/docker.sock")
+    make_machine("none", name="local", engine_url="unix:///var/run/docker.sock")
     download(operator_client, generic_machine)
     restart = Operation.objects.create(machine=busy, machine_name="busy", kind="restart")
     old = usercerts.get_or_create_ca()

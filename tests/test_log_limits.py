@@ -18,9 +18,9 @@ from machines import steps
 from machines.containers import logs as containers
 from machines.drivers.container.driver import NETWORK
 from machines.lib.hostimage import BARE_HOST_IMAGE
-from machines.models import LOG_LINE_BYTES, Driver, Machine, Operation
+from machines.models import LOG_LINE_BYTES, Operation
 
-from .fleet import run_operation
+from .fleet import boot_host, make_machine, run_operation
 from .sockets import connect, follower_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -184,13 +184,10 @@ def install_script(parent):
 def test_remote_output_is_cut_per_line_and_per_step_in_the_operation_log(
     new_machine, install_script
 ):
-    host = new_machine(image=BARE_HOST_IMAGE)
-    host.get_driver().create(host, log=lambda _: None)
-    host.save()
+    host = boot_host(new_machine, image=BARE_HOST_IMAGE)
     flood = steps.OUTPUT_LINES + 1000
-    machine = Machine.objects.create(
+    machine = make_machine(
         name=f"g-{host.name}",
-        driver=Driver.objects.get_or_create(name="generic", defaults={"kind": "generic"})[0],
         ip=host.ip,
         ssh_private_key=host.ssh_private_key,
         engine_install_url=install_script(

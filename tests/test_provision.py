@@ -9,12 +9,10 @@ from __future__ import annotations
 import http.server
 import io
 import os
-import re
 import shutil
 import socket
 import ssl
 import subprocess
-import tarfile
 import threading
 import uuid
 from pathlib import Path
@@ -31,52 +29,16 @@ from machines.lib.ssh import SSHSession
 from machines.models import CertificateAuthority, Driver, Machine, Operation
 from machines.provision import certs
 
-from .fleet import run_operation
+from .fleet import assert_succeeded, boot_host, log_of, make_machine, run_operation, ssh
+from .tinyimage import TINY, load_tiny_image, tiny_image_tar
 
 pytestmark = pytest.mark.engine
 
 DROPIN = "/etc/systemd/system/docker.service.d/zz-dockerdash.conf"
 FOREIGN = "/etc/systemd/system/docker.service.d/10-foreign.conf"
-TINY = "dockerdash-test/tiny:1"
 
 
-# -- helpers shared with the other provisioning tests -----------------------------------
-
-
-def ssh(machine: Machine, user: str | None = None) -> SSHSession:
-    """SSH to the host as the machine reaches it (its key, its pinned host key)."""
-    port = machine.ssh_port if machine.driver.kind == "generic" else 22
-    return SSHSession(
-        machine.ip, port, user or machine.ssh_user, machine.ssh_private_key, machine.ssh_host_key
-    )
-
-
-def boot_host(new_machine, image: str | None = None) -> Machine:
-    """A running host that nobody has provisioned: the container driver's create alone."""
-    host = new_machine(image=image) if image else new_machine()
-    host.get_driver().create(host, log=lambda _: None)
-    host.save()
-    return host
-
-
-def generic_machine(host: Machine, name: str | None = None, user: str = "root") -> Machine:
-    """A generic machine for an existing host, reached with the host's key (unpinned yet)."""
-    driver = Driver.objects.get_or_create(name="generic", defaults={"kind": "generic"})[0]
-    return Machine.objects.create(
-        name=name or f"g-{uuid.uuid4().hex[:8]}",
-        driver=driver,
-        ip=host.ip,
-        ssh_user=user,
-        ssh_private_key=host.ssh_private_key,
-    )
-
-
-def log_of(op: Operation) -> list[str]:
-    return [line.text for line in op.log_lines.order_by("seq")]
-
-
-def assert_succeeded(op: Operation) -> None:
-    assert op.status == Operation.Status.SUCCEEDED, "\n".join([op.error, *log_of(op)])
+# -- helpers -------------------------------------------------------------------------
 
 
 def assert_no_secret_logged(*machines: Machine) -> None:
@@ -96,35 +58,6 @@ def assert_no_secret_logged(*machines: Machine) -> None:
                 assert "PRIVATE KEY" not in text
                 for body in bodies:
                     assert body not in text
-
-
-def tiny_image_tar() -> bytes:
-    """A root filesystem with `true` and `sleep` and the libraries they load, taken from this
-    machine: no registry is reachable here to pull an image from."""
-    files: dict[str, str] = {}
-    for program in ("true", "sleep"):
-        binary = shutil.which(program)
-        assert binary, program
-        files[f"bin/{program}"] = binary
-        ldd = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
-        for library in re.findall(r"(/\S+) \(0x", ldd):
-            files[library.lstrip("/")] = library
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, source in sorted(files.items()):
-            data = Path(source).resolve().read_bytes()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o755
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def load_tiny_image(machine: Machine) -> None:
-    client = engines.client_for_machine(machine, timeout=60)
-    try:
-        client.api.import_image_from_data(tiny_image_tar(), repository=TINY.split(":")[0], tag="1")
-    finally:
-        client.close()
 
 
 def tls_refused_without_client_cert(machine: Machine) -> str:
@@ -273,7 +206,7 @@ def test_generic_takes_over_a_docker_host_with_a_foreign_dropin_without_reinstal
 
 def test_restart_of_a_generic_machine_reboots_the_host_and_waits(new_machine):
     host = boot_host(new_machine)
-    machine = generic_machine(host)
+    machine = make_machine(ip=host.ip, ssh_private_key=host.ssh_private_key)
     assert_succeeded(run_operation(machine, Operation.Kind.CREATE))
     machine.refresh_from_db()
     with ssh(machine) as session:
@@ -295,7 +228,7 @@ def test_restart_of_a_generic_machine_reboots_the_host_and_waits(new_machine):
 
 def test_rm_purge_undoes_the_daemon_config_and_leaves_the_host(new_machine, parent):
     host = boot_host(new_machine)
-    machine = generic_machine(host)
+    machine = make_machine(ip=host.ip, ssh_private_key=host.ssh_private_key)
     assert_succeeded(run_operation(machine, Operation.Kind.CREATE))
     machine.refresh_from_db()
     op = run_operation(machine, Operation.Kind.REMOVE, purge=True)
@@ -546,7 +479,7 @@ def test_an_install_script_url_installs_docker_on_a_bare_host(new_machine, paren
     server = http.server.ThreadingHTTPServer((gateway, 0), Script)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        machine = generic_machine(host)
+        machine = make_machine(ip=host.ip, ssh_private_key=host.ssh_private_key)
         machine.engine_install_url = f"http://{gateway}:{server.server_address[1]}/install.sh"
         machine.save()
         op = run_operation(machine, Operation.Kind.CREATE)

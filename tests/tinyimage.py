@@ -1,5 +1,5 @@
 """A tiny image built from this machine's own `true` and `sleep` (no registry is reachable
-here), and a container of it that runs until removed."""
+here), loaded into an engine, and a container of it that runs until removed."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ from pathlib import Path
 
 import docker
 
+from machines import engines
+from machines.models import Machine
+
 TINY = "dockerdash-test/tiny:1"
 
 
 def tiny_image_tar() -> bytes:
+    """A root filesystem with `true` and `sleep` and the libraries they load, taken from this
+    machine: no registry is reachable here to pull an image from."""
     files: dict[str, str] = {}
     for program in ("true", "sleep"):
         binary = shutil.which(program)
@@ -32,6 +37,15 @@ def tiny_image_tar() -> bytes:
             info.size, info.mode = len(data), 0o755
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def load_tiny_image(machine: Machine) -> None:
+    """Import the tiny image into a machine's engine (over its TLS)."""
+    client = engines.client_for_machine(machine, timeout=60)
+    try:
+        client.api.import_image_from_data(tiny_image_tar(), repository=TINY.split(":")[0], tag="1")
+    finally:
+        client.close()
 
 
 def run_sleeper(client: docker.DockerClient) -> docker.models.containers.Container:
