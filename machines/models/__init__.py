@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -268,12 +268,14 @@ class Operation(models.Model):
     def interrupt(self, error: str, line: str) -> bool:
         """Mark a running operation whose runner went away as interrupted (once: False when
         another process got there first), with `line` as the last line of its log."""
-        if not Operation.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
-            status=self.Status.INTERRUPTED, finished_at=timezone.now(), error=error
-        ):
-            return False
-        self.refresh_from_db()
-        self.append_log([line], kind=OperationLogLine.Kind.OUTCOME)
+        # One transaction: whoever sees the status also sees the line that explains it.
+        with transaction.atomic():
+            if not Operation.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+                status=self.Status.INTERRUPTED, finished_at=timezone.now(), error=error
+            ):
+                return False
+            self.refresh_from_db()
+            self.append_log([line], kind=OperationLogLine.Kind.OUTCOME)
         return True
 
     @property
