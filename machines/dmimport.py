@@ -25,6 +25,7 @@ from .dmstore import Refused, Store, TLSFiles, check_issued, read_tls, shown, st
 from .drivers import for_docker_machine
 from .lib.ssh import public_key_of
 from .models import CertificateAuthority, Driver, Machine
+from .operations import create_machine
 from .validation import one_line
 
 # docker-machine drivers that map to ours; any other is attached as a plain TLS engine.
@@ -91,9 +92,8 @@ def import_store(store_path: Path, *, user=None, log=print) -> Result:
             name = config["Name"] if isinstance(config.get("Name"), str) else name
             machine, kind, tls = _machine(store, machine_dir, config, user, log)
             with transaction.atomic():
-                machine.full_clean()
                 ca = _store_ca(tls, client)
-                machine.save()
+                create_machine(machine, user=user, via="import")
         except Refused as e:
             result.refused.append((name, str(e)))
         except ValidationError as e:

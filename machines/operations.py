@@ -273,18 +273,22 @@ def cancel(op: Operation) -> bool:
     )
 
 
-def create_machine(machine: Machine, options: dict, *, user=None, via: str = "web") -> Operation:
-    """Save a new machine with its driver's options (checked by the model, so the form, the
-    CLI and the import share every rule) and request its create operation."""
-    machine.get_driver().apply_options(machine, options)
-    if not machine.ssh_private_key:
-        machine.ssh_private_key, _ = generate_key()
+def create_machine(
+    machine: Machine, options: dict | None = None, *, user=None, via: str = "web"
+) -> Operation | None:
+    """Save a new machine with its driver's options, checked by the model (so the form, the
+    CLI and the import share every rule), and request its create operation. A machine
+    brought in by the import (no options) exists already: it is only checked and saved."""
+    if options is not None:
+        machine.get_driver().apply_options(machine, options)
+        if not machine.ssh_private_key:
+            machine.ssh_private_key, _ = generate_key()
     if getattr(user, "is_authenticated", False):
         machine.created_by = user
     machine.full_clean()
     with transaction.atomic():
         machine.save()
-        return request(machine, Kind.CREATE, user=user, via=via)
+        return request(machine, Kind.CREATE, user=user, via=via) if options is not None else None
 
 
 def request_client_ca_rotation(*, user=None, via: str = "web") -> tuple[list[Operation], list[str]]:

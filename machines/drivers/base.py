@@ -20,6 +20,7 @@ from machines.errors import DriverError, NotSupported
 if TYPE_CHECKING:
     from machines.models import Machine
 
+
 @dataclass(frozen=True)
 class SSHAddress:
     host: str
