@@ -110,10 +110,13 @@ def _forget(machine: Machine, ctx: Context) -> None:
 
 
 CONNECT = Step(lambda m: f"Connect to {provision.ssh_target(m)} over SSH", provision.connect)
+DETECT = Step("Detect the operating system", provision.detect)
+# The same, refusing a daemon that dockerdash has not configured yet.
+DETECT_CONFIGURED = Step("Detect the operating system", provision.detect_configured)
 WAIT_FOR_API = Step("Wait for the Docker API", provision.wait_for_api)
 PROVISION = [
     CONNECT,
-    Step("Detect the operating system", provision.detect),
+    DETECT,
     Step("Install Docker", provision.install),
     Step("Issue the TLS certificates", provision.issue),
     Step("Configure the Docker daemon", provision.configure),
@@ -161,14 +164,13 @@ _ACTIONS = [
         needs="provisioned",
         prepare=_refresh_ip,
         in_menu=True,
-        help="Provision machines again (idempotent)",
     ),
     Action(
         Kind.REGENERATE_CERTS,
         "Regenerate certs",
         [
             CONNECT,
-            Step("Detect the operating system", provision.detect_configured),
+            DETECT_CONFIGURED,
             Step("Issue new TLS certificates", provision.issue_new),
             Step("Install the certificates and restart Docker", provision.install_certs),
             WAIT_FOR_API,
@@ -178,14 +180,13 @@ _ACTIONS = [
         finish=provision.report_retired_cas,
         confirm="Regenerate the TLS certificates of {name}? Docker restarts on it.",
         in_menu=True,
-        help="New TLS certificates for machines (restarts Docker only)",
     ),
     Action(
         Kind.ROTATE_CLIENT_CA,
         "Rotate client CA",
         [
             CONNECT,
-            Step("Detect the operating system", provision.detect_configured),
+            DETECT_CONFIGURED,
             Step("Install the trusted client CAs", provision.install_trust),
             Step("Restart Docker", provision.restart_keeping_containers),
             WAIT_FOR_API,
@@ -193,14 +194,13 @@ _ACTIONS = [
         needs="provisioned",
         finish=provision.report_kept,
         button=False,
-        help="Make engines trust only the current users' client CA (after revoke all)",
     ),
     Action(
         Kind.UPGRADE,
         "Upgrade",
         [
             CONNECT,
-            Step("Detect the operating system", provision.detect),
+            DETECT,
             Step("Upgrade Docker", provision.upgrade_docker),
             WAIT_FOR_API,
         ],
@@ -208,7 +208,6 @@ _ACTIONS = [
         finish=provision.report_upgrade,
         confirm="Upgrade Docker on {name}?",
         in_menu=True,
-        help="Upgrade Docker on machines to the newest package",
     ),
     Action(
         Kind.REMOVE,

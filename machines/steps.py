@@ -6,7 +6,7 @@ The declarations themselves are in operations.py, the one place that orchestrate
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.utils import timezone
 
@@ -119,8 +119,6 @@ class Action:
     in_menu: bool = False
     #: Operators may run it from a button (create and rm are admin-only, with forms).
     button: bool = True
-    help: str = ""
-    args: dict = field(default_factory=dict)
 
     def plan(self, machine: Machine, op: Operation) -> list[Step]:
         return [step for step in self.steps if step.when(machine, op)]
