@@ -21,7 +21,7 @@ from .errors import DriverError, NotSupported
 from .lib.ssh import SSHError, generate_key
 from .models import Machine, Operation, OperationLogLine
 from .provision import certs
-from .steps import Action, Cancelled, Context, Step
+from .steps import Action, Cancelled, Context, Step, asked
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,6 @@ def _provisioned(machine: Machine, op: Operation) -> bool:
 
 def _has_certificate(machine: Machine, op: Operation) -> bool:
     return bool(machine.tls_server_cert)
-
-
-def _asked(arg: str) -> Callable[[Machine, Operation], bool]:
-    return lambda machine, op: bool(op.args.get(arg))
 
 
 def _why(machine: Machine, ctx: Context) -> None:
@@ -213,7 +209,7 @@ _ACTIONS = [
         Kind.REMOVE,
         "Remove",
         [
-            Step("Undo the Docker daemon configuration on the host", _purge, _asked("purge")),
+            Step("Undo the Docker daemon configuration on the host", _purge, asked("purge")),
             Step(lambda m: f"Remove the host of {m.name}", _remove_host),
             Step("Forget the machine", _forget),
         ],

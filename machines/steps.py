@@ -87,6 +87,11 @@ def always(machine: Machine, op: Operation) -> bool:
     return True
 
 
+def asked(arg: str) -> Callable[[Machine, Operation], bool]:
+    """A step's condition: the operation was asked for it (`rm --purge`)."""
+    return lambda machine, op: bool(op.args.get(arg))
+
+
 @dataclass(frozen=True)
 class Step:
     """One numbered step: its name (or a function of the machine giving it), what it runs,
