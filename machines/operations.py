@@ -364,7 +364,7 @@ def execute(op: Operation) -> Operation:
         if not expected:
             log.error("Operation %s failed:\n%s", op.pk, traceback.format_exc())
             message = f"Unexpected error: {e.__class__.__name__}: {e}"
-        ctx.log_many([f"Failed: {message}"], kind=OperationLogLine.Kind.OUTCOME)
+        ctx.log(f"Failed: {message}", kind=OperationLogLine.Kind.OUTCOME)
         op.status = (
             Operation.Status.CANCELLED if isinstance(e, Cancelled) else Operation.Status.FAILED
         )
@@ -372,7 +372,7 @@ def execute(op: Operation) -> Operation:
         if machine is not None and Machine.objects.filter(pk=machine.pk).exists():
             _record_failure(machine, message)
     else:
-        ctx.log_many(["Done"], kind=OperationLogLine.Kind.OUTCOME)
+        ctx.log("Done", kind=OperationLogLine.Kind.OUTCOME)
         op.status = Operation.Status.SUCCEEDED
     finally:
         ctx.close()

@@ -50,20 +50,19 @@ class Context:
             step_name=self.op.step_name,
             heartbeat_at=self.op.heartbeat_at,
         )
-        self.log_many([f"[{self.op.step}/{self.op.steps_total}] {name}"], kind="step")
+        self.log(f"[{self.op.step}/{self.op.steps_total}] {name}", kind="step")
         live.operation_changed(self.op)
 
-    def log(self, text: str) -> None:
-        self.log_many([text])
+    def log(self, text: str, *, kind: str = "") -> None:
+        """One line of the operation's own (a step heading, a finding, the outcome)."""
+        self._append([text], kind)
 
-    def log_many(self, texts: list[str], *, kind: str = "") -> None:
-        """Several lines stored at once and published as one message (command output).
+    def log_many(self, texts: list[str]) -> None:
+        """Lines of a remote command's output, stored at once and published as one message.
 
         A remote command prints what it likes: each step stores at most OUTPUT_LINES lines
         of it, then one line saying the rest was left out.
         """
-        if not texts:
-            return
         if self._output_step != self.op.step:
             self._output_step, self._output_lines = self.op.step, 0
         room = OUTPUT_LINES - self._output_lines
@@ -71,6 +70,9 @@ class Context:
         if len(texts) > room:
             cut = [f"… output cut after {OUTPUT_LINES} lines in this step: the rest is not kept"]
             texts = texts[: max(room, 0)] + (cut if room >= 0 else [])
+        self._append(texts)
+
+    def _append(self, texts: list[str], kind: str = "") -> None:
         if texts:
             live.log_lines_added(self.op, self.op.append_log(texts, kind=kind))
 
