@@ -16,7 +16,7 @@ import docker
 import pytest
 from django.conf import settings
 
-from machines import engines, operations, runner
+from machines import clients, operations, runner
 from machines.drivers import driver_class
 from machines.drivers.container.driver import INSTANCE_LABEL
 from machines.lib.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
@@ -38,7 +38,7 @@ def engine_url() -> str:
     if not url:
         _unavailable("no test engine (run as root: `make test` starts scripts/test-engine)")
     try:
-        engines.client(url, timeout=5).ping()
+        clients.client(url, timeout=5).ping()
     except Exception as e:
         _unavailable(f"the test engine at {url} does not answer: {e}")
     return url
@@ -46,7 +46,7 @@ def engine_url() -> str:
 
 @pytest.fixture(scope="session")
 def parent(engine_url) -> docker.DockerClient:
-    client = engines.client(engine_url, timeout=120)
+    client = clients.client(engine_url, timeout=120)
     # The engine is private to the suite: whatever a crashed run left behind goes now.
     _remove_machines(client)
     yield client

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from machines import engines
+from machines import clients
 from machines.models import Machine, Operation
 
 from .browser import log_in, serve
@@ -71,7 +71,7 @@ def test_create_watch_provisioning_then_containers_then_restart_from_the_list(
 
         # A container started on its engine from outside (TLS, the docker SDK) shows up.
         load_tiny_image(machine)
-        client = engines.client_for_machine(machine, timeout=60)
+        client = clients.client_for_machine(machine, timeout=60)
         try:
             container = client.containers.run(TINY, ["sleep", "3600"], name="worker", detach=True)
             row = page.locator(f"#containers-{machine.pk} tr:has(td:text-is('worker'))")

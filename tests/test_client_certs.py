@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from machines import engines, runner
+from machines import clients, runner
 from machines.models import (
     CertificateAuthority,
     ClientCA,
@@ -248,10 +248,10 @@ def test_tls_key_cache_is_private_and_pruned_of_rotated_cas(settings, tmp_path):
     (stale / "key.pem").write_text("a key of a CA deleted long ago")
 
     def cache_client(ca: CertificateAuthority) -> Path:
-        engines.client(
+        clients.client(
             "tcp://192.0.2.10:2376", ca=ca.cert, cert=ca.client_cert, key=ca.client_key
         ).close()
-        return cache / engines._digest(ca.cert, ca.client_cert, ca.client_key)
+        return cache / clients._digest(ca.cert, ca.client_cert, ca.client_key)
 
     old = certs.get_or_create_ca()
     old_entry = cache_client(old)
@@ -294,7 +294,7 @@ def test_a_downloaded_certificate_works_with_the_docker_cli(running_machine, tmp
     ps = docker_ps(folder, running_machine)
     assert ps.returncode == 0, ps.stderr
     # The dashboard's own CA stays in the engine's bundle: its access is unchanged.
-    client = engines.client_for_machine(running_machine)
+    client = clients.client_for_machine(running_machine)
     assert client.ping()
     client.close()
 
@@ -308,7 +308,7 @@ def test_revoke_all_locks_downloaded_certificates_out_of_every_engine(new_machin
         machine.refresh_from_db()
     sleepers = {}
     for machine in machines:
-        client = engines.client_for_machine(machine, timeout=120)
+        client = clients.client_for_machine(machine, timeout=120)
         container = run_sleeper(client)
         container.reload()
         sleepers[machine.pk] = (container.id, container.attrs["State"]["StartedAt"])
@@ -343,7 +343,7 @@ def test_revoke_all_locks_downloaded_certificates_out_of_every_engine(new_machin
         runner.check_machine(machine)
         machine.refresh_from_db()
         assert machine.engine_reachable is True, machine.last_error
-        client = engines.client_for_machine(machine)
+        client = clients.client_for_machine(machine)
         container = client.containers.get(sleepers[machine.pk][0])
         client.close()
         # The container ran through the rotation: same one, never restarted.

@@ -22,7 +22,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from machines import engines, operations, runner
+from machines import clients, operations, runner
 from machines.drivers.container.driver import INSTANCE_LABEL, LABEL, NETWORK
 from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.lib.ssh import SSHSession
@@ -115,7 +115,7 @@ def test_container_create_ends_with_a_tls_engine_and_a_numbered_log(running_mach
     assert machine.docker_version.startswith("20.10")
     assert machine.engine_reachable is True
     assert machine.tls_server_serial and machine.tls_server_expires_at
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     info = client.info()
     client.close()
     assert "provider=container" in info["Labels"]
@@ -183,7 +183,7 @@ def test_generic_takes_over_a_docker_host_with_a_foreign_dropin_without_reinstal
         assert "FOREIGN_MARKER=kept" in environ.splitlines()
         assert "DOCKERDASH_TEST=a b" in environ.splitlines()
         assert session.check("cat /proc/sys/kernel/hostname").strip() == name
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     info = client.info()
     assert client.version()["Version"] == machine.docker_version
     client.close()
@@ -221,7 +221,7 @@ def test_restart_of_a_generic_machine_reboots_the_host_and_waits(new_machine):
     machine.refresh_from_db()
     with ssh(machine) as session:
         assert session.check("cut -d' ' -f22 /proc/1/stat") != boot
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     assert client.ping()
     client.close()
 
@@ -246,7 +246,7 @@ def test_rm_purge_undoes_the_daemon_config_and_leaves_the_host(new_machine, pare
 def test_regenerate_certs_changes_the_serial_and_leaves_containers_running(running_machine):
     machine = running_machine
     load_tiny_image(machine)
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     container = client.containers.run(TINY, ["sleep", "3600"], detach=True)
     container.reload()
     started_at = container.attrs["State"]["StartedAt"]
@@ -268,7 +268,7 @@ def test_regenerate_certs_changes_the_serial_and_leaves_containers_running(runni
     ]
     machine.refresh_from_db()
     assert machine.tls_server_serial != serial
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     again = client.containers.get(container.id)
     served = client.api.inspect_container(container.id)
     client.close()
@@ -296,7 +296,7 @@ def test_a_new_ca_keeps_other_machines_reachable_until_they_move(new_machine):
     assert new_ca.pk != old_ca.pk and new_ca.cert != old_ca.cert
     for m, ca in ((a, new_ca), (b, old_ca)):
         assert certs.ca_for_machine(m).pk == ca.pk
-        client = engines.client_for_machine(m)
+        client = clients.client_for_machine(m)
         assert client.ping()
         client.close()
     op = a.operations.filter(kind=Operation.Kind.REGENERATE_CERTS).get()
@@ -304,7 +304,7 @@ def test_a_new_ca_keeps_other_machines_reachable_until_they_move(new_machine):
         log_of(op)
     )
     # The new client certificate is refused by b until b gets certificates of the new CA.
-    wrong = engines.client(
+    wrong = clients.client(
         b.url, ca=old_ca.cert, cert=new_ca.client_cert, key=new_ca.client_key, timeout=5
     )
     with pytest.raises(Exception, match=r"(?i)certificate|tls|ssl|reset"):
@@ -315,7 +315,7 @@ def test_a_new_ca_keeps_other_machines_reachable_until_they_move(new_machine):
     b.refresh_from_db()
     assert certs.ca_for_machine(b).pk == new_ca.pk
     assert list(CertificateAuthority.objects.values_list("pk", flat=True)) == [new_ca.pk]
-    client = engines.client_for_machine(b)
+    client = clients.client_for_machine(b)
     assert client.ping()
     client.close()
 
@@ -349,7 +349,7 @@ def test_a_new_ip_after_start_gets_a_new_certificate(running_machine, parent):
         assert machine.engine_url == f"tcp://{machine.ip}:2376"
         assert any(f"is now {machine.ip}" in line for line in log_of(op))
         assert certs.covers(machine.tls_server_cert, machine.ip)
-        client = engines.client_for_machine(machine)
+        client = clients.client_for_machine(machine)
         assert client.ping()
         client.close()
     finally:
@@ -359,7 +359,7 @@ def test_a_new_ip_after_start_gets_a_new_certificate(running_machine, parent):
 def test_an_ip_change_under_a_running_machine_is_healed_by_an_operation(running_machine, parent):
     machine = running_machine
     load_tiny_image(machine)
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     running = client.containers.run(TINY, ["sleep", "3600"], detach=True)
     client.close()
     assert operations.request_ip_heal(machine) is None  # nothing changed yet
@@ -379,7 +379,7 @@ def test_an_ip_change_under_a_running_machine_is_healed_by_an_operation(running_
         machine.refresh_from_db()
         assert machine.ip != old_ip and machine.engine_url == f"tcp://{machine.ip}:2376"
         assert f"The IP of {machine.name} changed from {old_ip} to {machine.ip}" in log_of(op)
-        client = engines.client_for_machine(machine)
+        client = clients.client_for_machine(machine)
         assert client.containers.get(running.id).status == "running"
         client.close()
         assert operations.request_ip_heal(machine) is None

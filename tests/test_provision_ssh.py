@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from machines import engines
+from machines import clients
 from machines.lib.ssh import SSHSession, SudoError
 from machines.models import Machine, Operation
 
@@ -34,7 +34,7 @@ def test_a_non_root_user_with_passwordless_sudo_provisions(new_machine):
     assert f"[3/9] Connect to deploy@{host.ip}:22 over SSH" in lines
     assert "deploy becomes root with sudo -n" in lines
     machine.refresh_from_db()
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     assert client.ping()
     client.close()
 

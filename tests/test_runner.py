@@ -179,7 +179,7 @@ def test_the_engine_watcher_keeps_a_live_snapshot_of_containers(engine_url, pare
 @pytest.mark.django_db(transaction=True)
 def test_a_stopped_engine_is_unreachable_at_once_and_back_when_it_returns(tmp_path, processes):
     # A real engine of its own, so the test can stop and start it.
-    from .engines import private_dockerd
+    from .private_engine import private_dockerd
 
     with private_dockerd(tmp_path) as engine:
         machine = make_machine(

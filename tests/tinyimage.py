@@ -12,7 +12,7 @@ from pathlib import Path
 
 import docker
 
-from machines import engines
+from machines import clients
 from machines.models import Machine
 
 TINY = "dockerdash-test/tiny:1"
@@ -41,7 +41,7 @@ def tiny_image_tar() -> bytes:
 
 def load_tiny_image(machine: Machine) -> None:
     """Import the tiny image into a machine's engine (over its TLS)."""
-    client = engines.client_for_machine(machine, timeout=60)
+    client = clients.client_for_machine(machine, timeout=60)
     try:
         client.api.import_image_from_data(tiny_image_tar(), repository=TINY.split(":")[0], tag="1")
     finally:

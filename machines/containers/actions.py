@@ -74,7 +74,7 @@ def _act_on_container(machine: Machine, container_id: str, action: str) -> None:
     import docker.errors
     import requests.exceptions
 
-    from machines.engines import EngineError, client_for_machine
+    from machines.clients import EngineError, client_for_machine
 
     slow = action in ("stop", "restart")
     try:

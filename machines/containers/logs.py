@@ -218,7 +218,7 @@ class LogFollower(threading.Thread):
     def run(self) -> None:
         from django.db import close_old_connections
 
-        from machines.engines import client_for_machine
+        from machines.clients import client_for_machine
 
         try:
             self.client = client_for_machine(self.container.machine, timeout=10)

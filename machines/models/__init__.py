@@ -347,7 +347,7 @@ class Container(models.Model):
         return f"{self.machine_id}/{self.name}"
 
 
-class Worker(models.Model):
+class RunnerProcess(models.Model):
     """A live runner process (serve, worker or a CLI running an operation itself)."""
 
     name = models.CharField(max_length=128, unique=True)
@@ -371,6 +371,6 @@ __all__ = [
     "Machine",
     "Operation",
     "OperationLogLine",
-    "Worker",
+    "RunnerProcess",
     "machine_name_validator",
 ]

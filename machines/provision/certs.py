@@ -260,10 +260,10 @@ def is_dashboards(ca: CertificateAuthority) -> bool:
 def prune_tls_cache() -> int:
     """Delete the cached key files of credentials no CA row holds any more (rotated CAs'),
     and make what stays private again. Returns how many entries went."""
-    from machines import engines
+    from machines import clients
 
     live = [(ca.cert, ca.client_cert, ca.client_key) for ca in CertificateAuthority.objects.all()]
-    return engines.prune_tls_cache(live)
+    return clients.prune_tls_cache(live)
 
 
 def _san(value: str) -> x509.GeneralName:

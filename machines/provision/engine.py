@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import docker.errors
 import requests
 
-from machines import engines
+from machines import clients
 from machines.lib.ssh import SSHError, SSHSession, quote
 
 from .facts import (
@@ -233,7 +233,7 @@ def wait_for_api(machine: Machine, timeout: float = API_TIMEOUT) -> tuple[dict, 
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while True:
-        client = engines.client_for_machine(machine, timeout=min(5, timeout))
+        client = clients.client_for_machine(machine, timeout=min(5, timeout))
         try:
             return client.version(), client.info()
         except (requests.RequestException, docker.errors.DockerException, OSError) as e:

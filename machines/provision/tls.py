@@ -81,10 +81,10 @@ def report_kept(machine: Machine, ctx: Reporter) -> None:
 
 
 def _running_containers(machine: Machine) -> set[str] | None:
-    from machines import engines
+    from machines import clients
 
     try:
-        client = engines.client_for_machine(machine)
+        client = clients.client_for_machine(machine)
         try:
             return {c.id for c in client.containers.list()}
         finally:
