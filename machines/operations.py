@@ -54,9 +54,16 @@ def _create_host(machine: Machine, ctx: Context) -> None:
     machine.save()
 
 
+def _driver(machine: Machine, ctx: Context):
+    """The machine's driver, reporting its progress to the operation's log."""
+    driver = machine.get_driver()
+    driver.log = ctx.log
+    return driver
+
+
 def _call_driver(method: str) -> Callable[[Machine, Context], None]:
     def run(machine: Machine, ctx: Context) -> None:
-        getattr(machine.get_driver(), method)(machine)
+        getattr(_driver(machine, ctx), method)(machine)
 
     return run
 
@@ -93,7 +100,7 @@ def _purge(machine: Machine, ctx: Context) -> None:
 
 def _remove_host(machine: Machine, ctx: Context) -> None:
     try:
-        machine.get_driver().remove(machine)
+        _driver(machine, ctx).remove(machine)
     except DriverError:
         if not ctx.op.args.get("force"):
             raise
