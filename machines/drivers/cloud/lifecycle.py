@@ -44,6 +44,7 @@ class CloudDriver(BaseDriver):
     has_accounts = True
     provider: ClassVar[str]  # "DigitalOcean"
     vm_noun: ClassVar[str] = "VM"  # "droplet", "server"
+    tag_noun: ClassVar[str] = "tags"  # what the provider calls them ("labels")
     token_field: ClassVar[str] = "token"  # noqa: S105 (the name of the secret field)
     public_api_url: ClassVar[str]
     #: The firewall is given to the VM at its creation (else applied once the VM exists).
@@ -160,7 +161,10 @@ class CloudDriver(BaseDriver):
         if self.firewall_first:
             firewall = made.add(self.add_firewall(machine, names, sources, None))
         vm = made.add(self.add_vm(machine, names, key, firewall))
-        self.log(f"Created {self.vm_noun} {vm.name} ({vm.id}), tagged for {names.resource}")
+        self.log(
+            f"Created {self.vm_noun} {vm.name} ({vm.id}) with {self.tag_noun} naming this "
+            f"dashboard ({names.instance}) and the machine"
+        )
         if firewall is None:
             firewall = made.add(self.add_firewall(machine, names, sources, vm))
         self.log(f"Firewall {firewall.name} ({firewall.id}) applied")
@@ -342,7 +346,7 @@ class CloudDriver(BaseDriver):
                 "delete it in the provider's console"
             )
         made.clear()
-        self.log(f"Nothing tagged for {names.resource} is left at {self.provider}")
+        self.log(f"{self.provider} lists nothing with the {self.tag_noun} of {machine.name} now")
 
     def _noun(self, kind: str) -> str:
         return {"vm": self.vm_noun, "key": "SSH key"}.get(kind, kind)

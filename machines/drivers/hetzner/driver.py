@@ -96,6 +96,7 @@ class HetznerDriver(CloudDriver):
     description = "a server at Hetzner Cloud"
     provider = "Hetzner Cloud"
     vm_noun = "server"
+    tag_noun = "labels"
     public_api_url = PUBLIC_API
     settings_form = HetznerSettingsForm
     options_form = HetznerOptionsForm
@@ -129,16 +130,15 @@ class HetznerDriver(CloudDriver):
         hc = self._client()
         locations = self.call("listing locations", hc.locations.get_all)
         types = self.call("listing server types", hc.server_types.get_all)
-        images = self.call(
-            "listing images", hc.images.get_all, type=["system"], status=["available"]
-        )
+        # Filtered here, not with status=: hcloud 2.27 sends per_page as the status filter.
+        images = self.call("listing images", hc.images.get_all, type=["system"])
         return Catalog(
             regions=[Region(loc.name, f"{loc.city}, {loc.country}") for loc in locations],
             sizes=[_size(t) for t in types],
             images=[
                 Image(i.name, i.description or i.name, i.architecture or "x86")
                 for i in images
-                if i.name and not i.deprecated
+                if i.name and i.status == "available" and not i.deprecated
             ],
             preferred_region="fsn1",
             preferred_image="debian-12",
