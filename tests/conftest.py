@@ -9,7 +9,7 @@ from machines.lib.ssh import generate_key
 from machines.models import Driver, Machine
 from machines.roles import ADMIN, OPERATOR, VIEWER
 
-pytest_plugins = ["tests.fleet", "tests.browser"]
+pytest_plugins = ["tests.fleet", "tests.browser", "tests.cloudfakes.fixtures"]
 
 
 def _user(role: str):
