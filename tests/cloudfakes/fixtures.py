@@ -82,7 +82,7 @@ def machine_cli(transactional_db):
     """`manage.py machine ...` in a shell, on this test's database and data folder."""
 
     def cli(args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-        environ = process_env(**CLOUD_ENV, **env)
+        environ = process_env(**{**CLOUD_ENV, **env})
         return run(f"{MANAGE} machine {args}", environ, check, timeout=300)
 
     return cli

@@ -185,7 +185,7 @@ class CloudDriver(BaseDriver):
         reason = str(error) or error.__class__.__name__
         if not made.resources:
             return CloudError(f"{reason} (nothing had been made at {self.provider})")
-        what = made.describe()
+        what = made.describe(self._noun)
         self.log(f"Create failed: {reason}")
         self.log(f"Deleting what this create made at {self.provider}: {what}")
         try:
@@ -250,8 +250,8 @@ class CloudDriver(BaseDriver):
         vm_id = vm_id or Made(machine).id_of("vm")
         if not vm_id:
             raise CloudError(
-                f"{machine.name} has no {self.vm_noun} at {self.provider} (its create did "
-                "not get that far)"
+                f"{machine.name} has no {self.vm_noun} at {self.provider} (none was made, or "
+                "a failed create deleted it)"
             )
         cached = getattr(self, "_seen", None)
         if cached and cached[0] == vm_id and time.monotonic() - cached[1] < 1:
@@ -337,10 +337,10 @@ class CloudDriver(BaseDriver):
         for kind in DELETE_ORDER:
             for resource in [r for r in targets.values() if r.kind == kind]:
                 self.delete(resource)
-                self.log(f"Deleted {self._noun(kind)} {resource.name} ({resource.id})")
+                self.log(f"Deleted {self._noun(kind)} {_named(resource)}")
         left = self.leftovers(machine, names)
         if left:
-            listed = ", ".join(f"{self._noun(r.kind)} {r.name} ({r.id})" for r in left)
+            listed = ", ".join(f"{self._noun(r.kind)} {_named(r)}" for r in left)
             raise CloudError(
                 f"{self.provider} still lists {listed} for {machine.name} after deleting it: "
                 "delete it in the provider's console"
@@ -350,3 +350,9 @@ class CloudDriver(BaseDriver):
 
     def _noun(self, kind: str) -> str:
         return {"vm": self.vm_noun, "key": "SSH key"}.get(kind, kind)
+
+
+def _named(resource: Resource) -> str:
+    if resource.name in ("", resource.id):
+        return resource.id
+    return f"{resource.name} ({resource.id})"

@@ -63,8 +63,8 @@ class Made:
         self.resources = []
         self._save()
 
-    def describe(self) -> str:
-        return ", ".join(f"{r.kind} {r.id}" for r in self.resources)
+    def describe(self, noun=lambda kind: kind) -> str:
+        return ", ".join(f"{noun(r.kind)} {r.id}" for r in self.resources)
 
     def _save(self) -> None:
         machine = self.machine
