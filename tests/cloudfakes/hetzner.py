@@ -4,9 +4,10 @@ Paths, status codes, bodies, pagination (`meta.pagination` with next_page and la
 label selectors, error bodies (`{"error": {"code", "message", "details"}}`), the rate limit
 (429 `rate_limit_exceeded` with RateLimit-* headers) and actions (`running` to `success`,
 followed with `GET /v1/actions/{id}`) follow the Hetzner Cloud API reference,
-https://docs.hetzner.cloud/reference/cloud, as of its changelog entry of 2025-09-24
-("per-location server types"), which is what hcloud-python 2.27.0 (the client the driver
-uses) parses. Each server is a real fleet host (hosts.py), booted after the 201.
+https://docs.hetzner.cloud/reference/cloud, as of its changelog entries of 2025-09-24
+(per-location server types) and 2026-09-08 (images: `deprecation` replaces `deprecated`),
+which is what hcloud-python 2.27.0 (the client the driver uses) parses. Each server is a
+real fleet host (hosts.py), booted after the 201.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ class HetznerFake(FakeAPI):
                         "os_version": version,
                         "rapid_deploy": True,
                         "protection": {"delete": False},
-                        "deprecated": None,
+                        "deprecation": None,
                         "deleted": None,
                         "labels": {},
                         "architecture": arch,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-import warnings
 from typing import TYPE_CHECKING
 
 import requests
@@ -138,7 +137,7 @@ class HetznerDriver(CloudDriver):
             images=[
                 Image(i.name, i.description or i.name, i.architecture or "x86")
                 for i in images
-                if i.name and i.status == "available" and not i.deprecated
+                if i.name and i.status == "available" and i.deprecation is None
             ],
             preferred_region="fsn1",
             preferred_image="debian-12",
@@ -277,15 +276,14 @@ class HetznerDriver(CloudDriver):
 
 
 def _size(server_type) -> Size:
+    """Offered where a location lists it available and not deprecated (per-location server
+    types, Hetzner's changelog of 2025-09-24)."""
     prices = {p["location"]: float(p["price_monthly"]["gross"]) for p in server_type.prices or []}
     offered = [
         loc.location.name
         for loc in server_type.locations or []
-        if loc.available is not False and not loc.deprecation
+        if loc.available is not False and loc.deprecation is None
     ]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        deprecated = bool(server_type.deprecated)
     return Size(
         slug=server_type.name,
         vcpus=int(server_type.cores or 0),
@@ -293,7 +291,6 @@ def _size(server_type) -> Size:
         disk_gb=int(server_type.disk or 0),
         prices=prices,
         currency="€",
-        regions=frozenset(offered) if server_type.locations else frozenset(prices),
+        regions=frozenset(offered),
         architecture=server_type.architecture or "x86",
-        available=not deprecated,
     )
