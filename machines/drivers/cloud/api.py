@@ -112,6 +112,7 @@ def with_retries[T](
     log: Callable[[str], None],
     idempotent: bool = True,
     missing_ok: bool = False,
+    retries: int = RETRIES,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T | None:
     """Run one API call; retry what may be retried, a bounded number of times, saying so.
@@ -126,13 +127,13 @@ def with_retries[T](
                 raise
             if missing_ok and failure.not_found:
                 return None
-            if attempt >= RETRIES or not retryable(failure, idempotent):
+            if attempt >= retries or not retryable(failure, idempotent):
                 raise CloudError(sentence(provider, what, failure)) from None
             wait = min(MAX_WAIT, failure.retry_after or backoff(attempt))
             reason = "rate limit" if failure.rate_limited else failure.detail()
             log(
                 f"{provider} answered {reason} while {what}; trying again in {wait:.0f} s "
-                f"(attempt {attempt + 2} of {RETRIES + 1})"
+                f"(attempt {attempt + 2} of {retries + 1})"
             )
             sleep(wait)
             attempt += 1

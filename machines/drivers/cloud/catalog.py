@@ -8,6 +8,7 @@ create form and `machine create` do not ask again for every field, and shared by
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -130,10 +131,10 @@ def _price_key(size: Size, region: str) -> float:
     return price if price is not None else float("inf")
 
 
-def cache_key(kind: str, api_url: str, token: str) -> str:
-    """Per account, without the token itself in the key (cache backends may log keys)."""
-    digest = hashlib.sha256(f"{kind}\0{api_url}\0{token}".encode()).hexdigest()[:32]
-    return f"dockerdash:cloud-catalog:{digest}"
+def cache_key(kind: str, settings: dict, secrets: dict) -> str:
+    """Per account (its settings and credentials), without a secret in the key itself."""
+    account = json.dumps([kind, settings, secrets], sort_keys=True, default=str)
+    return f"dockerdash:cloud-catalog:{hashlib.sha256(account.encode()).hexdigest()[:32]}"
 
 
 def cached(key: str, fetch) -> Catalog:

@@ -20,7 +20,7 @@ from machines.drivers.base import BaseDriver, SSHAddress
 from machines.lib.ssh import SSHError, public_key_of, wait_for_ssh
 
 from . import catalog as catalogs
-from .api import CloudError, Failure, with_retries
+from .api import RETRIES, CloudError, Failure, with_retries
 from .forms import parse_sources
 from .resources import VM, Made, Names, Resource
 
@@ -33,8 +33,6 @@ ANYWHERE = ["0.0.0.0/0", "::/0"]
 # Seconds between "still waiting" lines, and how long a shutdown may take before power-off.
 PROGRESS_EVERY = 10
 SHUTDOWN_GRACE = 60
-# Deleting order: what uses the others first (a firewall applied to a VM is "in use").
-DELETE_ORDER = ("vm", "firewall", "key", "tag")
 
 
 class CloudDriver(BaseDriver):
@@ -49,6 +47,9 @@ class CloudDriver(BaseDriver):
     public_api_url: ClassVar[str]
     #: The firewall is given to the VM at its creation (else applied once the VM exists).
     firewall_first: ClassVar[bool] = False
+    #: The kinds of resources it makes, in the order they are deleted: what uses the others
+    #: first (a firewall applied to a VM is "in use"). Resources of other kinds go last.
+    delete_order: ClassVar[tuple[str, ...]] = ("vm", "firewall", "key", "tag")
 
     # -- provider primitives ---------------------------------------------------------------
     def failure_of(self, error: BaseException) -> Failure | None:
@@ -109,10 +110,12 @@ class CloudDriver(BaseDriver):
             self.log,
             idempotent=idempotent,
             missing_ok=missing_ok,
+            # An observation (a health check) does not wait: the next one comes soon.
+            retries=0 if getattr(self, "_observing", False) else RETRIES,
         )
 
     def catalog(self) -> Catalog:
-        key = catalogs.cache_key(self.kind, self.api_url, self.token)
+        key = catalogs.cache_key(self.kind, self.settings, self.secrets)
         return catalogs.cached(key, self.fetch_catalog)
 
     def bind_options_form(self, data=None, **kwargs):
@@ -141,14 +144,16 @@ class CloudDriver(BaseDriver):
         names = Names.of(machine)
         made = Made(machine)
         try:
-            self._build(machine, names, made)
+            self.build(machine, names, made)
             vm = self._wait_running(machine, made.id_of("vm"))
             machine.ip = vm.ipv4
             self._wait_ssh(machine)
         except Exception as error:
             raise self._undo(machine, names, made, error) from None
 
-    def _build(self, machine: Machine, names: Names, made: Made) -> None:
+    def build(self, machine: Machine, names: Names, made: Made) -> None:
+        """Make the key, the firewall and the VM, each recorded as made. A provider whose
+        VM needs more (networks, addresses, interfaces) overrides this, with `made.add`."""
         key = None
         if existing := machine.driver_options.get("ssh_key_fingerprint"):
             log_line = f"Using the SSH key {existing} already registered at {self.provider}"
@@ -266,9 +271,11 @@ class CloudDriver(BaseDriver):
         return vm
 
     def state(self, machine: Machine) -> str:
+        self._observing = True
         return self._vm(machine).state
 
     def ip(self, machine: Machine) -> str:
+        self._observing = True
         return self._vm(machine).ipv4
 
     def ssh_address(self, machine: Machine) -> SSHAddress:
@@ -334,10 +341,10 @@ class CloudDriver(BaseDriver):
         targets = {(r.kind, r.id): r for r in made.resources}
         for found in self.leftovers(machine, names):
             targets.setdefault((found.kind, found.id), found)
-        for kind in DELETE_ORDER:
-            for resource in [r for r in targets.values() if r.kind == kind]:
-                self.delete(resource)
-                self.log(f"Deleted {self._noun(kind)} {_named(resource)}")
+        order = {kind: n for n, kind in enumerate(self.delete_order)}
+        for resource in sorted(targets.values(), key=lambda r: order.get(r.kind, len(order))):
+            self.delete(resource)
+            self.log(f"Deleted {self._noun(resource.kind)} {_named(resource)}")
         left = self.leftovers(machine, names)
         if left:
             listed = ", ".join(f"{self._noun(r.kind)} {_named(r)}" for r in left)
