@@ -155,6 +155,12 @@ def test_creating_from_the_form_takes_the_accounts_defaults_and_refuses_unknown_
     assert "&#x27;xx9&#x27; is not a region of this account" in bad.content.decode()
     assert not Machine.objects.exists()
 
+    if api_only.kind == "digitalocean":  # an existing key needs its private half
+        fingerprint = "3b:16:e4:bf:8b:00:8b:b8:59:8c:a9:d3:f0:19:fa:45"
+        bad = admin_client_.post(
+            reverse("machines:create"), {**base, "opt-ssh_key_fingerprint": fingerprint}
+        )
+        assert "Give the private key of that fingerprint" in bad.content.decode()
     assert admin_client_.post(reverse("machines:create"), base).status_code == 302
     machine = Machine.objects.get(name="cl-1")
     options = machine.driver_options

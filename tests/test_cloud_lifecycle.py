@@ -93,6 +93,9 @@ def test_create_use_power_and_remove_a_cloud_machine_with_the_real_cli(
 
     listed = machine_cli("ls --format '{{.Name}} {{.DriverName}} {{.State}} {{.URL}}'")
     assert listed.stdout.split() == [name, cloud.kind, "Running", f"tcp://{machine.ip}:2376"]
+    inspected = machine_cli(f"inspect {name}").stdout
+    assert '"region"' in inspected or '"server_location"' in inspected
+    assert cloud.token not in inspected
     (tmp_path / "tiny.tar").write_bytes(tiny_image_tar())
     ran = run(
         f'eval "$({MANAGE} machine env {name})" && '
