@@ -32,7 +32,7 @@ def test_a_create_failing_half_way_deletes_what_it_made_and_says_why(cloud, fail
     elif failure == "no address":
         cloud.fake.withhold_ip = True
         env["DOCKERDASH_CLOUD_BOOT_TIMEOUT"] = "3"
-        why = "did not come to run with a public IPv4 address within 3 s"
+        why = "was not running with a public IPv4 address after 3 s (it is "
     else:
         cloud.fake.silent_ssh = True
         env["DOCKERDASH_CLOUD_SSH_TIMEOUT"] = "3"

@@ -208,14 +208,14 @@ class CloudDriver(BaseDriver):
         return self._wait_vm(
             machine,
             vm_id,
-            "to run with a public IPv4 address",
+            "running with a public IPv4 address",
             lambda vm: vm.state == running and bool(vm.ipv4),
         )
 
     def _wait_vm(self, machine: Machine, vm_id: str, goal: str, done: Callable[[VM], bool]):
         timeout = settings.CLOUD_BOOT_TIMEOUT
         started = last_said = time.monotonic()
-        self.log(f"Waiting for {self.vm_noun} {vm_id} {goal}")
+        self.log(f"Waiting for {self.vm_noun} {vm_id} to be {goal}")
         while True:
             vm = self._vm(machine, vm_id)
             if done(vm):
@@ -224,8 +224,8 @@ class CloudDriver(BaseDriver):
             waited = time.monotonic() - started
             if waited > timeout:
                 raise CloudError(
-                    f"{self.provider} {self.vm_noun} {vm_id} did not come {goal} within "
-                    f"{timeout} s (it is {vm.status}, address {vm.ipv4 or 'none'})"
+                    f"{self.provider} {self.vm_noun} {vm_id} was not {goal} after {timeout} s "
+                    f"(it is {vm.status}, address {vm.ipv4 or 'none'})"
                 )
             if time.monotonic() - last_said >= PROGRESS_EVERY:
                 self.log(f"Still waiting ({waited:.0f} s): {self.vm_noun} {vm_id} is {vm.status}")
@@ -321,7 +321,7 @@ class CloudDriver(BaseDriver):
             self._act(vm.id, action)
         if action == "off":
             stopped = machine.State.STOPPED
-            self._wait_vm(machine, vm.id, "to be off", lambda v: v.state == stopped)
+            self._wait_vm(machine, vm.id, "off", lambda v: v.state == stopped)
             return
         vm = self._wait_running(machine, vm.id)
         machine.ip = vm.ipv4
