@@ -18,7 +18,13 @@ from machines.errors import DriverError
 RETRIES = 4
 #: The longest wait before a retry, whatever the provider's headers ask for.
 MAX_WAIT = 60.0
-RATE_LIMIT_CODES = {"too_many_requests", "rate_limit_exceeded", "RequestLimitExceeded"}
+RATE_LIMIT_CODES = {
+    "too_many_requests",
+    "rate_limit_exceeded",
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+}
 # Another action holds the resource for a moment; trying again is what the providers advise.
 BUSY_CODES = {"conflict", "locked", "resource_in_use"}
 

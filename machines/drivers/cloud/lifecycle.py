@@ -44,6 +44,8 @@ class CloudDriver(BaseDriver):
     vm_noun: ClassVar[str] = "VM"  # "droplet", "server"
     tag_noun: ClassVar[str] = "tags"  # what the provider calls them ("labels")
     token_field: ClassVar[str] = "token"  # noqa: S105 (the name of the secret field)
+    #: The setting that overrides the provider's public API (an endpoint, a proxy, a fake).
+    api_url_setting: ClassVar[str] = "api_url"
     public_api_url: ClassVar[str]
     #: The firewall is given to the VM at its creation (else applied once the VM exists).
     firewall_first: ClassVar[bool] = False
@@ -93,7 +95,7 @@ class CloudDriver(BaseDriver):
     # -- calling the API ---------------------------------------------------------------------
     @property
     def api_url(self) -> str:
-        return (self.settings.get("api_url") or self.public_api_url).rstrip("/")
+        return (self.settings.get(self.api_url_setting) or self.public_api_url).rstrip("/")
 
     @property
     def token(self) -> str:
