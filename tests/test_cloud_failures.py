@@ -8,9 +8,13 @@ import uuid
 
 import pytest
 
-from machines.models import Driver, Machine
+from machines.drivers.cloud import Names
+from machines.drivers.cloud.resources import Made
+from machines.lib.ssh import generate_key, public_key_of
+from machines.models import Driver, Machine, Operation
 
 from .cloudfakes.fixtures import KINDS
+from .fleet import run_operation
 
 PROVIDER = {"digitalocean": "DigitalOcean", "hetzner": "Hetzner Cloud"}
 
@@ -81,3 +85,36 @@ def test_without_a_token_the_cli_says_which_flag_gives_one(api_only, machine_cli
         f"No {api_only.kind} account yet: give --{api_only.kind}-{api_only.token_flag} "
         "(or add one on the Providers page)"
     )
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("cloud", ["digitalocean"], indirect=True)
+def test_a_create_run_again_after_a_crash_first_deletes_what_the_crashed_one_made(
+    cloud, transactional_db, settings
+):
+    settings.CLOUD_POLL_INTERVAL = 0.2
+    account = Driver.objects.create(
+        name="do-1",
+        kind="digitalocean",
+        settings={"api_url": cloud.fake.url},
+        secrets={"access_token": cloud.token},
+    )
+    private, _ = generate_key()
+    machine = Machine(name="crashed-1", driver=account, ssh_private_key=private)
+    account.get_driver().apply_options(
+        machine, {"region": "fra1", "size": "s-1vcpu-1gb", "image": "debian-12-x64"}
+    )
+    machine.save()
+    # The crashed run had registered its key (recorded on the machine) and died there.
+    crashed = account.get_driver()
+    names = Names.of(machine)
+    Made(machine).add(crashed.add_key(machine, names, public_key_of(private)))
+    (old_key,) = cloud.fake.keys
+
+    op = run_operation(machine, Operation.Kind.CREATE)
+    assert op.status == Operation.Status.SUCCEEDED, op.error
+    lines = list(op.log_lines.values_list("text", flat=True))
+    assert f"Deleting what an interrupted create made: SSH key {old_key}" in lines
+    assert old_key not in cloud.fake.keys and len(cloud.fake.keys) == 1
+    machine.get_driver().remove(Machine.objects.get(pk=machine.pk))
+    assert cloud.left() == {}

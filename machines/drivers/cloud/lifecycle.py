@@ -10,13 +10,14 @@ wait for the provider's action and the VM's state; state() is the provider's vie
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from django.conf import settings
 
-from machines.drivers.base import BaseDriver, SSHAddress
+from machines.drivers.base import BaseDriver, DriverError, SSHAddress
 from machines.lib.ssh import SSHError, public_key_of, wait_for_ssh
 
 from . import catalog as catalogs
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from .catalog import Catalog
 
+logger = logging.getLogger(__name__)
 ANYWHERE = ["0.0.0.0/0", "::/0"]
 # Seconds between "still waiting" lines, and how long a shutdown may take before power-off.
 PROGRESS_EVERY = 10
@@ -145,12 +147,17 @@ class CloudDriver(BaseDriver):
         self.log = log
         names = Names.of(machine)
         made = Made(machine)
+        if made.resources:  # an interrupted create (a runner killed) left these behind
+            self.log(f"Deleting what an interrupted create made: {made.describe(self._noun)}")
+            self._delete_all(machine, names, made)
         try:
             self.build(machine, names, made)
             vm = self._wait_running(machine, made.id_of("vm"))
             machine.ip = vm.ipv4
             self._wait_ssh(machine)
         except Exception as error:
+            if not isinstance(error, DriverError):
+                logger.exception("Creating %s failed", machine.name)
             raise self._undo(machine, names, made, error) from None
 
     def build(self, machine: Machine, names: Names, made: Made) -> None:
@@ -158,8 +165,7 @@ class CloudDriver(BaseDriver):
         VM needs more (networks, addresses, interfaces) overrides this, with `made.add`."""
         key = None
         if existing := machine.driver_options.get("ssh_key_fingerprint"):
-            log_line = f"Using the SSH key {existing} already registered at {self.provider}"
-            self.log(log_line)
+            self.log(f"Using the SSH key {existing} already registered at {self.provider}")
         else:
             key = made.add(self.add_key(machine, names, public_key_of(machine.ssh_private_key)))
             self.log(f"Registered the machine's own SSH key as {key.name} ({key.id})")
