@@ -262,6 +262,8 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
         # Axes' INFO is a banner at every start and a line per login; lockouts are WARNINGs.
         "axes": {"level": "WARNING"},
+        # The providers' SDKs (azure-core under pydo) log every request at INFO.
+        "azure": {"level": "WARNING"},
     },
 }
 
@@ -274,3 +276,11 @@ HEALTH_CHECK_INTERVAL = envint("DOCKERDASH_HEALTH_CHECK_INTERVAL", 30)
 HEALTH_CHECK_TIMEOUT = envint("DOCKERDASH_HEALTH_CHECK_TIMEOUT", 3)
 HEALTH_CHECK_CONCURRENCY = envint("DOCKERDASH_HEALTH_CHECK_CONCURRENCY", 64)
 SHUTDOWN_GRACE = envint("DOCKERDASH_SHUTDOWN_GRACE", 20)
+
+# Cloud drivers: how long a new or restarted VM may take to run with a public address, then
+# to answer SSH; how often to ask the provider meanwhile; how long region, size and image
+# lists stay cached for the create form. (Tests shorten them.)
+CLOUD_BOOT_TIMEOUT = envint("DOCKERDASH_CLOUD_BOOT_TIMEOUT", 600)
+CLOUD_SSH_TIMEOUT = envint("DOCKERDASH_CLOUD_SSH_TIMEOUT", 300)
+CLOUD_POLL_INTERVAL = float(os.getenv("DOCKERDASH_CLOUD_POLL_INTERVAL", "2"))
+CLOUD_CATALOG_TTL = envint("DOCKERDASH_CLOUD_CATALOG_TTL", 300)

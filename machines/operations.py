@@ -54,19 +54,18 @@ def _create_host(machine: Machine, ctx: Context) -> None:
     machine.save()
 
 
+def _driver(machine: Machine, ctx: Context):
+    """The machine's driver, reporting its progress to the operation's log."""
+    driver = machine.get_driver()
+    driver.log = ctx.log
+    return driver
+
+
 def _call_driver(method: str) -> Callable[[Machine, Context], None]:
     def run(machine: Machine, ctx: Context) -> None:
-        getattr(machine.get_driver(), method)(machine)
+        getattr(_driver(machine, ctx), method)(machine)
 
     return run
-
-
-def _provisioned(machine: Machine, op: Operation) -> bool:
-    return machine.driver_class.provisioned
-
-
-def _has_certificate(machine: Machine, op: Operation) -> bool:
-    return bool(machine.tls_server_cert)
 
 
 def _why(machine: Machine, ctx: Context) -> None:
@@ -89,7 +88,7 @@ def _purge(machine: Machine, ctx: Context) -> None:
 
 def _remove_host(machine: Machine, ctx: Context) -> None:
     try:
-        machine.get_driver().remove(machine)
+        _driver(machine, ctx).remove(machine)
     except DriverError:
         if not ctx.op.args.get("force"):
             raise
@@ -127,7 +126,13 @@ def _lifecycle(method: str, label: str, transient: str, *, check_engine: bool, *
     # (a container or a cloud host gets a new one), which its certificate must then name.
     steps = [Step(lambda m: f"{label} {m.name}", _call_driver(method)), CHECK_HOST]
     if check_engine:
-        steps.append(Step("Check the Docker engine", provision.check_engine, _has_certificate))
+        steps.append(
+            Step(
+                "Check the Docker engine",
+                provision.check_engine,
+                lambda m, op: bool(m.tls_server_cert),
+            )
+        )
     return Action(method, label, steps, needs=method, transient=transient, **kw)
 
 
@@ -138,7 +143,7 @@ _ACTIONS = [
         [
             Step(lambda m: f"Create the host with the {m.driver.kind} driver", _create_host),
             CHECK_HOST,
-            *(Step(s.name, s.run, _provisioned) for s in PROVISION),
+            *(Step(s.name, s.run, lambda m, op: m.driver_class.provisioned) for s in PROVISION),
         ],
         transient=Machine.State.STARTING,
         button=False,
@@ -370,7 +375,7 @@ def execute(op: Operation) -> Operation:
         )
         op.error = message
         if machine is not None and Machine.objects.filter(pk=machine.pk).exists():
-            _record_failure(machine, message)
+            machine.record_failure(message)
     else:
         ctx.log("Done", kind=OperationLogLine.Kind.OUTCOME)
         op.status = Operation.Status.SUCCEEDED
@@ -382,15 +387,3 @@ def execute(op: Operation) -> Operation:
     if op.machine_id and Machine.objects.filter(pk=op.machine_id).exists():
         live.machine_changed(Machine.objects.get(pk=op.machine_id))
     return op
-
-
-def _record_failure(machine: Machine, message: str) -> None:
-    machine.refresh_from_db()
-    machine.last_error = message
-    try:
-        machine.observe()
-    except Exception as e:  # the host may be the very thing that is broken
-        machine.state = Machine.State.ERROR
-        machine.last_error = f"{message} (state unknown: {e})"
-        machine.last_checked = timezone.now()
-        machine.save()

@@ -7,7 +7,7 @@ from django.test import Client
 
 from machines.roles import ADMIN, OPERATOR, VIEWER
 
-pytest_plugins = ["tests.fleet", "tests.browser", "tests.sockets"]
+pytest_plugins = ["tests.fleet", "tests.browser", "tests.sockets", "tests.cloudfakes.fixtures"]
 
 
 def _user(role: str):

@@ -21,6 +21,8 @@ REGISTRY: dict[str, str] = {
     "generic": "machines.drivers.generic.driver.GenericDriver",
     "container": "machines.drivers.container.driver.ContainerDriver",
     "none": "machines.drivers.none.driver.NoneDriver",
+    "digitalocean": "machines.drivers.digitalocean.driver.DigitalOceanDriver",
+    "hetzner": "machines.drivers.hetzner.driver.HetznerDriver",
 }
 
 

@@ -170,6 +170,19 @@ class Machine(models.Model):
         self.save()
         return self.state
 
+    def record_failure(self, message: str) -> None:
+        """What an operation that failed leaves on its machine: the error, and the state
+        observed now (or `error`, when the host is the very thing that is broken)."""
+        self.refresh_from_db()
+        self.last_error = message
+        try:
+            self.observe()
+        except Exception as e:
+            self.state = self.State.ERROR
+            self.last_error = f"{message} (state unknown: {e})"
+            self.last_checked = timezone.now()
+            self.save()
+
     @property
     def stale(self) -> bool:
         """What is stored was observed longer ago than a few health-check rounds (is a
