@@ -94,6 +94,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Who acts in this request, for the audit log's signal receivers (admin changes, logins).
+    "machines.audit.AuditMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -274,3 +276,11 @@ HEALTH_CHECK_INTERVAL = envint("DOCKERDASH_HEALTH_CHECK_INTERVAL", 30)
 HEALTH_CHECK_TIMEOUT = envint("DOCKERDASH_HEALTH_CHECK_TIMEOUT", 3)
 HEALTH_CHECK_CONCURRENCY = envint("DOCKERDASH_HEALTH_CHECK_CONCURRENCY", 64)
 SHUTDOWN_GRACE = envint("DOCKERDASH_SHUTDOWN_GRACE", 20)
+
+# Inside the engines: terminals, live stats, the audit log.
+# A terminal with no keystroke for this long is closed (its process ends with it).
+TERMINAL_IDLE_SECONDS = envint("DOCKERDASH_TERMINAL_IDLE_SECONDS", 15 * 60)
+# Audit entries older than this are deleted by the runner (0 keeps them forever).
+AUDIT_RETENTION_DAYS = envint("DOCKERDASH_AUDIT_RETENTION_DAYS", 365)
+# Seconds between a host's CPU, memory and disk samples (over SSH, by the health checks).
+HOST_USAGE_INTERVAL = envint("DOCKERDASH_HOST_USAGE_INTERVAL", 60)

@@ -103,6 +103,10 @@ def test_every_websocket_route_is_enumerated():
         "/ws/machines/1/",
         "/ws/machines/1/containers/",
         "/ws/machines/1/containers/c0ffee/logs/",
+        "/ws/machines/1/containers/c0ffee/terminal/",
+        "/ws/machines/1/containers/c0ffee/stats/",
+        "/ws/machines/1/shell/",
+        "/ws/machines/1/engine/",
         "/ws/containers/",
         "/ws/operations/1/",
     ]
@@ -143,9 +147,10 @@ async def test_websocket_from_foreign_origin_is_refused(viewer, generic_machine)
     assert not await _connect("/ws/machines/", evil)
 
 
-def _every_route_has_its_object(operator) -> None:
-    """The objects WS_PATHS name (pk 1, container c0ffee), so that every consumer accepts."""
-    driver = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
+def _every_route_has_its_object() -> None:
+    """The objects WS_PATHS name (pk 1, container c0ffee), so that every consumer accepts
+    (a host's root shell needs a machine dockerdash provisions)."""
+    driver = Driver.objects.get_or_create(name="generic", defaults={"kind": "generic"})[0]
     machine = Machine.objects.create(
         pk=1, name="web-1", driver=driver, engine_url="unix:///nonexistent/docker.sock"
     )
@@ -165,11 +170,11 @@ FOREIGN_ORIGINS = [
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", WS_PATHS)
-async def test_websocket_only_from_the_dashboards_own_origin(path, operator):
+async def test_websocket_only_from_the_dashboards_own_origin(path, admin_user):
     from asgiref.sync import sync_to_async
 
-    await sync_to_async(_every_route_has_its_object)(operator)
-    cookie = await sync_to_async(_session_cookie)(operator)
+    await sync_to_async(_every_route_has_its_object)()
+    cookie = await sync_to_async(_session_cookie)(admin_user)
     host = [(b"host", b"127.0.0.1:8000"), (b"cookie", cookie)]
     for origin in FOREIGN_ORIGINS:
         headers = host if origin is None else [(b"origin", origin), *host]
