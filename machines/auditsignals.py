@@ -36,7 +36,14 @@ def _logged_in(sender, request, user, **kwargs) -> None:
 def _login_failed(sender, credentials, request=None, **kwargs) -> None:
     if request is None or _refused_while_locked(request):
         return
-    name = str(credentials.get("username", "") or "")
+    _failure(request, str(credentials.get("username", "") or ""))
+
+
+def _failure(request, name: str) -> None:
+    # Once per request, whichever of axes' lockout signal and Django's failure comes first.
+    if getattr(request, "_audit_failure", False):
+        return
+    request._audit_failure = True
     record(
         Action.LOGIN_FAILED,
         "login failed",
@@ -49,6 +56,7 @@ def _login_failed(sender, credentials, request=None, **kwargs) -> None:
 def _locked_out(sender, request=None, username=None, ip_address=None, **kwargs) -> None:
     if request is None or _refused_while_locked(request):
         return
+    _failure(request, username or "")  # the failure that set the lock comes first
     record(
         Action.LOCKOUT,
         "locked out after repeated failed logins",

@@ -128,6 +128,8 @@ class EngineObjectsConsumer(_LiveConsumer):
         return [live.engine_group(self.machine.pk)]
 
     def snapshot(self) -> list[str]:
+        # Pulls in progress: each is inserted the first time this socket hears of it.
+        self.rows_shown: set[str] = set()
         objects = EngineObject.objects.filter(machine=self.machine)
         return [
             self.render(
@@ -137,5 +139,5 @@ class EngineObjectsConsumer(_LiveConsumer):
         ]
 
     engine_changed = _LiveConsumer._forward
-    engine_pull = _LiveConsumer._forward
+    engine_pull = _LiveConsumer._forward_row
     engine_notice = _LiveConsumer._forward

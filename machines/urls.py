@@ -27,6 +27,11 @@ urlpatterns = [
         name="container_logs",
     ),
     path(
+        "machines/<str:name>/containers/<str:container_id>/terminal/",
+        terminal_views.container_terminal,
+        name="container_terminal",
+    ),
+    path(
         "machines/<str:name>/containers/<str:container_id>/<str:action>/",
         views.container_action,
         name="container_action",
@@ -35,11 +40,6 @@ urlpatterns = [
         "machines/<str:name>/containers/<str:container_id>/",
         terminal_views.container_panel,
         name="container_panel",
-    ),
-    path(
-        "machines/<str:name>/containers/<str:container_id>/terminal/",
-        terminal_views.container_terminal,
-        name="container_terminal",
     ),
     path("machines/<str:name>/shell/", terminal_views.host_shell, name="host_shell"),
     path("machines/<str:name>/engine/", engine_views.engine_page, name="engine"),

@@ -9,7 +9,7 @@ from machines.lib.ssh import generate_key
 from machines.models import Driver, Machine
 from machines.roles import ADMIN, OPERATOR, VIEWER
 
-pytest_plugins = ["tests.fleet", "tests.browser", "tests.sockets"]
+pytest_plugins = ["tests.fleet", "tests.browser", "tests.sockets", "tests.registry", "tests.inside"]
 
 
 def _user(role: str):

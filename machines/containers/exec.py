@@ -185,15 +185,26 @@ class DockerExec:
                 if not info.get("Running"):
                     break
                 time.sleep(0.05)
-            running = self.api.inspect_container(self.container.container_id)["State"]["Running"]
+            code = info.get("ExitCode")
+            running = self._container_running(settle=code is None or code >= 128)
         except docker.errors.NotFound:
             return f"{self.container.name} is gone: the terminal is closed."
         except (docker.errors.DockerException, requests.RequestException):
             return "The engine stopped answering: the terminal is closed."
         if not running:
             return f"{self.container.name} stopped: the terminal is closed."
-        code = info.get("ExitCode")
         return "The process ended." if code is None else f"The process exited with status {code}."
+
+    def _container_running(self, *, settle: bool) -> bool:
+        """Whether the container still runs; after a process killed by a signal, as the
+        engine says once a stop in progress has ended (the process dies first)."""
+        for _ in range(60 if settle else 1):
+            state = self.api.inspect_container(self.container.container_id)["State"]
+            if not state.get("Running") or state.get("Restarting"):
+                return False
+            if settle:
+                time.sleep(0.05)
+        return True
 
     def _close_stream(self) -> None:
         for close in (

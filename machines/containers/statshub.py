@@ -117,15 +117,16 @@ class StatsHub:
         entry = self.watched.get(key)
         if entry is None:
             return None
-        version = entry.stream.version
+        alive = entry.stream.is_alive()
+        version = (entry.stream.version, alive)
         cached = entry.rendered.get(part)
         if cached and cached[0] == version:
             return cached[1]
         samples = entry.stream.samples()
-        if not samples and entry.stream.is_alive():
+        if not samples and alive:
             return None
         context = {"row": entry.row, "name": entry.name, "oob": True}
-        if samples and entry.stream.is_alive():
+        if samples and alive:
             context.update(summary(samples))
         html = render_to_string(f"machines/stats.html#stats_{part}", context)
         entry.rendered[part] = (version, html)

@@ -58,6 +58,8 @@
       const send = (message) => {
         if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
       };
+      // The page may have settled on another size while the socket was opening.
+      ws.onopen = () => send({ r: [term.cols, term.rows] });
       ws.onmessage = (event) => {
         if (typeof event.data !== "string") {
           term.write(new Uint8Array(event.data));
