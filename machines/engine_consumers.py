@@ -15,6 +15,9 @@ from .consumers import MachineContainersConsumer, _LiveConsumer
 from .containers.statshub import stats_hub
 from .models import Container, EngineObject, Machine
 
+# A table streams the stats of at most this many of its running rows (a filter narrows it).
+STATS_PER_TABLE = 100
+
 
 def _running(machine_id: int, rows: list[int]) -> list[Container]:
     return list(
@@ -33,7 +36,8 @@ class LiveContainersConsumer(MachineContainersConsumer):
         if self.keepalive_task is None:
             return
         rows = [int(row.removeprefix("container-")) for row in self.rows_shown]
-        for container in await database_sync_to_async(_running)(self.machine.pk, rows):
+        running = await database_sync_to_async(_running)(self.machine.pk, rows)
+        for container in running[:STATS_PER_TABLE]:
             self.stats_keys[f"container-{container.pk}"] = stats_hub().watch(self, container)
 
     async def disconnect(self, code: int) -> None:
@@ -46,7 +50,7 @@ class LiveContainersConsumer(MachineContainersConsumer):
         row = event["row"]
         running = row in self.rows_shown and event.get("fields", {}).get("state") == "running"
         key = self.stats_keys.get(row)
-        if running and key is None:
+        if running and key is None and len(self.stats_keys) < STATS_PER_TABLE:
             found = await database_sync_to_async(_running)(
                 self.machine.pk, [int(row.removeprefix("container-"))]
             )

@@ -129,6 +129,9 @@ class DockerExec:
             return
         raw = reader.raw
         self.sock = getattr(raw, "_sock", raw)
+        if self.sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Keystrokes are tiny writes: sent at once, not held back for an ACK (Nagle).
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.setblocking(False)
         try:
             self.first = reader.read1(65536) or b""

@@ -20,7 +20,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 
-from machines.models import Machine
+from machines.models import EngineObject, Machine
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +251,6 @@ def engine_tables(objects) -> dict[str, list]:
 
 def engine_changed(machine, kind: str) -> None:
     """One kind of a machine's engine objects changed: its whole table, per role."""
-    from machines.models import EngineObject
-
     rows = EngineObject.objects.filter(machine=machine, kind=kind).order_by("name")
     context = {"machine": machine, "kind": kind, "rows": list(rows), "oob": True}
     renderings = _per_role("machines/engine.html#engine_table", context)
