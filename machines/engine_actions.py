@@ -10,6 +10,7 @@ recorded in the audit log.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -65,18 +66,38 @@ def remove(machine: Machine, kind: str, object_id: str, user) -> str:
         raise EngineActionError(f"This {kind} is not on {machine.name} (any more).")
     if kind == Kind.NETWORK and row.name in BUILTIN_NETWORKS:
         raise EngineActionError(f"The {row.name} network is the engine's own: it stays.")
-    audit.record(audit.Action.ENGINE, f"remove {kind}", user=user, machine=machine, target=row.name)
-    client = _client(machine)
-    try:
-        call = {
-            Kind.IMAGE: client.api.remove_image,
-            Kind.VOLUME: client.api.remove_volume,
-            Kind.NETWORK: client.api.remove_network,
-        }[kind]
-        _engine_call(f"Removing {row.name}", call, object_id)
-    finally:
-        client.close()
+    with _audited(f"remove {kind}", user, machine, target=row.name):
+        client = _client(machine)
+        try:
+            call = {
+                Kind.IMAGE: client.api.remove_image,
+                Kind.VOLUME: client.api.remove_volume,
+                Kind.NETWORK: client.api.remove_network,
+            }[kind]
+            _engine_call(f"Removing {row.name}", call, object_id)
+        finally:
+            client.close()
     return f"Removed {kind} {row.name}."
+
+
+@contextlib.contextmanager
+def _audited(what: str, user, machine: Machine, target: str = ""):
+    """Record an action in the audit log with its outcome (a refusal or failure too)."""
+    result: dict = {"detail": ""}
+    try:
+        yield result
+    except EngineActionError as e:
+        result["detail"] = f"failed: {e}"
+        raise
+    finally:
+        audit.record(
+            audit.Action.ENGINE,
+            what,
+            user=user,
+            machine=machine,
+            target=target,
+            detail=result["detail"],
+        )
 
 
 # -- prune ----------------------------------------------------------------------------------
@@ -128,30 +149,25 @@ def prune_preview(machine: Machine, kind: str, *, all_images: bool = False) -> d
 def prune(machine: Machine, kind: str, user, *, all_images: bool = False) -> dict:
     """Prune; what was removed (names) and the space the engine says it reclaimed."""
     what = f"prune {'unused' if all_images or kind != Kind.IMAGE else 'dangling'} {kind}s"
-    client = _client(machine, timeout=PRUNE_TIMEOUT)
-    try:
-        api = client.api
-        if kind == Kind.IMAGE:
-            done = _engine_call(
-                "Pruning images", api.prune_images, filters={"dangling": not all_images}
-            )
-            removed = [next(iter(d.values())) for d in done.get("ImagesDeleted") or []]
-        elif kind == Kind.VOLUME:
-            done = _engine_call("Pruning volumes", api.prune_volumes)
-            removed = done.get("VolumesDeleted") or []
-        else:
-            done = _engine_call("Pruning networks", api.prune_networks)
-            removed = done.get("NetworksDeleted") or []
-    finally:
-        client.close()
-    result = {"removed": removed, "bytes": done.get("SpaceReclaimed") or 0, "kind": kind}
-    audit.record(
-        audit.Action.ENGINE,
-        what,
-        user=user,
-        machine=machine,
-        detail=f"{len(removed)} removed, {result['bytes']} bytes reclaimed",
-    )
+    with _audited(what, user, machine) as outcome:
+        client = _client(machine, timeout=PRUNE_TIMEOUT)
+        try:
+            api = client.api
+            if kind == Kind.IMAGE:
+                done = _engine_call(
+                    "Pruning images", api.prune_images, filters={"dangling": not all_images}
+                )
+                removed = [next(iter(d.values())) for d in done.get("ImagesDeleted") or []]
+            elif kind == Kind.VOLUME:
+                done = _engine_call("Pruning volumes", api.prune_volumes)
+                removed = done.get("VolumesDeleted") or []
+            else:
+                done = _engine_call("Pruning networks", api.prune_networks)
+                removed = done.get("NetworksDeleted") or []
+        finally:
+            client.close()
+        result = {"removed": removed, "bytes": done.get("SpaceReclaimed") or 0, "kind": kind}
+        outcome["detail"] = f"{len(removed)} removed, {result['bytes']} bytes reclaimed"
     return result
 
 

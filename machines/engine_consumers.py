@@ -105,6 +105,8 @@ class ContainerStatsConsumer(_LiveConsumer):
             self.key = stats_hub().watch(self, self.container)
 
     async def stats_changed(self, hub, keys: list[tuple[int, str]]) -> None:
+        if self.key is None:
+            return
         html = hub.render(self.key, "panel")
         if not self.container_alive(hub):
             hub.unwatch(self, self.key)

@@ -5,7 +5,8 @@ also across frames); text frames from the browser are JSON: {"i": keystrokes} or
 {"r": [cols, rows]}; text frames to it are JSON too: {"status": words, "ended": bool}.
 Operators open container terminals, admins also a root shell on a machine's host; a socket
 of anyone else is refused before it opens. The audit log records each session (who, when,
-what it ran, how long), never what was typed.
+which program (not its arguments: a command line may carry a password), how long), never what
+was typed.
 """
 
 from __future__ import annotations
@@ -176,7 +177,10 @@ class ContainerTerminalConsumer(_TerminalConsumer):
     def opener(self, query: dict, cols: int, rows: int):
         argv = parse_command(query.get("cmd", [""])[-1])
         container = self.container
-        what = f"exec {' '.join(argv)}" if argv else "exec shell"
+        # The program, not its arguments: a command line may carry a password.
+        what = "exec shell"
+        if argv:
+            what = f"exec {argv[0]}" + (f" with {len(argv) - 1} arguments" if argv[1:] else "")
         return (lambda: DockerExec(container, argv, cols, rows)), what
 
 

@@ -71,6 +71,9 @@ async def test_a_command_runs_instead_of_the_shell_and_its_end_closes_the_socket
     await screen.read_until(lambda s: s.closed)
     assert "/dev/pts/" in screen.text
     assert screen.ended() == "The process exited with status 7."
+    # The audit log names the program, not its arguments (they may hold a password).
+    entry = await sync_to_async(AuditEntry.objects.get)(action="terminal")
+    assert entry.what == "exec sh with 2 arguments"
 
 
 async def test_a_stopped_container_ends_its_terminal(engine_container, operator):
