@@ -213,8 +213,10 @@ def test_a_pull_streams_its_layers_and_a_prune_says_what_it_reclaimed(
 
 
 def test_the_audit_log_lists_who_did_what_and_exports_it(
-    browser, running_machine, dashboard, operator, admin_user
+    browser, registry_machine, registry, dashboard, operator, admin_user
 ):
+    running_machine = registry_machine
+    reference = registry.push("audited/app", "2", sample_layers()[:1])
     box = run_in(running_machine, "sleep 600")
     page = browser.new_page(viewport={"width": 1366, "height": 860})
     page.on("dialog", lambda dialog: dialog.accept())
@@ -235,6 +237,10 @@ def test_the_audit_log_lists_who_did_what_and_exports_it(
     link = page.locator("a:text-is('Client certificates (zip)')").get_attribute("href")
     bundle = page.request.get(dashboard + link)
     assert bundle.status == 200 and bundle.headers["content-type"] == "application/zip"
+    page.goto(f"{dashboard}/machines/{running_machine.name}/engine/")
+    page.fill("input[name=image]", reference)
+    page.click("button:text-is('Pull')")
+    page.locator("#pulls .pull-progress[data-done=yes]").wait_for(timeout=LIVE)
     # And from the command line, as whoever runs it.
     run(".venv/bin/python manage.py machine stop " + running_machine.name, process_env())
 
@@ -247,6 +253,7 @@ def test_the_audit_log_lists_who_did_what_and_exports_it(
         f"operator\tTerminal session exec shell\t{running_machine.name}\t{box.name}",
         f"operator\tContainer action stop\t{running_machine.name}\t{box.name}",
         f"operator\tCertificate download downloaded client certificates\t{running_machine.name}",
+        f"operator\tImage, volume or network pull image\t{running_machine.name}\t{reference}",
         f"cli\tOperation stop succeeded\t{running_machine.name}",
     ):
         assert expected in text, expected
