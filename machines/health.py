@@ -65,8 +65,9 @@ def check_machine(machine: Machine, timeout: float | None = None) -> None:
             changes.update(engine_reachable=False, last_error=f"Engine unreachable: {e}"[:1000])
     elif changes["state"] == Machine.State.RUNNING:
         changes.update(last_seen=now, response_time_ms=int((time.monotonic() - started) * 1000))
-    # The host's CPU, memory and disk (over SSH, at most every HOST_USAGE_INTERVAL seconds).
-    usage_changed = changes["state"] == Machine.State.RUNNING and hostusage.sample(machine)
+    # The host's CPU, memory and disk (over SSH, at most every HOST_USAGE_INTERVAL seconds),
+    # only from a host whose engine just answered: a dead host costs no SSH timeout.
+    usage_changed = changes.get("engine_reachable") is True and hostusage.sample(machine)
     save_observation(machine, publish=usage_changed, **changes)
 
 
