@@ -94,6 +94,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Who acts in this request, for the audit log's signal receivers (admin changes, logins).
+    "machines.audit.AuditMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -284,3 +286,11 @@ CLOUD_BOOT_TIMEOUT = envint("DOCKERDASH_CLOUD_BOOT_TIMEOUT", 600)
 CLOUD_SSH_TIMEOUT = envint("DOCKERDASH_CLOUD_SSH_TIMEOUT", 300)
 CLOUD_POLL_INTERVAL = float(os.getenv("DOCKERDASH_CLOUD_POLL_INTERVAL", "2"))
 CLOUD_CATALOG_TTL = envint("DOCKERDASH_CLOUD_CATALOG_TTL", 300)
+
+# Inside the engines: terminals, live stats, the audit log.
+# A terminal with no keystroke for this long is closed (its process ends with it).
+TERMINAL_IDLE_SECONDS = envint("DOCKERDASH_TERMINAL_IDLE_SECONDS", 15 * 60)
+# Audit entries older than this are deleted by the runner (0 keeps them forever).
+AUDIT_RETENTION_DAYS = envint("DOCKERDASH_AUDIT_RETENTION_DAYS", 365)
+# Seconds between a host's CPU, memory and disk samples (over SSH, by the health checks).
+HOST_USAGE_INTERVAL = envint("DOCKERDASH_HOST_USAGE_INTERVAL", 60)

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import ClientCertificate, Driver, Machine, Operation, OperationLogLine
+from .models import (
+    AuditEntry,
+    ClientCertificate,
+    Driver,
+    Machine,
+    Operation,
+    OperationLogLine,
+)
 
 
 @admin.register(Driver)
@@ -52,3 +59,23 @@ class ClientCertificateAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # the record is the audit trail; deleting it revokes nothing
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: the application never edits or deletes the audit log (the retention
+    setting, DOCKERDASH_AUDIT_RETENTION_DAYS, prunes it)."""
+
+    list_display = ["at", "username", "via", "action", "what", "machine_name", "target"]
+    list_filter = ["action", "via"]
+    search_fields = ["username", "what", "machine_name", "target"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -22,7 +22,10 @@ class MachinesConfig(AppConfig):
     verbose_name = "Machines"
 
     def ready(self) -> None:
+        from .audit import connect_signals
         from .roles import ensure_roles
+
+        connect_signals()
 
         post_migrate.connect(ensure_roles, sender=self)
         post_migrate.connect(ensure_default_drivers, sender=self)

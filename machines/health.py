@@ -9,20 +9,20 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
-from . import clients, live, operations
+from . import clients, hostusage, live, operations
 from .models import Machine
 
 log = logging.getLogger(__name__)
 
 
-def save_observation(machine: Machine, **changes) -> None:
+def save_observation(machine: Machine, *, publish: bool = False, **changes) -> None:
     """Store what was observed; publish only when something a viewer sees changed."""
     visible = ("state", "docker_version", "engine_reachable", "last_error", "ip")
     changed = any(getattr(machine, k) != v for k, v in changes.items() if k in visible)
     for key, value in changes.items():
         setattr(machine, key, value)
     Machine.objects.filter(pk=machine.pk).update(**changes)
-    if changed:
+    if changed or publish:
         live.machine_changed(machine)
 
 
@@ -65,7 +65,10 @@ def check_machine(machine: Machine, timeout: float | None = None) -> None:
             changes.update(engine_reachable=False, last_error=f"Engine unreachable: {e}"[:1000])
     elif changes["state"] == Machine.State.RUNNING:
         changes.update(last_seen=now, response_time_ms=int((time.monotonic() - started) * 1000))
-    save_observation(machine, **changes)
+    # The host's CPU, memory and disk (over SSH, at most every HOST_USAGE_INTERVAL seconds),
+    # only from a host whose engine just answered: a dead host costs no SSH timeout.
+    usage_changed = changes.get("engine_reachable") is True and hostusage.sample(machine)
+    save_observation(machine, publish=usage_changed, **changes)
 
 
 def refresh_machine(machine_id: int) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import live, provision
+from . import audit, live, provision
 from .errors import DriverError, NotSupported
 from .lib.ssh import SSHError, generate_key
 from .models import Machine, Operation, OperationLogLine
@@ -251,6 +251,7 @@ def request(
         raise OperationConflict(
             f"{machine.name} is busy: {what} has not finished yet. Wait for it or cancel it."
         ) from None
+    audit.record_operation(op, user=user, via=via)
     live.operation_changed(op)
     live.machine_changed(machine)
     return op

@@ -19,6 +19,7 @@ _ADMIN = [
     "machines.delete_driver",
     "machines.view_clientcertificate",
     "machines.revoke_clientcertificate",
+    "machines.view_auditentry",
     "auth.view_user",
     "auth.add_user",
     "auth.change_user",

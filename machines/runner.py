@@ -28,7 +28,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import live, operations
+from . import audit, live, operations
 from .health import check_machine, refresh_machine
 from .models import Machine, Operation, RunnerProcess
 from .watch import EngineWatcher
@@ -42,6 +42,8 @@ HEARTBEAT_EVERY = 5
 POLL_EVERY = 0.5
 LEASE_FOR = timedelta(seconds=20)
 LEASE_EVERY = 5
+# The audit log's retention (DOCKERDASH_AUDIT_RETENTION_DAYS) is applied this often.
+AUDIT_PRUNE_EVERY = 3600
 
 
 def worker_name() -> str:
@@ -190,6 +192,7 @@ class Runner:
             self._operations_loop(),
             self._every(LEASE_EVERY, self._lease_cycle),
             self._every(settings.HEALTH_CHECK_INTERVAL, self._health_cycle),
+            self._every(AUDIT_PRUNE_EVERY, _prune_audit),
         ]
         tasks = [asyncio.create_task(c) for c in loops]
         await self.stopping.wait()
@@ -335,6 +338,13 @@ class Runner:
         # Hand our machines to the other runners now rather than when the leases expire.
         Machine.objects.filter(lease_owner=self.name).update(lease_owner="", lease_expires_at=None)
         RunnerProcess.objects.filter(name=self.name).delete()
+
+
+def _prune_audit() -> None:
+    if deleted := audit.prune():
+        log.info(
+            "Deleted %s audit entries older than %s days", deleted, settings.AUDIT_RETENTION_DAYS
+        )
 
 
 def _prune_tls_cache() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import audit_views, engine_views, terminal_views, views
 
 app_name = "machines"
 urlpatterns = [
@@ -31,10 +31,29 @@ urlpatterns = [
         name="container_logs",
     ),
     path(
+        "machines/<str:name>/containers/<str:container_id>/terminal/",
+        terminal_views.container_terminal,
+        name="container_terminal",
+    ),
+    path(
         "machines/<str:name>/containers/<str:container_id>/<str:action>/",
         views.container_action,
         name="container_action",
     ),
+    path(
+        "machines/<str:name>/containers/<str:container_id>/",
+        terminal_views.container_panel,
+        name="container_panel",
+    ),
+    path("machines/<str:name>/shell/", terminal_views.host_shell, name="host_shell"),
+    path("machines/<str:name>/engine/", engine_views.engine_page, name="engine"),
+    path(
+        "machines/<str:name>/engine/<str:action>/",
+        engine_views.engine_action,
+        name="engine_action",
+    ),
+    path("audit/", audit_views.audit_log, name="audit"),
+    path("audit/export.csv", audit_views.audit_export, name="audit_export"),
     path("machines/<str:name>/<str:action>/", views.machine_action, name="action"),
     path("operations/<int:pk>/cancel/", views.operation_cancel, name="operation_cancel"),
 ]

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import containers, operations
+from . import audit, containers, operations
 from .consumers import LOG_TAIL
 from .drivers import DriverError
 from .forms import (
@@ -124,7 +124,14 @@ def client_bundle(request: HttpRequest, name: str) -> HttpResponse:
         raise Http404(f"{machine.name} has no TLS certificates yet (not provisioned)")
     if problem := usercerts.download_problem(machine):
         return HttpResponse(problem, status=409, content_type="text/plain; charset=utf-8")
-    _, cert, key_pem = usercerts.issue(request.user, machine)
+    record, cert, key_pem = usercerts.issue(request.user, machine)
+    audit.record(
+        audit.Action.CERTIFICATE,
+        "downloaded client certificates",
+        user=request.user,
+        machine=machine,
+        detail=f"serial {record.serial}, expires {record.expires_at:%Y-%m-%d}",
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
         for filename, pem in (("ca.pem", certs.ca_for_machine(machine).cert), ("cert.pem", cert)):

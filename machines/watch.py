@@ -1,5 +1,6 @@
 """Engine watchers: one `docker events` stream per engine, keeping its stored container
-snapshot (`docker ps -a`) current and publishing each change as it happens."""
+snapshot (`docker ps -a`) current and publishing each change as it happens; its images,
+volumes and networks too (engine_objects.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from . import clients, live
+from . import clients, engine_objects, live
 from .health import save_observation
 from .models import Container, Machine
 
@@ -92,11 +93,13 @@ class EngineWatcher(threading.Thread):
         )
         try:
             # Subscribe first, then snapshot: no event can fall between the two.
-            events = client.api.events(decode=True, filters={"type": "container"})
+            types = ["container", *map(str, engine_objects.EVENTS)]
+            events = client.api.events(decode=True, filters={"type": types})
             self.connected = True
             rows = client.api.containers(all=True)
             version = client.version().get("Version", "")
             self._resync(machine, rows)
+            engine_objects.resync_all(machine, client.api)
             save_observation(
                 machine,
                 engine_reachable=True,
@@ -123,6 +126,8 @@ class EngineWatcher(threading.Thread):
             self._forget(machine, gone)
 
     def _on_event(self, machine: Machine, client, event: dict) -> None:
+        if engine_objects.on_event(machine, client.api, event):
+            return
         container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
         if not container_id:
             return

@@ -436,11 +436,25 @@ def bench_provision() -> None:
     run()
 
 
+def bench_terminal() -> None:
+    from tests.bench_inside import bench_terminal as run
+
+    run()
+
+
+def bench_stats() -> None:
+    from tests.bench_inside import bench_stats as run
+
+    run()
+
+
 SECTIONS = {
     "ls": bench_ls,
     "worker": bench_idle_worker,
     "provision": bench_provision,
     "live": bench_live,
+    "terminal": bench_terminal,
+    "stats": bench_stats,
 }
 
 

@@ -7,7 +7,14 @@ from django.test import Client
 
 from machines.roles import ADMIN, OPERATOR, VIEWER
 
-pytest_plugins = ["tests.fleet", "tests.browser", "tests.sockets", "tests.cloudfakes.fixtures"]
+pytest_plugins = [
+    "tests.fleet",
+    "tests.browser",
+    "tests.sockets",
+    "tests.cloudfakes.fixtures",
+    "tests.registry",
+    "tests.inside",
+]
 
 
 def _user(role: str):

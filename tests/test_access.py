@@ -105,6 +105,10 @@ def test_every_websocket_route_is_enumerated():
         "/ws/machines/1/",
         "/ws/machines/1/containers/",
         "/ws/machines/1/containers/c0ffee/logs/",
+        "/ws/machines/1/containers/c0ffee/terminal/",
+        "/ws/machines/1/containers/c0ffee/stats/",
+        "/ws/machines/1/shell/",
+        "/ws/machines/1/engine/",
         "/ws/containers/",
         "/ws/operations/1/",
     ]
@@ -145,9 +149,12 @@ async def test_websocket_from_foreign_origin_is_refused(viewer, generic_machine)
     assert not await _connect("/ws/machines/", evil)
 
 
-def _every_route_has_its_object(operator) -> None:
-    """The objects WS_PATHS name (pk 1, container c0ffee), so that every consumer accepts."""
-    machine = make_machine("none", pk=1, name="web-1", engine_url="unix:///nonexistent/docker.sock")
+def _every_route_has_its_object() -> None:
+    """The objects WS_PATHS name (pk 1, container c0ffee), so that every consumer accepts
+    (a host's root shell needs a machine dockerdash provisions)."""
+    machine = make_machine(
+        "generic", pk=1, name="web-1", engine_url="unix:///nonexistent/docker.sock"
+    )
     Container.objects.create(machine=machine, container_id="c0ffee", name="app")
     Operation.objects.create(pk=1, machine=machine, machine_name="web-1", kind="restart")
 
@@ -164,11 +171,11 @@ FOREIGN_ORIGINS = [
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", WS_PATHS)
-async def test_websocket_only_from_the_dashboards_own_origin(path, operator):
+async def test_websocket_only_from_the_dashboards_own_origin(path, admin_user):
     from asgiref.sync import sync_to_async
 
-    await sync_to_async(_every_route_has_its_object)(operator)
-    cookie = await sync_to_async(_session_cookie)(operator)
+    await sync_to_async(_every_route_has_its_object)()
+    cookie = await sync_to_async(_session_cookie)(admin_user)
     host = [(b"host", b"127.0.0.1:8000"), (b"cookie", cookie)]
     for origin in FOREIGN_ORIGINS:
         headers = host if origin is None else [(b"origin", origin), *host]

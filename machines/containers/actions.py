@@ -12,7 +12,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.db import close_old_connections
 
-from machines import live
+from machines import audit, live
 from machines.models import Machine
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ def container_action(machine: Machine, container_id: str, action: str, user, *, 
         raise ContainerActionError("This container is not on the machine (any more).")
     doing, done = CONTAINER_ACTIONS[action]
     log.info("%s %s on %s (by %s)", doing, container.name, machine.name, user)
+    audit.record(audit.Action.CONTAINER, action, user=user, machine=machine, target=container.name)
     future = _container_pool.submit(_act_on_container, machine, container_id, action)
     try:
         future.result(timeout=wait)

@@ -20,7 +20,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 
-from machines.models import Machine
+from machines.models import EngineObject, Machine
 
 log = logging.getLogger(__name__)
 
@@ -232,3 +232,50 @@ def container_notice(container, text: str, *, error: bool = False) -> None:
     )
     _send(containers_group(container.machine_id), "containers.notice", html)
     _send(FLEET, "containers.notice", html)
+
+
+# -- inside engines: images, volumes, networks; image pulls --------------------------------
+
+
+def engine_group(machine_id: int) -> str:
+    return f"engine-{machine_id}"
+
+
+def engine_tables(objects) -> dict[str, list]:
+    """A machine's engine objects by kind, as the templates name them."""
+    tables: dict[str, list] = {"images": [], "volumes": [], "networks": []}
+    for obj in objects.order_by("name"):
+        tables[f"{obj.kind}s"].append(obj)
+    return tables
+
+
+def engine_changed(machine, kind: str) -> None:
+    """One kind of a machine's engine objects changed: its whole table, per role."""
+    rows = EngineObject.objects.filter(machine=machine, kind=kind).order_by("name")
+    context = {"machine": machine, "kind": kind, "rows": list(rows), "oob": True}
+    renderings = _per_role("machines/engine.html#engine_table", context)
+    _group_send(engine_group(machine.pk), {"type": "engine.changed", **renderings})
+
+
+def engine_pull(machine_id: int, pull: dict) -> None:
+    """An image pull's progress: inserted into the pages that lack it, replaced in the others."""
+    html = render_to_string("machines/engine.html#pull", {"pull": pull, "oob": True})
+    insert = render_to_string("machines/engine.html#pull", {"pull": pull})
+    row = f"pull-{pull['id']}"
+    _group_send(
+        engine_group(machine_id),
+        {
+            "type": "engine.pull",
+            "row": row,
+            "html": html,
+            "insert_html": f'<div hx-swap-oob="afterbegin:#pulls">{insert}</div>',
+            "html_gone": f'<div id="{row}" hx-swap-oob="delete"></div>',
+        },
+    )
+
+
+def engine_notice(machine_id: int, text: str, *, error: bool = False) -> None:
+    html = render_to_string(
+        "machines/engine.html#notice", {"notice": text, "error": error, "oob": True}
+    )
+    _send(engine_group(machine_id), "engine.notice", html)

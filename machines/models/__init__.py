@@ -372,15 +372,21 @@ class RunnerProcess(models.Model):
         return self.name
 
 
-# The TLS side: the dashboard's CA and the users' client certificates (models/tls.py).
+# The TLS side: the dashboard's CA and the users' client certificates (models/tls.py); what
+# happens inside engines: their images, volumes and networks (models/engine.py), and who did
+# what (models/audit.py).
+from .audit import AuditEntry  # noqa: E402
+from .engine import EngineObject  # noqa: E402
 from .tls import CertificateAuthority, ClientCA, ClientCertificate  # noqa: E402
 
 __all__ = [
+    "AuditEntry",
     "CertificateAuthority",
     "ClientCA",
     "ClientCertificate",
     "Container",
     "Driver",
+    "EngineObject",
     "Machine",
     "Operation",
     "OperationLogLine",
