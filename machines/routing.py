@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import consumers
+from . import consumers, fleet_consumers
 
 websocket_urlpatterns = [
-    path("ws/machines/", consumers.MachineListConsumer.as_asgi()),
+    path("ws/machines/", fleet_consumers.MachineListConsumer.as_asgi()),
     path("ws/machines/<int:machine_id>/", consumers.MachineConsumer.as_asgi()),
     path(
         "ws/machines/<int:machine_id>/containers/",

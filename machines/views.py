@@ -12,10 +12,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import containers, operations
+from . import containers, listing, operations
 from .consumers import LOG_TAIL
 from .forms import ConfirmRemoveForm, ContainerFilterForm, MachineForm, options_form_for
 from .lib.ssh import public_key_of
+from .listing import MachineFilterForm
 from .models import ClientCertificate, Container, Driver, Machine, Operation
 from .provision import certs, usercerts
 
@@ -31,9 +32,19 @@ def _roles(request: HttpRequest) -> dict:
 @require_GET
 @permission_required("machines.view_machine", raise_exception=True)
 def machine_list(request: HttpRequest) -> HttpResponse:
-    machines = Machine.objects.select_related("driver").order_by("name")
-    template = "machines/list.html#machine_rows" if request.htmx else "machines/list.html"
-    return render(request, template, {"machines": machines, **_roles(request)})
+    """One page of machines, searched, filtered and sorted on the server (query in the URL);
+    the filter form asks for the list alone, whose socket then follows the new filter."""
+    filter_form = MachineFilterForm(request.GET)
+    page = filter_form.get_page()
+    ctx = {"filter": filter_form, "page": page, "machines": page.object_list, **_roles(request)}
+    if request.htmx and request.htmx.target == "machine-list":
+        return render(request, "machines/list.html#machine_list", ctx)
+    if request.htmx:
+        return render(request, "machines/list.html#machine_rows", ctx)
+    counts = listing.state_counts()
+    ctx |= {"counts": counts, "counts_total": sum(c["count"] for c in counts)}
+    ctx["fleet_empty"] = ctx["counts_total"] == 0
+    return render(request, "machines/list.html", ctx)
 
 
 def _container_table(request: HttpRequest, template: str, ctx: dict) -> HttpResponse:
@@ -48,10 +59,12 @@ def _container_table(request: HttpRequest, template: str, ctx: dict) -> HttpResp
 def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
     machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
     filter_form = ContainerFilterForm(request.GET)
+    page = filter_form.get_page(machine)
     ctx = {
         "machine": machine,
         "operations": list(machine.operations.select_related("requested_by")[:20]),
-        "containers": filter_form.rows(machine),
+        "containers": page.object_list,
+        "page": page,
         "filter": filter_form,
         **_roles(request),
     }
@@ -67,8 +80,10 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
 def fleet(request: HttpRequest) -> HttpResponse:
     """Every container of every machine, in one table with a search."""
     filter_form = ContainerFilterForm(request.GET)
+    page = filter_form.get_page()
     ctx = {
-        "containers": filter_form.rows(),
+        "containers": page.object_list,
+        "page": page,
         "filter": filter_form,
         "fleet": True,
         **_roles(request),
@@ -238,6 +253,7 @@ def driver_fields(request: HttpRequest) -> HttpResponse:
 
 def _row_response(request: HttpRequest, machine: Machine) -> HttpResponse:
     machine = Machine.objects.select_related("driver").get(pk=machine.pk)
+    listing.with_operations([machine])
     return render(
         request, "machines/list.html#machine_row", {"machine": machine, **_roles(request)}
     )

@@ -436,8 +436,22 @@ def bench_provision() -> None:
     run()
 
 
+def bench_list() -> None:
+    from tests.bench_fleet import bench_list as run
+
+    run()
+
+
+def bench_health() -> None:
+    from tests.bench_fleet import bench_health as run
+
+    run()
+
+
 SECTIONS = {
     "ls": bench_ls,
+    "list": bench_list,
+    "health": bench_health,
     "worker": bench_idle_worker,
     "provision": bench_provision,
     "live": bench_live,

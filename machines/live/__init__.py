@@ -23,6 +23,7 @@ from .publish import (
     machine_removed,
     operation_changed,
     operation_group,
+    state_counts_html,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "machine_removed",
     "operation_changed",
     "operation_group",
+    "state_counts_html",
 ]

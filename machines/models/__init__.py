@@ -20,6 +20,7 @@ from machines.validation import (
     validate_host,
     validate_ssh_user,
     validate_storage_driver,
+    validate_tags,
     validate_text_list,
 )
 
@@ -112,8 +113,11 @@ class Machine(models.Model):
     engine_info = models.JSONField(default=dict, blank=True)  # OS, kernel, CPUs, memory, ...
     last_seen = models.DateTimeField(null=True, blank=True)
     last_checked = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    last_error = models.TextField(blank=True)  # one sentence a user can act on
+    last_error_detail = models.TextField(blank=True)  # the library's own text behind it
     response_time_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    tags = models.JSONField(default=dict, blank=True, validators=[validate_tags])
 
     # Which runner watches this machine's engine and checks its health, until when.
     lease_owner = models.CharField(max_length=128, blank=True)
@@ -128,6 +132,7 @@ class Machine(models.Model):
     class Meta:
         ordering = ["name"]
         permissions = [("operate_machine", "Can act on machines and their containers")]
+        indexes = [models.Index(fields=["state"])]
 
     def __str__(self) -> str:
         return self.name
@@ -181,7 +186,14 @@ class Machine(models.Model):
 
     @property
     def active_operation(self) -> Operation | None:
+        # A list of machines fetches them all in one query (machines.fleet.with_operations).
+        if "_active_operation" in self.__dict__:
+            return self.__dict__["_active_operation"]
         return self.operations.filter(status__in=Operation.ACTIVE).first()
+
+    @property
+    def tag_list(self) -> list[str]:
+        return [f"{k}={v}" if v else k for k, v in sorted(self.tags.items())]
 
 
 class Operation(models.Model):
@@ -231,6 +243,10 @@ class Operation(models.Model):
     steps_total = models.PositiveIntegerField(default=0)
     step_name = models.CharField(max_length=100, blank=True)
     error = models.TextField(blank=True)
+    # One of a bulk action's operations (n done / failed / running on its summary).
+    bulk = models.ForeignKey(
+        "BulkAction", null=True, blank=True, on_delete=models.SET_NULL, related_name="operations"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -358,9 +374,12 @@ class Worker(models.Model):
 
 
 # The TLS side: the dashboard's CA and the users' client certificates (models/tls.py).
+# Bulk actions: one operation per machine of a selection (models/bulk.py).
+from .bulk import BulkAction  # noqa: E402
 from .tls import CertificateAuthority, ClientCA, ClientCertificate  # noqa: E402
 
 __all__ = [
+    "BulkAction",
     "CertificateAuthority",
     "ClientCA",
     "ClientCertificate",

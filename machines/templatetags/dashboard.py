@@ -39,6 +39,12 @@ def actions(machine, where: str = "buttons") -> list[dict]:
     ]
 
 
+@register.filter
+def page_link(filter_form, number: int) -> str:
+    """The query string of another page of a filtered list (machines.listing)."""
+    return filter_form.page_link(number)
+
+
 def compact_duration(seconds: float) -> str:
     """12 s, 5 min, 3 h, 4 d: dense enough for a table cell (the same in dockerdash.js)."""
     seconds = max(0, int(seconds))
