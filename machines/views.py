@@ -266,15 +266,25 @@ def machine_action(request: HttpRequest, name: str, action: str) -> HttpResponse
     if action not in operations.BUTTONS:
         return HttpResponse(f"Unknown action {action!r}", status=404)
     try:
-        operations.request(machine, action, user=request.user)
+        op = operations.request(machine, action, user=request.user)
     except operations.OperationConflict as e:
+        if request.htmx and request.htmx.target == "machine-notice":
+            return _notice(request, str(e), error=True)
         if request.htmx:
             return HttpResponse(str(e), status=409)
         messages.error(request, str(e))
         return redirect(machine)
+    if request.htmx and request.htmx.target == "machine-notice":
+        # The machine's page: its log appears below by itself (pushed).
+        return _notice(request, f"{op.get_kind_display()} of {machine.name} requested.")
     if request.htmx:
         return _row_response(request, machine)
     return redirect(machine)
+
+
+def _notice(request: HttpRequest, text: str, *, error: bool = False) -> HttpResponse:
+    context = {"notice": text, "error": error}
+    return render(request, "machines/detail.html#machine_notice", context)
 
 
 @permission_required("machines.delete_machine", raise_exception=True)

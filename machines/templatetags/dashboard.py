@@ -24,8 +24,9 @@ register = template.Library()
 
 @register.filter
 def actions(machine, where: str = "buttons") -> list[dict]:
-    """The operator actions this machine's driver can do, for its buttons ("buttons") or its
-    "more actions" menu ("menu"), from the one declaration in operations.ACTIONS."""
+    """The operator actions that apply to this machine now (its driver can, its state allows
+    them), for its buttons ("buttons") or its "more actions" menu ("menu"), from the one
+    declaration in operations.ACTIONS."""
     from machines.operations import BUTTONS
 
     return [
@@ -35,7 +36,7 @@ def actions(machine, where: str = "buttons") -> list[dict]:
             "confirm": action.confirm.format(name=machine.name),
         }
         for action in BUTTONS.values()
-        if action.in_menu == (where == "menu") and action.applies_to(machine)
+        if action.in_menu == (where == "menu") and action.allowed(machine)
     ]
 
 
