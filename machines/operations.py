@@ -94,7 +94,10 @@ _ACTIONS = [
         "start", "Start", S.STARTING, check_engine=True, states=STOPPED_OR_BROKEN, goal=S.RUNNING
     ),
     _lifecycle("stop", "Stop", S.STOPPING, check_engine=False, states=UP_OR_BROKEN, goal=S.STOPPED),
-    _lifecycle("restart", "Restart", S.STARTING, check_engine=True, states=UP_OR_BROKEN),
+    # As docker-machine's, a restart of a stopped machine starts it.
+    _lifecycle(
+        "restart", "Restart", S.STARTING, check_engine=True, states=(*UP_OR_BROKEN, S.STOPPED)
+    ),
     _lifecycle(
         "kill",
         "Kill",

@@ -44,7 +44,7 @@ def test_the_list_offers_what_applies_in_each_state(operator_client):
     page = operator_client.get(reverse("machines:list")).content.decode()
     menu = {"provision", "regenerate-certs", "upgrade"}
     assert _buttons(page, running) == {"stop", "restart", "kill"} | menu
-    assert _buttons(page, stopped) == {"start"}
+    assert _buttons(page, stopped) == {"start", "restart"}
     # Error: the state is not known for sure, so both ways out are offered.
     assert _buttons(page, broken) == {"start", "stop", "restart", "kill"} | menu
     # Nobody checked it for an hour: every action applies.
@@ -67,13 +67,13 @@ def test_a_request_that_does_not_apply_is_refused_with_the_reason(operator_clien
         operations.request(stopped, Operation.Kind.PROVISION)
     # From the machine's page: said above its actions, nothing requested.
     response = operator_client.post(
-        reverse("machines:action", args=["web-2", "restart"]),
+        reverse("machines:action", args=["web-2", "upgrade"]),
         HTTP_HX_REQUEST="true",
         HTTP_HX_TARGET="machine-notice",
     )
     html = response.content.decode()
     assert 'class="notice error"' in html
-    assert "web-2 is stopped: Restart applies when its state is Running" in html
+    assert "web-2 is stopped: Upgrade applies when its state is Running or Error." in html
     assert Operation.objects.count() == 0
 
 
@@ -94,32 +94,36 @@ def test_create_applies_to_a_new_machine_and_again_only_after_a_failed_one():
 
 def test_the_cli_says_why_an_action_does_not_apply():
     _machine("web-3", "running")
-    _machine("web-4", "stopped")
+    _machine("web-4", "running", kind="container")
+    _machine("web-5", "stopped", kind="container")
     err = io.StringIO()
     with pytest.raises(SystemExit) as exit_:
-        call_command("machine", "restart", "web-4", stdout=io.StringIO(), stderr=err)
+        call_command("machine", "start", "web-4", stdout=io.StringIO(), stderr=err)
     assert exit_.value.code == 1
-    assert err.getvalue().strip() == (
-        "web-4 is stopped: Restart applies when its state is Running, Paused, Error or Timeout."
-    )
+    assert err.getvalue().strip() == "web-4 is already running."
     with pytest.raises(SystemExit):
-        call_command("machine", "stop", "web-3", stdout=io.StringIO(), stderr=err)
+        call_command("machine", "stop", "web-3", "web-5", stdout=io.StringIO(), stderr=err)
     assert "generic driver cannot stop a host." in err.getvalue()
+    assert "web-5 is already stopped." in err.getvalue()
+    with pytest.raises(SystemExit):
+        call_command("machine", "upgrade", "web-5", stdout=io.StringIO(), stderr=err)
+    assert "web-5 is stopped: Upgrade applies when its state is Running or Error." in err.getvalue()
     assert Operation.objects.count() == 0
 
 
 def test_the_machine_page_pushes_its_actions_with_its_state():
     from django.template.loader import render_to_string
 
-    machine = _machine("web-5", "stopped", kind="generic")
-    html = render_to_string(
-        "machines/detail.html#machine_oob", {"machine": machine, "can_operate": True}
-    )
-    actions = re.search(r'<div class="actions" id="machine-actions-\d+".*?</div>', html, re.S)[0]
-    assert 'hx-swap-oob="true"' in actions
-    assert "/restart/" not in actions and "/provision/" not in actions
+    machine = _machine("web-6", "stopped", kind="container")
+
+    def actions() -> str:
+        html = render_to_string(
+            "machines/detail.html#machine_oob", {"machine": machine, "can_operate": True}
+        )
+        found = re.search(r'<div class="actions" id="machine-actions-\d+".*?</div>', html, re.S)[0]
+        assert 'hx-swap-oob="true"' in found
+        return found
+
+    assert "/web-6/start/" in actions() and "/web-6/stop/" not in actions()
     machine.state = "running"
-    html = render_to_string(
-        "machines/detail.html#machine_oob", {"machine": machine, "can_operate": True}
-    )
-    assert "/machines/web-5/restart/" in html
+    assert "/web-6/start/" not in actions() and "/web-6/stop/" in actions()
