@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from . import engines, live, operations
+from .lib.errorwords import describe, detail, target_of
 from .models import Machine
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,11 @@ def check_machine(machine: Machine, timeout: float | None = None) -> None:
     changes: dict = {"last_checked": now}
     try:
         changes["state"] = machine.get_driver().state(machine)
-        changes["last_error"] = ""
+        changes.update(last_error="", last_error_detail="")
     except Exception as e:
-        changes.update(state=Machine.State.ERROR, last_error=str(e)[:1000])
+        changes.update(
+            state=Machine.State.ERROR, last_error=str(e)[:1000], last_error_detail=detail(e)
+        )
     if changes["state"] == Machine.State.RUNNING and machine.tls_server_cert:
         # A host that came back with another IP (container restart, cloud stop/start) gets
         # its certificate re-issued by an operation, before anyone trips over it.
@@ -62,10 +65,25 @@ def check_machine(machine: Machine, timeout: float | None = None) -> None:
                 response_time_ms=int((time.monotonic() - started) * 1000),
             )
         except Exception as e:
-            changes.update(engine_reachable=False, last_error=f"Engine unreachable: {e}"[:1000])
+            changes.update(
+                engine_reachable=False,
+                last_error=unreachable(machine, e, timeout)[:1000],
+                last_error_detail=detail(e),
+            )
     elif changes["state"] == Machine.State.RUNNING:
         changes.update(last_seen=now, response_time_ms=int((time.monotonic() - started) * 1000))
     save_observation(machine, **changes)
+
+
+def unreachable(machine: Machine, error: BaseException, timeout: float | None = None) -> str:
+    """Why the machine's engine cannot be reached, in one sentence."""
+    ca = ""
+    if machine.url.startswith("tcp://"):
+        from .provision.certs import ca_for_machine
+
+        ca = ca_for_machine(machine).name
+    sentence = describe(error, target_of(machine.url, ca=ca, timeout=timeout))
+    return f"Engine unreachable: {sentence}" + ("" if sentence.endswith(("?", "!")) else ".")
 
 
 def refresh_machine(machine_id: int) -> None:

@@ -30,6 +30,7 @@ from .hoststeps import (
     refresh_ip,
     remove_host,
 )
+from .lib.errorwords import detail
 from .lib.ssh import SSHError, generate_key
 from .models import Machine, Operation, OperationLogLine
 from .steps import Action, Cancelled, Context, Step
@@ -329,7 +330,7 @@ def execute(op: Operation) -> Operation:
         )
         op.error = message
         if machine is not None and Machine.objects.filter(pk=machine.pk).exists():
-            _record_failure(machine, message)
+            _record_failure(machine, message, detail(e))
     else:
         ctx.log_many(["Done"], kind=OperationLogLine.Kind.OUTCOME)
         op.status = Operation.Status.SUCCEEDED
@@ -343,9 +344,10 @@ def execute(op: Operation) -> Operation:
     return op
 
 
-def _record_failure(machine: Machine, message: str) -> None:
+def _record_failure(machine: Machine, message: str, details: str) -> None:
     machine.refresh_from_db()
     machine.last_error = message
+    machine.last_error_detail = details if details.partition(": ")[2] != message else ""
     try:
         machine.observe()
     except Exception as e:  # the host may be the very thing that is broken

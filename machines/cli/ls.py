@@ -131,6 +131,8 @@ def _inspect(machine: Machine) -> dict:
         "TLS": _tls_info(machine),
         "LastSeen": machine.last_seen.isoformat() if machine.last_seen else None,
         "LastError": machine.last_error,
+        "LastErrorDetail": machine.last_error_detail,
+        "Tags": machine.tags,
         "CreatedAt": machine.created_at.isoformat(),
         "Operations": [
             {

@@ -13,6 +13,8 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from .errorwords import Target, describe
+
 CONNECT_TIMEOUT = 10
 
 
@@ -125,8 +127,7 @@ class SSHSession:
         host_key: str = "",
         timeout: float = CONNECT_TIMEOUT,
     ) -> None:
-        self.host, self.port, self.user = host, port, user
-        self.host_key = host_key
+        self.host, self.port, self.user, self.host_key = host, port, user, host_key
         self.client = paramiko.SSHClient()
         pkey = load_pkey(private_key)
         if host_key:
@@ -172,7 +173,8 @@ class SSHSession:
         except TimeoutError:
             raise SSHError(f"SSH to {host}:{port} timed out after {timeout:g} s") from None
         except OSError as e:
-            raise SSHError(f"SSH to {host}:{port} failed: {e.strerror or e}") from None
+            where = Target(f"{host}:{port}", host, port, timeout=timeout, service="SSH")
+            raise SSHError(f"SSH to {host}:{port} failed: {describe(e, where)}") from None
         if not host_key:
             key = self.client.get_transport().get_remote_server_key()
             self.host_key = f"{key.get_name()} {key.get_base64()}"
