@@ -25,7 +25,7 @@ from .dmstore import Refused, Store, TLSFiles, check_issued, read_tls, shown, st
 from .drivers import for_docker_machine
 from .lib.ssh import public_key_of
 from .models import CertificateAuthority, Driver, Machine
-from .validation import one_line
+from .validation import one_line, parse_tag
 
 # docker-machine drivers that map to ours; any other is attached as a plain TLS engine.
 
@@ -75,7 +75,9 @@ def _store_ca(tls: TLSFiles, client: tuple | None) -> CertificateAuthority:
     return ca
 
 
-def import_store(store_path: Path, *, user=None, log=print) -> Result:
+def import_store(
+    store_path: Path, *, user=None, log=print, tags_from_labels: bool = False
+) -> Result:
     store = Store(store_path)
     machines_dir = store.root / "machines"
     if machines_dir.is_symlink() or not machines_dir.is_dir():
@@ -90,6 +92,8 @@ def import_store(store_path: Path, *, user=None, log=print) -> Result:
                 continue  # not a machine's folder
             name = config["Name"] if isinstance(config.get("Name"), str) else name
             machine, kind, tls = _machine(store, machine_dir, config, user, log)
+            if tags_from_labels:
+                machine.tags = _tags(machine, log)
             with transaction.atomic():
                 machine.full_clean()
                 ca = _store_ca(tls, client)
@@ -196,6 +200,20 @@ def _machine(store: Store, machine_dir: Path, config: dict, user, log):
     if machine.driver_class.attaches_engines:
         machine.driver_options["url"] = url
     return machine, kind, tls
+
+
+def _tags(machine: Machine, log) -> dict[str, str]:
+    """The engine labels that can be tags (asked for with --tags-from-labels)."""
+    tags = {}
+    for label in machine.engine_labels if isinstance(machine.engine_labels, list) else []:
+        try:
+            key, value = parse_tag(label) if isinstance(label, str) else ("", "")
+        except ValueError as e:
+            log(f"{shown(machine.name)}: label not taken as a tag: {e}")
+            continue
+        if key:
+            tags[key] = value
+    return tags
 
 
 def _flags(flags):

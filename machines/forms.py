@@ -37,6 +37,47 @@ class LinesField(forms.CharField):
         return lines
 
 
+class TagsField(forms.CharField):
+    """key=value tags, one a line (or separated by spaces or commas); a dict in Python."""
+
+    widget = forms.Textarea(attrs={"rows": 2, "placeholder": "env=prod\nteam=web"})
+
+    def __init__(self, **kw):
+        kw.setdefault("required", False)
+        kw.setdefault("help_text", "key=value, one a line; search and filter by them")
+        super().__init__(**kw)
+
+    def prepare_value(self, value):
+        if isinstance(value, dict):
+            return "\n".join(f"{k}={v}" for k, v in sorted(value.items()))
+        return value
+
+    def to_python(self, value) -> dict[str, str]:
+        return parse_tags((value or "").replace(",", " ").split())
+
+
+def parse_tags(words: list[str]) -> dict[str, str]:
+    """key=value words as tags; a ValidationError naming the first that is not one."""
+    tags: dict[str, str] = {}
+    for word in words:
+        try:
+            key, value = parse_tag(word)
+        except ValueError as e:
+            raise forms.ValidationError(f"{e}.", code="invalid_tag") from None
+        tags[key] = value
+    return tags
+
+
+class TagsForm(forms.ModelForm):
+    """A machine's tags, edited on its page."""
+
+    tags = TagsField(label="Tags")
+
+    class Meta:
+        model = Machine
+        fields = ["tags"]
+
+
 class MachineForm(forms.ModelForm):
     """The fields every machine has; the driver's own fields come from its options form."""
 
@@ -48,12 +89,14 @@ class MachineForm(forms.ModelForm):
     engine_env = LinesField(label="Engine environment", pattern=ENV_RE, example="KEY=value")
     engine_opts = LinesField(label="Extra daemon flags", help_text="e.g. --log-level=warn")
     tls_san = LinesField(label="Extra TLS SANs")
+    tags = TagsField(label="Tags")
 
     class Meta:
         model = Machine
         fields = [
             "name",
             "driver",
+            "tags",
             "engine_labels",
             "engine_insecure_registries",
             "engine_registry_mirrors",

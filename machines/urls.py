@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import fleet_views, views
 
 app_name = "machines"
 urlpatterns = [
@@ -19,6 +19,7 @@ urlpatterns = [
     path("client-certificates/rotate/", views.rotate_client_ca, name="rotate_client_ca"),
     path("machines/<str:name>/", views.machine_detail, name="detail"),
     path("machines/<str:name>/remove/", views.machine_remove, name="remove"),
+    path("machines/<str:name>/tags/", fleet_views.machine_tags, name="tags"),
     path("machines/<str:name>/client-bundle.zip", views.client_bundle, name="client_bundle"),
     path("machines/<str:name>/client-cert/", views.client_cert, name="client_cert"),
     path(

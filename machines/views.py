@@ -14,7 +14,13 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from . import containers, listing, operations
 from .consumers import LOG_TAIL
-from .forms import ConfirmRemoveForm, ContainerFilterForm, MachineForm, options_form_for
+from .forms import (
+    ConfirmRemoveForm,
+    ContainerFilterForm,
+    MachineForm,
+    TagsForm,
+    options_form_for,
+)
 from .lib.ssh import public_key_of
 from .listing import MachineFilterForm
 from .models import ClientCertificate, Container, Driver, Machine, Operation
@@ -72,6 +78,7 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
         ctx["ssh_public_key"] = public_key_of(machine.ssh_private_key)
     if ctx["can_operate"]:
         ctx["client_cert"] = _client_cert_context(request, machine)
+        ctx["tags_form"] = TagsForm(instance=machine)
     return _container_table(request, "machines/detail.html", ctx)
 
 

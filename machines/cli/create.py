@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from machines.drivers import all_drivers, driver_class, registered
 from machines.drivers.base import CLIFlag
 from machines.models import Driver, Machine, machine_name_validator
-from machines.validation import one_line
+from machines.validation import one_line, parse_tag
 
 from .follow import follow
 
@@ -54,6 +54,7 @@ def add_arguments(action: str, parser) -> None:
         ("--engine-env", "an environment variable of the daemon, KEY=value (repeatable)"),
         ("--engine-opt", "a daemon flag, name=value as docker-machine or --name=value"),
         ("--tls-san", "an extra name or IP for the engine's certificate (repeatable)"),
+        ("--tag", "a tag of the machine, key=value (repeatable)"),
     ):
         parser.add_argument(flag, action="append", default=[], help=help_text)
     parser.add_argument("--engine-storage-driver", default="", help="the storage driver")
@@ -172,10 +173,23 @@ def _engine_options(name: str, driver: Driver, opts: dict) -> dict:
         )
         if errors:
             raise CommandError(f"Invalid engine options: {errors}")
-    return {
+    options = {
         field: form.cleaned_data.get(field, [] if repeated else "")
         for field, repeated in ENGINE_FLAGS.values()
     }
+    return options | {"tags": _tags(opts.get("tag") or [])}
+
+
+def _tags(given: list[str]) -> dict[str, str]:
+    """Each --tag is one key=value tag (as the model will check it)."""
+    tags = {}
+    for text in given:
+        try:
+            key, value = parse_tag(text)
+        except ValueError as e:
+            raise CommandError(f"Invalid tag: {e}") from None
+        tags[key] = value
+    return tags
 
 
 def _read_file(path: str, flag: str) -> str:
