@@ -1,4 +1,5 @@
-"""The sockets of the fleet-wide pages: the machine list (one page of one filter)."""
+"""The sockets of the fleet-wide pages: the machine list (one page of one filter) and a bulk
+action's summary."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from urllib.parse import parse_qs
 from . import live
 from .consumers import _LiveConsumer as LiveConsumer
 from .listing import MachineFilterForm
+from .models import BulkAction
 
 
 class MachineListConsumer(LiveConsumer):
@@ -36,3 +38,25 @@ class MachineListConsumer(LiveConsumer):
         return self.filter.matches(event["fields"])
 
     machine_changed = LiveConsumer._forward_row
+
+
+class BulkConsumer(LiveConsumer):
+    """A bulk action's summary: its counts and each operation's line as they change."""
+
+    bulk_changed = LiveConsumer._forward
+
+    def object_exists(self) -> bool:
+        self.bulk_id = self.scope["url_route"]["kwargs"]["bulk_id"]
+        return BulkAction.objects.filter(pk=self.bulk_id).exists()
+
+    def groups_for(self) -> list[str]:
+        return [live.bulk_group(self.bulk_id)]
+
+    def snapshot(self) -> list[str]:
+        bulk = BulkAction.objects.get(pk=self.bulk_id)
+        ops = list(bulk.operations.order_by("machine_name"))
+        summary = {"bulk": bulk, "counts": bulk.counts(), "oob": True}
+        return [
+            self.render("machines/bulk.html#bulk_ops_oob", {"operations": ops}),
+            self.render("machines/bulk.html#bulk_summary", summary),
+        ]

@@ -191,6 +191,7 @@ def request(
     user=None,
     via: str = "web",
     args: dict | None = None,
+    bulk=None,
 ) -> Operation:
     """Record a pending operation; refuse if one is already pending or running, or if the
     action does not apply to the machine (its driver cannot, or its state says no)."""
@@ -205,6 +206,7 @@ def request(
                 args=args or {},
                 requested_by=user if getattr(user, "is_authenticated", False) else None,
                 requested_via=via,
+                bulk=bulk,
             )
     except IntegrityError:
         active = machine.active_operation

@@ -16,5 +16,6 @@ websocket_urlpatterns = [
         consumers.ContainerLogConsumer.as_asgi(),
     ),
     path("ws/containers/", consumers.FleetConsumer.as_asgi()),
+    path("ws/bulk/<int:bulk_id>/", fleet_consumers.BulkConsumer.as_asgi()),
     path("ws/operations/<int:operation_id>/", consumers.OperationConsumer.as_asgi()),
 ]

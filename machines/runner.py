@@ -25,7 +25,7 @@ from datetime import timedelta
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from . import live, operations
@@ -94,9 +94,14 @@ def interrupt_stale() -> list[Operation]:
 
 
 def claim(op_id: int | None = None, worker: str | None = None) -> Operation | None:
-    """Take one pending operation (the oldest, or op_id); None if another runner won it."""
+    """Take one pending operation (the oldest, or op_id); None if another runner won it.
+
+    An operation of a bulk action waits while BULK_CONCURRENCY of its siblings run.
+    """
     worker = worker or worker_name()
     pending = Operation.objects.filter(status=Operation.Status.PENDING)
+    if op_id is None:
+        pending = pending.exclude(bulk__in=_saturated_bulks())
     if op_id is not None:
         candidates = [op_id]
     elif connection.vendor == "postgresql":
@@ -111,6 +116,17 @@ def claim(op_id: int | None = None, worker: str | None = None) -> Operation | No
     else:
         candidates = list(pending.order_by("created_at", "id").values_list("pk", flat=True)[:20])
     return _claim_rows(pending, candidates, worker)
+
+
+def _saturated_bulks():
+    """The bulk actions that run as many operations as they may (a subquery)."""
+    return (
+        Operation.objects.filter(status=Operation.Status.RUNNING, bulk__isnull=False)
+        .values("bulk")
+        .annotate(running=Count("id"))
+        .filter(running__gte=settings.BULK_CONCURRENCY)
+        .values("bulk")
+    )
 
 
 def _claim_rows(pending, candidates: list[int], worker: str) -> Operation | None:

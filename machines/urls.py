@@ -9,6 +9,8 @@ urlpatterns = [
     path("", views.machine_list, name="list"),
     path("containers/", views.fleet, name="fleet"),
     path("machines/new/", views.machine_create, name="create"),
+    path("bulk/", fleet_views.bulk_request, name="bulk_request"),
+    path("bulk/<int:pk>/", fleet_views.bulk_detail, name="bulk"),
     path("machines/new/driver-fields/", views.driver_fields, name="driver_fields"),
     path("client-certificates/", views.client_certificates, name="client_certificates"),
     path(

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import containers, listing, operations
+from . import bulk, containers, listing, operations
 from .consumers import LOG_TAIL
 from .forms import (
     ConfirmRemoveForm,
@@ -43,6 +43,9 @@ def machine_list(request: HttpRequest) -> HttpResponse:
     filter_form = MachineFilterForm(request.GET)
     page = filter_form.get_page()
     ctx = {"filter": filter_form, "page": page, "machines": page.object_list, **_roles(request)}
+    if ctx["can_operate"]:
+        ctx["bulk_actions"] = bulk.choices(admin=request.user.has_perm("machines.delete_machine"))
+        ctx["bulk_concurrency"] = settings.BULK_CONCURRENCY
     if request.htmx and request.htmx.target == "machine-list":
         return render(request, "machines/list.html#machine_list", ctx)
     if request.htmx:

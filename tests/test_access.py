@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from dockerdash.asgi import application
-from machines.models import Container, Driver, Machine, Operation
+from machines.models import BulkAction, Container, Driver, Machine, Operation
 from machines.routing import websocket_urlpatterns
 
 # A value for each kind of URL parameter, so every pattern can be reversed.
@@ -19,6 +19,7 @@ SAMPLE_KWARGS = {
     "machine_id": 1,
     "operation_id": 1,
     "container_id": "c0ffee",
+    "bulk_id": 1,
 }
 # Django's own public pages: the login form and logout (no password reset: it is gone).
 PUBLIC = ("login", "logout")
@@ -104,6 +105,7 @@ def test_every_websocket_route_is_enumerated():
         "/ws/machines/1/containers/",
         "/ws/machines/1/containers/c0ffee/logs/",
         "/ws/containers/",
+        "/ws/bulk/1/",
         "/ws/operations/1/",
     ]
 
@@ -151,6 +153,7 @@ def _every_route_has_its_object(operator) -> None:
     )
     Container.objects.create(machine=machine, container_id="c0ffee", name="app")
     Operation.objects.create(pk=1, machine=machine, machine_name="web-1", kind="restart")
+    BulkAction.objects.create(pk=1, kind="restart")
 
 
 # Another port, another scheme, another host, no Origin at all: none is the dashboard's.

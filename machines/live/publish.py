@@ -42,6 +42,10 @@ def containers_group(machine_id: int) -> str:
     return f"containers-{machine_id}"
 
 
+def bulk_group(bulk_id: int) -> str:
+    return f"bulk-{bulk_id}"
+
+
 def _send(group: str, event_type: str, html: str, **extra) -> None:
     _group_send(group, {"type": event_type, "html": html, **extra})
 
@@ -213,6 +217,9 @@ def operation_changed(operation) -> None:
         head,
         finished=not operation.is_active,
     )
+    if operation.bulk_id and operation.status != operation.Status.PENDING:
+        # (Pending: just requested with its siblings, before anyone follows the summary.)
+        _bulk_operation(operation)
     if not operation.machine_id:
         return
     event = {"type": "operation.changed", "operation": operation.pk, "html": head}
@@ -268,3 +275,20 @@ def container_notice(container, text: str, *, error: bool = False) -> None:
     )
     _send(containers_group(container.machine_id), "containers.notice", html)
     _send(FLEET, "containers.notice", html)
+
+
+def _bulk_operation(operation) -> None:
+    """An operation of a bulk action changed: its line and the counts on the summary."""
+    html = render_to_string("machines/bulk.html#bulk_op", {"op": operation, "oob": True})
+    # Two messages: a <tr> beside another element is dropped by htmx's parser.
+    _send(bulk_group(operation.bulk_id), "bulk.changed", html)
+    _send(bulk_group(operation.bulk_id), "bulk.changed", _bulk_summary(operation.bulk))
+
+
+def _bulk_summary(bulk) -> str:
+    context = {"bulk": bulk, "counts": bulk.counts(), "oob": True}
+    return render_to_string("machines/bulk.html#bulk_summary", context)
+
+
+def bulk_changed(bulk) -> None:
+    _send(bulk_group(bulk.pk), "bulk.changed", _bulk_summary(bulk))

@@ -41,6 +41,17 @@ def actions(machine, where: str = "buttons") -> list[dict]:
 
 
 @register.filter
+def split(text: str) -> list[str]:
+    return text.split()
+
+
+@register.filter
+def get(mapping, key: str):
+    """mapping[key] (a QueryDict's last value), or "" when missing."""
+    return mapping.get(key, "") if hasattr(mapping, "get") else ""
+
+
+@register.filter
 def page_link(filter_form, number: int) -> str:
     """The query string of another page of a filtered list (machines.listing)."""
     return filter_form.page_link(number)
