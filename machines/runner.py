@@ -29,15 +29,15 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from . import live, operations
-from .health import check_machine, refresh_machine
+from .health import check_machine
 from .models import Machine, Operation, Worker
+from .stale import STALE_AFTER, interrupt, interrupt_stale, retry_hint
 from .watch import EngineWatcher
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EngineWatcher", "Runner", "check_machine", "claim", "interrupt_stale", "run_claimed"]
 
-STALE_AFTER = timedelta(seconds=30)
 HEARTBEAT_EVERY = 5
 POLL_EVERY = 0.5
 LEASE_FOR = timedelta(seconds=20)
@@ -49,48 +49,6 @@ def worker_name() -> str:
 
 
 # -- operations ------------------------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _claimer_is_dead(claimed_by: str) -> bool:
-    """Only for claims of this host: their process can be asked directly."""
-    host, _, pid = claimed_by.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    return not _pid_alive(int(pid))
-
-
-def interrupt_stale() -> list[Operation]:
-    """Mark operations whose runner died as interrupted, and re-derive their machines' state.
-
-    A runner is dead when its heartbeat is older than STALE_AFTER, or at once when it ran on
-    this host and its process is gone (a kill -9 followed by a restart).
-    """
-    now = timezone.now()
-    interrupted = []
-    for op in Operation.objects.filter(status=Operation.Status.RUNNING):
-        stale = op.heartbeat_at is None or op.heartbeat_at < now - STALE_AFTER
-        if not (stale or _claimer_is_dead(op.claimed_by)):
-            continue
-        if _interrupt(
-            op,
-            "Interrupted: the process running it stopped. Retry the action.",
-            f"Interrupted: {op.claimed_by} stopped while this ran",
-        ):
-            interrupted.append(op)
-    for op in interrupted:
-        if op.machine_id:
-            refresh_machine(op.machine_id)
-    return interrupted
 
 
 def claim(op_id: int | None = None, worker: str | None = None) -> Operation | None:
@@ -341,9 +299,9 @@ class Runner:
         for watcher in self.watchers.values():
             watcher.stop()
         for op in Operation.objects.filter(claimed_by=self.name, status=Operation.Status.RUNNING):
-            _interrupt(
+            interrupt(
                 op,
-                "Interrupted: dockerdash was shut down while this ran. Retry the action.",
+                f"Interrupted: dockerdash was shut down while this ran. {retry_hint(op)}",
                 "Interrupted by shutdown",
             )
         # Hand our machines to the other runners now rather than when the leases expire.
@@ -359,12 +317,15 @@ def _prune_tls_cache() -> None:
         log.info("Deleted %s cached TLS credential(s) of rotated CAs", deleted)
 
 
-def _interrupt(op: Operation, error: str, line: str) -> bool:
-    if not op.interrupt(error, line):
-        return False
-    live.log_lines_added(op, list(op.log_lines.order_by("-seq")[:1]))
-    live.operation_changed(op)
-    return True
+async def mark_interrupted(every: float = LEASE_EVERY) -> None:
+    """For a web process without a runner: mark the operations of dead runners interrupted
+    (within STALE_AFTER + `every`), without checking hosts from the web process."""
+    while True:
+        try:
+            await _in_thread(interrupt_stale, refresh=False)
+        except Exception:
+            log.exception("Marking interrupted operations failed")
+        await asyncio.sleep(every)
 
 
 def _checked(machine: Machine) -> None:
