@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
@@ -27,8 +28,49 @@ def save_observation(machine: Machine, **changes) -> None:
         live.machine_changed(machine)
 
 
+@dataclass(frozen=True)
+class EngineAccess:
+    """What reaching a machine's engine takes, read from the database beforehand (so that a
+    probe in another thread needs no database)."""
+
+    url: str
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    ca_name: str = ""
+
+
+def engine_access(machine: Machine) -> EngineAccess | None:
+    if not machine.engine_url:
+        return None
+    if machine.url.startswith(("tcp://", "https://")):
+        from .provision.certs import ca_for_machine
+
+        ca = ca_for_machine(machine)
+        return EngineAccess(machine.url, ca.cert, ca.client_cert, ca.client_key, ca.name)
+    return EngineAccess(machine.url)
+
+
 def check_machine(machine: Machine, timeout: float | None = None) -> None:
     """One health check: the driver's view of the host, then a ping of its engine."""
+    changes = probe(machine, engine_access(machine), timeout, heal=_heal)
+    save_observation(machine, **changes)
+
+
+def _heal(machine: Machine) -> bool:
+    """A host that came back with another IP (container restart, cloud stop/start) gets its
+    certificate re-issued by an operation, before anyone trips over it."""
+    if not machine.tls_server_cert:
+        return False
+    try:
+        return operations.request_ip_heal(machine) is not None
+    except Exception as e:
+        log.warning("Checking %s for an IP change failed: %s", machine.name, e)
+        return False
+
+
+def probe(machine: Machine, access: EngineAccess | None, timeout=None, *, heal=None) -> dict:
+    """What a health check observes (the fields to store); only the network (and `heal`)."""
     timeout = timeout or settings.HEALTH_CHECK_TIMEOUT
     started = time.monotonic()
     now = timezone.now()
@@ -40,49 +82,38 @@ def check_machine(machine: Machine, timeout: float | None = None) -> None:
         changes.update(
             state=Machine.State.ERROR, last_error=str(e)[:1000], last_error_detail=detail(e)
         )
-    if changes["state"] == Machine.State.RUNNING and machine.tls_server_cert:
-        # A host that came back with another IP (container restart, cloud stop/start) gets
-        # its certificate re-issued by an operation, before anyone trips over it.
+    running = changes["state"] == Machine.State.RUNNING
+    if running and heal is not None and heal(machine):
+        return changes
+    if running and access is not None:
         try:
-            healing = operations.request_ip_heal(machine)
-        except Exception as e:
-            healing = None
-            log.warning("Checking %s for an IP change failed: %s", machine.name, e)
-        if healing is not None:
-            save_observation(machine, **changes)
-            return
-    if changes["state"] == Machine.State.RUNNING and machine.engine_url:
-        try:
-            client = engines.client_for_machine(machine, timeout=timeout)
+            client = engines.client(
+                access.url, ca=access.ca, cert=access.cert, key=access.key, timeout=timeout
+            )
             try:
                 version = client.version()
             finally:
                 client.close()
-            changes.update(
-                engine_reachable=True,
-                docker_version=version.get("Version", ""),
-                last_seen=now,
-                response_time_ms=int((time.monotonic() - started) * 1000),
-            )
+            changes.update(engine_reachable=True, docker_version=version.get("Version", ""))
         except Exception as e:
-            changes.update(
-                engine_reachable=False,
-                last_error=unreachable(machine, e, timeout)[:1000],
-                last_error_detail=detail(e),
-            )
-    elif changes["state"] == Machine.State.RUNNING:
+            sentence = describe(e, target_of(access.url, ca=access.ca_name, timeout=timeout))
+            return changes | {
+                "engine_reachable": False,
+                "last_error": _unreachable(sentence)[:1000],
+                "last_error_detail": detail(e),
+            }
+    if running:
         changes.update(last_seen=now, response_time_ms=int((time.monotonic() - started) * 1000))
-    save_observation(machine, **changes)
+    return changes
 
 
 def unreachable(machine: Machine, error: BaseException, timeout: float | None = None) -> str:
     """Why the machine's engine cannot be reached, in one sentence."""
-    ca = ""
-    if machine.url.startswith("tcp://"):
-        from .provision.certs import ca_for_machine
+    access = engine_access(machine) or EngineAccess(machine.url)
+    return _unreachable(describe(error, target_of(access.url, ca=access.ca_name, timeout=timeout)))
 
-        ca = ca_for_machine(machine).name
-    sentence = describe(error, target_of(machine.url, ca=ca, timeout=timeout))
+
+def _unreachable(sentence: str) -> str:
     return f"Engine unreachable: {sentence}" + ("" if sentence.endswith(("?", "!")) else ".")
 
 

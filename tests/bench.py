@@ -448,8 +448,15 @@ def bench_health() -> None:
     run()
 
 
+def bench_import() -> None:
+    from tests.bench_fleet import bench_import as run
+
+    run()
+
+
 SECTIONS = {
     "ls": bench_ls,
+    "import": bench_import,
     "list": bench_list,
     "health": bench_health,
     "worker": bench_idle_worker,

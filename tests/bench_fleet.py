@@ -163,8 +163,11 @@ def bench_health() -> None:
         worker = runner.Runner(kind="bench")
         Machine.objects.update(lease_owner=worker.name)
         generic = Driver.objects.get_or_create(name="generic", defaults={"kind": "generic"})[0]
+        from machines.lib.ssh import generate_key
+
         target = Machine.objects.create(
             name="op-target",
+            ssh_private_key=generate_key()[0],
             driver=generic,
             ip="127.0.0.1",
             ssh_port=closed_port(),
@@ -200,3 +203,94 @@ def _interval() -> int:
     from django.conf import settings
 
     return settings.HEALTH_CHECK_INTERVAL
+
+
+def _rsa_pem(_: int) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _bench_store(root: Path, total: int, engine: str, hole: str):
+    """A docker-machine store of `total` machines attached by URL (900 to the test engine,
+    the rest to a black hole), made once and kept: its 2,000 RSA keys take a while."""
+    import multiprocessing
+
+    from cryptography.hazmat.primitives import serialization
+
+    from tests import dmstores
+
+    if (root / "complete").exists():
+        return
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+    with multiprocessing.Pool(2) as pool:
+        pems = pool.map(_rsa_pem, range(2 * total + 2))  # and the CA's, the client's
+    keys = iter(
+        serialization.load_pem_private_key(p.encode(), None, unsafe_skip_rsa_key_validation=True)
+        for p in pems
+    )
+    original, dmstores.new_key = dmstores.new_key, lambda: next(keys)
+    try:
+        store = dmstores.DockerMachineStore(root)
+        for i in range(total):
+            url = hole if i < total // 10 else engine
+            store.add(f"dm-{i:04d}", driver="none", URL=url)
+    finally:
+        dmstores.new_key = original
+    (root / "complete").write_text("")
+
+
+def bench_import(total: int = 1000) -> None:
+    """import-docker-machine of a 1,000-machine store (100 of them never answer), whole
+    command, as a user runs it."""
+    from tests.bench import BENCH_DIR, _env, _reset_machines
+    from tests.helpers import BlackHole
+
+    engine = os.getenv("DOCKER_HOST", "")
+    if not engine.startswith("unix://"):
+        print("\n== import: skipped (export the test engine's DOCKER_HOST) ==")
+        return
+    hole_path = BENCH_DIR / "import-hole.sock"
+    hole_path.unlink(missing_ok=True)
+    hole = BlackHole(str(hole_path))
+    store = BENCH_DIR / f"dmstore-{total}"
+    started = time.perf_counter()
+    _bench_store(store, total, engine, hole.address)
+    made = time.perf_counter() - started
+    _reset_machines()
+    started = time.perf_counter()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "machine",
+            "import-docker-machine",
+            "--storage-path",
+            str(store),
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    took = time.perf_counter() - started
+    hole.close()
+    from machines.models import Machine
+
+    reachable = Machine.objects.filter(engine_reachable=True).count()
+    print(f"\n== import-docker-machine: a store of {total} machines, {total // 10} never answer ==")
+    print(
+        f"{took:.1f} s for {Machine.objects.count()} machines ({reachable} reachable), exit "
+        f"{done.returncode}; (making the store: {made:.0f} s, kept for the next run)"
+    )
+    if done.returncode:
+        print(done.stdout[-2000:], done.stderr[-2000:])
+    _reset_machines()

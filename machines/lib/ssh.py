@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from .errorwords import Target, describe
+from .keys import load_pem_private_key
 
 CONNECT_TIMEOUT = 10
 
@@ -69,7 +70,7 @@ def public_key_of(private_key: str) -> str:
         if b"OPENSSH PRIVATE KEY" in text:
             key = serialization.load_ssh_private_key(text, password=None)
         else:
-            key = serialization.load_pem_private_key(text, password=None)
+            key = load_pem_private_key(text)
     except TypeError:
         raise ValueError("Passphrase-protected keys are not supported.") from None
     except (ValueError, Exception) as e:  # cryptography raises several kinds on bad input
