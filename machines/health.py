@@ -53,11 +53,11 @@ def engine_access(machine: Machine) -> EngineAccess | None:
 
 def check_machine(machine: Machine, timeout: float | None = None) -> None:
     """One health check: the driver's view of the host, then a ping of its engine."""
-    changes = probe(machine, engine_access(machine), timeout, heal=_heal)
+    changes = probe(machine, engine_access(machine), timeout, heal=heal)
     save_observation(machine, **changes)
 
 
-def _heal(machine: Machine) -> bool:
+def heal(machine: Machine) -> bool:
     """A host that came back with another IP (container restart, cloud stop/start) gets its
     certificate re-issued by an operation, before anyone trips over it."""
     if not machine.tls_server_cert:
@@ -87,13 +87,9 @@ def probe(machine: Machine, access: EngineAccess | None, timeout=None, *, heal=N
         return changes
     if running and access is not None:
         try:
-            client = engines.client(
+            version = engines.ping(
                 access.url, ca=access.ca, cert=access.cert, key=access.key, timeout=timeout
             )
-            try:
-                version = client.version()
-            finally:
-                client.close()
             changes.update(engine_reachable=True, docker_version=version.get("Version", ""))
         except Exception as e:
             sentence = describe(e, target_of(access.url, ca=access.ca_name, timeout=timeout))

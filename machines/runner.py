@@ -19,7 +19,7 @@ import math
 import os
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
@@ -29,7 +29,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from . import live, operations
-from .health import check_machine
+from .health import check_machine, engine_access, heal, probe, save_observation
 from .models import Machine, Operation, Worker
 from .stale import STALE_AFTER, interrupt, interrupt_stale, retry_hint
 from .watch import EngineWatcher
@@ -267,9 +267,12 @@ class Runner:
             .exclude(pk__in=busy)
         )
         # Bounded concurrency and short timeouts: 100 dead hosts cost one timeout, not 100.
-        futures = [self.health_pool.submit(_checked, m) for m in machines]
-        for future in futures:
-            future.result()
+        # The pool only probes; this thread stores what it saw (one writer, not 64 taking
+        # turns at SQLite's write lock).
+        futures = {self.health_pool.submit(_probed, m, engine_access(m)): m for m in machines}
+        for future in as_completed(futures):
+            if (changes := future.result()) is not None:
+                save_observation(futures[future], **changes)
         # A stream to a host that vanished without a word (no FIN) can block forever; the
         # failed ping tells us, and a fresh connection attempt starts the backoff.
         for machine in machines:
@@ -328,11 +331,12 @@ async def mark_interrupted(every: float = LEASE_EVERY) -> None:
         await asyncio.sleep(every)
 
 
-def _checked(machine: Machine) -> None:
+def _probed(machine: Machine, access) -> dict | None:
     try:
-        check_machine(machine)
+        return probe(machine, access, heal=heal)
     except Exception:
         log.exception("Health check of %s failed", machine.name)
+        return None
     finally:
         close_old_connections()
 

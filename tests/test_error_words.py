@@ -43,7 +43,7 @@ def test_connection_refused_and_its_details():
         "listening there?"
     )
     assert "Connection refused" in machine.last_error_detail
-    assert "HTTPSConnectionPool" in machine.last_error_detail  # the library's text, kept
+    assert machine.last_error_detail.startswith("ConnectionRefusedError: ")  # the text behind
 
 
 def test_a_host_that_never_answers_times_out_in_words():
