@@ -67,3 +67,21 @@ def bulk_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "label": operations.ACTIONS[bulk.kind].label,
     }
     return render(request, "machines/bulk.html", context)
+
+
+@require_POST
+@permission_required("machines.add_machine", raise_exception=True)
+def retry_create(request: HttpRequest, name: str) -> HttpResponse:
+    """Run a machine's failed create again, without removing it first."""
+    machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
+    try:
+        operations.request(machine, operations.Kind.CREATE, user=request.user)
+    except operations.OperationConflict as e:
+        notice, error = str(e), True
+    else:
+        notice, error = f"Retrying the create of {machine.name}.", False
+    if not request.htmx:
+        (messages.error if error else messages.success)(request, notice)
+        return redirect(machine)
+    context = {"notice": notice, "error": error}
+    return render(request, "machines/detail.html#machine_notice", context)

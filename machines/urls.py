@@ -22,6 +22,7 @@ urlpatterns = [
     path("machines/<str:name>/", views.machine_detail, name="detail"),
     path("machines/<str:name>/remove/", views.machine_remove, name="remove"),
     path("machines/<str:name>/tags/", fleet_views.machine_tags, name="tags"),
+    path("machines/<str:name>/retry-create/", fleet_views.retry_create, name="retry_create"),
     path("machines/<str:name>/client-bundle.zip", views.client_bundle, name="client_bundle"),
     path("machines/<str:name>/client-cert/", views.client_cert, name="client_cert"),
     path(

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 
 from machines.drivers import all_drivers, driver_class, registered
 from machines.drivers.base import CLIFlag
-from machines.models import Driver, Machine, machine_name_validator
+from machines.models import Driver, Machine, Operation, machine_name_validator
 from machines.validation import one_line, parse_tag
 
 from .follow import follow
@@ -76,8 +76,10 @@ def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None
         raise CommandError(
             f"Invalid machine name {name!r}: use letters, digits, '-' and '.'"
         ) from None
-    if Machine.objects.filter(name=name).exists():
-        raise CommandError(f"Machine {name} already exists")
+    existing = Machine.objects.select_related("driver").filter(name=name).first()
+    if existing is not None:
+        _retry(cli, existing, verbose)
+        return
     driver_row = _driver_for(driver, opts)
     impl = driver_row.get_driver()
     form = impl.options_form(data=_options_data(type(impl), opts))
@@ -90,6 +92,26 @@ def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None
     except ValidationError as e:
         raise CommandError(f"Invalid machine: {one_line(e)}") from None
     cli.stdout.write(f"Creating machine {name} ({driver_row.kind})...")
+    follow(cli, op, verbose)
+
+
+def _retry(cli, machine: Machine, verbose: bool) -> None:
+    """`create NAME` again after a create that failed: the same machine, its stored options
+    (what the last attempt made is reused or redone)."""
+    from machines import operations
+
+    last = machine.operations.filter(kind=Operation.Kind.CREATE).order_by("-created_at").first()
+    if last is None or last.status == Operation.Status.SUCCEEDED:
+        raise CommandError(f"Machine {machine.name} already exists")
+    try:
+        op = operations.request(machine, Operation.Kind.CREATE, via="cli")
+    except operations.OperationConflict as e:
+        raise CommandError(str(e)) from None
+    why = f": {last.error.splitlines()[0]}" if last.error else ""
+    cli.stdout.write(
+        f"Retrying the create of {machine.name} ({machine.driver.kind}), which ended "
+        f"{last.status}{why}. Its options are the ones it was created with."
+    )
     follow(cli, op, verbose)
 
 

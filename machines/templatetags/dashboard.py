@@ -57,6 +57,17 @@ def page_link(filter_form, number: int) -> str:
     return filter_form.page_link(number)
 
 
+@register.filter
+def create_failed(machine) -> bool:
+    """Whether the machine's create did not succeed and may be run again (a retry)."""
+    from machines.models import Operation
+    from machines.operations import ACTIONS
+
+    last = machine.operations.filter(kind=Operation.Kind.CREATE).order_by("-created_at").first()
+    ended_badly = last is not None and last.status in ("failed", "interrupted", "cancelled")
+    return ended_badly and not ACTIONS[Operation.Kind.CREATE].refusal(machine)
+
+
 def compact_duration(seconds: float) -> str:
     """12 s, 5 min, 3 h, 4 d: dense enough for a table cell (the same in dockerdash.js)."""
     seconds = max(0, int(seconds))
