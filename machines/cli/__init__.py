@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("env", "Print the docker CLI's flags for a machine"),
     "ssh": ("ssh", "Log into a machine with SSH or run a command on it"),
     "scp": ("ssh", "Copy files to, from or between machines (machine:path)"),
+    "mount": ("ssh", "Mount a machine's folder here with sshfs (-u: unmount)"),
     "import-docker-machine": ("store", "Bring in the machines of a docker-machine store"),
     # Runs one operation and exits; `follow` starts it detached when no runner is alive.
     "run-operation": ("follow", ""),
