@@ -47,7 +47,10 @@ def machine_list(request: HttpRequest) -> HttpResponse:
         ctx["bulk_actions"] = bulk.choices(admin=request.user.has_perm("machines.delete_machine"))
         ctx["bulk_concurrency"] = settings.BULK_CONCURRENCY
     if request.htmx and request.htmx.target == "machine-list":
-        return render(request, "machines/list.html#machine_list", ctx)
+        response = render(request, "machines/list.html#machine_list", ctx)
+        # The address bar gets the view's own query (no empty parameters): bookmarkable.
+        response["HX-Push-Url"] = request.path + filter_form.query_string()
+        return response
     if request.htmx:
         return render(request, "machines/list.html#machine_rows", ctx)
     counts = listing.state_counts()
@@ -59,7 +62,9 @@ def machine_list(request: HttpRequest) -> HttpResponse:
 def _container_table(request: HttpRequest, template: str, ctx: dict) -> HttpResponse:
     # The filter form asks for the table alone; its socket then follows the new filter.
     if request.htmx and request.htmx.target == "containers-live":
-        template = "machines/containers.html#container_table"
+        response = render(request, "machines/containers.html#container_table", ctx)
+        response["HX-Push-Url"] = request.path + ctx["filter"].query_string()
+        return response
     return render(request, template, ctx)
 
 
