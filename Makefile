@@ -50,9 +50,10 @@ lint: venv
 
 # What the tests need from the system: a real Docker Engine, debootstrap for host images,
 # OpenSSH, Chromium for the browser tests, PostgreSQL and Redis for the scale-out tests,
-# fish, tcsh and zsh to eval `machine env`'s output in each shell it writes for, and an image
-# registry (no public one is reachable) for the image pull tests.
-APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates fish tcsh zsh docker-registry
+# fish, tcsh and zsh to eval `machine env`'s output in each shell it writes for, an image
+# registry (no public one is reachable) for the image pull tests, sshfs and rsync for
+# `machine mount` and `machine scp -d`.
+APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates fish tcsh zsh docker-registry sshfs rsync
 .PHONY: system-deps
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \

@@ -294,3 +294,9 @@ TERMINAL_IDLE_SECONDS = envint("DOCKERDASH_TERMINAL_IDLE_SECONDS", 15 * 60)
 AUDIT_RETENTION_DAYS = envint("DOCKERDASH_AUDIT_RETENTION_DAYS", 365)
 # Seconds between a host's CPU, memory and disk samples (over SSH, by the health checks).
 HOST_USAGE_INTERVAL = envint("DOCKERDASH_HOST_USAGE_INTERVAL", 60)
+
+# A bulk action runs at most this many of its operations at once.
+BULK_CONCURRENCY = envint("DOCKERDASH_BULK_CONCURRENCY", 10)
+# The machine list's page size (the containers page: CONTAINER_LIST_PAGE_SIZE).
+MACHINE_LIST_PAGE_SIZE = envint("DOCKERDASH_MACHINE_LIST_PAGE_SIZE", 50)
+CONTAINER_LIST_PAGE_SIZE = envint("DOCKERDASH_CONTAINER_LIST_PAGE_SIZE", 100)

@@ -137,8 +137,9 @@ class _LiveConsumer(AsyncWebsocketConsumer):
 
     # Rows: the snapshot puts rows on the page and the consumer remembers which, so each
     # change is an insertion, a replacement or a deletion, and rows the page does not show
-    # cost nothing.
+    # cost nothing. A paginated table takes new rows only while its page has room.
     rows_shown: set[str]
+    room: int | None = None  # None: no limit
 
     def wants(self, event: dict) -> bool:
         return True
@@ -148,12 +149,16 @@ class _LiveConsumer(AsyncWebsocketConsumer):
         if event.get("deleted") or not self.wants(event):
             if row in self.rows_shown:
                 self.rows_shown.discard(row)
+                if self.room is not None:
+                    self.room += 1
                 await self.send(text_data=event["html_gone"])
             return
         if row in self.rows_shown:
             await self.send(text_data=self.pick(event))
-        else:
+        elif self.room is None or self.room > 0:
             self.rows_shown.add(row)
+            if self.room is not None:
+                self.room -= 1
             await self.send(text_data=self.pick(event, "insert_"))
 
     def pick(self, event: dict, prefix: str = "") -> str:
@@ -168,18 +173,6 @@ class _LiveConsumer(AsyncWebsocketConsumer):
     operation_log = _forward
     containers_changed = _forward_row
     containers_notice = _forward
-
-
-class MachineListConsumer(_LiveConsumer):
-    machine_changed = _LiveConsumer._forward_row
-
-    def groups_for(self) -> list[str]:
-        return [live.MACHINES]
-
-    def snapshot(self) -> list[str]:
-        machines = list(Machine.objects.select_related("driver").order_by("name"))
-        self.rows_shown = {f"machine-{m.pk}" for m in machines}
-        return [self.render("machines/list.html#machine_rows_oob", {"machines": machines})]
 
 
 class MachineConsumer(_LiveConsumer):
@@ -260,8 +253,10 @@ class _ContainersConsumer(_LiveConsumer):
         return super()._allowed(user)
 
     def snapshot(self) -> list[str]:
-        containers = list(self.filter.rows(getattr(self, "machine", None)))
+        page = self.filter.get_page(getattr(self, "machine", None))
+        containers = list(page.object_list)
         self.rows_shown = {f"container-{c.pk}" for c in containers}
+        self.room = 0 if page.has_next() else page.paginator.per_page - len(containers)
         context = {
             "containers": containers,
             "fleet": self.fleet,

@@ -21,14 +21,25 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .dmstore import Refused, Store, TLSFiles, check_issued, read_tls, shown, store_client
+from .dmstore import (
+    Refused,
+    Store,
+    TLSFiles,
+    check_issued,
+    parse_cache,
+    parsed,
+    read_tls,
+    shown,
+    store_client,
+)
 from .drivers import for_docker_machine
 from .lib.ssh import public_key_of
 from .models import CertificateAuthority, Driver, Machine
 from .operations import create_machine
-from .validation import one_line
+from .validation import one_line, parse_tag
 
-# docker-machine drivers that map to ours; any other is attached as a plain TLS engine.
+# A progress line every this many machines (a store may hold a thousand).
+PROGRESS_EVERY = 100
 
 
 class StoreError(Exception):
@@ -76,34 +87,83 @@ def _store_ca(tls: TLSFiles, client: tuple | None) -> CertificateAuthority:
     return ca
 
 
-def import_store(store_path: Path, *, user=None, log=print) -> Result:
+def import_store(
+    store_path: Path, *, user=None, log=print, tags_from_labels: bool = False
+) -> Result:
     store = Store(store_path)
     machines_dir = store.root / "machines"
     if machines_dir.is_symlink() or not machines_dir.is_dir():
         raise StoreError(f"{store_path} is not a docker-machine store (no machines/ folder)")
     client = store_client(store)
-    result = Result()
-    for machine_dir in sorted(machines_dir.iterdir()):
-        name = machine_dir.name
-        try:
-            config = _config(store, name)
-            if config is None:
-                continue  # not a machine's folder
-            name = config["Name"] if isinstance(config.get("Name"), str) else name
-            machine, kind, tls = _machine(store, machine_dir, config, user, log)
-            with transaction.atomic():
-                ca = _store_ca(tls, client)
-                create_machine(machine, user=user, via="import")
-        except Refused as e:
-            result.refused.append((name, str(e)))
-        except ValidationError as e:
-            result.refused.append((name, f"it is not valid: {one_line(e)}"))
-        else:
-            result.imported.append(machine.name)
-            _imported(machine, kind, ca, log)
-            continue
-        log(f"{shown(name)}: refused: {result.refused[-1][1]}")
+    result, imported = Result(), []
+    folders = sorted(machines_dir.iterdir())
+    with parse_cache():
+        for n, machine_dir in enumerate(folders, 1):
+            found = _import_one(store, machine_dir, client, result, user, log, tags_from_labels)
+            if found:
+                imported.append(found)
+            if n % PROGRESS_EVERY == 0 and n < len(folders):
+                log(f"… {n} of {len(folders)} folders read")
+    _check_all(imported, log)
     return result
+
+
+def _import_one(store: Store, machine_dir: Path, client, result: Result, user, log, tags: bool):
+    """One machine's folder: (machine, kind, CA) when imported, else None (the reason kept)."""
+    name = machine_dir.name
+    try:
+        config = _config(store, name)
+        if config is None:
+            return None  # not a machine's folder
+        name = config["Name"] if isinstance(config.get("Name"), str) else name
+        machine, kind, tls = _machine(store, machine_dir, config, user, log)
+        if tags:
+            machine.tags = _tags(machine, log)
+        with transaction.atomic():
+            ca = _store_ca(tls, client)
+            if machine.driver_class.attaches_engines and machine.engine_url.startswith("tcp://"):
+                # An engine attached by URL is reached with the store's CA and client
+                # certificate (there is no server certificate of dockerdash's to go by).
+                machine.driver_options["tls_ca"] = ca.name
+            create_machine(machine, user=user, via="import")
+    except Refused as e:
+        result.refused.append((name, str(e)))
+    except ValidationError as e:
+        result.refused.append((name, f"it is not valid: {one_line(e)}"))
+    else:
+        result.imported.append(machine.name)
+        _imported(machine, kind, ca, log)
+        return machine
+    log(f"{shown(name)}: refused: {result.refused[-1][1]}")
+    return None
+
+
+def _check_all(machines: list[Machine], log) -> None:
+    """Look at every imported machine now (so that `env` and the list know their state at
+    once), HEALTH_CHECK_CONCURRENCY at a time: hosts that never answer cost one timeout.
+    The threads only probe; what they observed is stored here, in the caller's thread."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from django.conf import settings
+
+    from .health import engine_access, probe, save_observation
+
+    if not machines:
+        return
+    workers = min(settings.HEALTH_CHECK_CONCURRENCY, len(machines))
+    log(f"Checking {len(machines)} machines, {workers} at a time")
+    with ThreadPoolExecutor(workers, thread_name_prefix="import-check") as pool:
+        futures = {pool.submit(probe, m, engine_access(m)): m for m in machines}
+        for n, future in enumerate(as_completed(futures), 1):
+            machine = futures[future]
+            save_observation(machine, **future.result())
+            state = machine.get_state_display()
+            if machine.engine_reachable:
+                log(f"{machine.name}: {state}, Docker {machine.docker_version}")
+            else:
+                log(f"{machine.name}: {state}; {machine.last_error or 'engine not reached'}")
+            if n % PROGRESS_EVERY == 0 and n < len(futures):
+                log(f"… {n} of {len(futures)} machines checked")
 
 
 def _config(store: Store, folder: str) -> dict | None:
@@ -198,6 +258,20 @@ def _machine(store: Store, machine_dir: Path, config: dict, user, log):
     return machine, kind, tls
 
 
+def _tags(machine: Machine, log) -> dict[str, str]:
+    """The engine labels that can be tags (asked for with --tags-from-labels)."""
+    tags = {}
+    for label in machine.engine_labels if isinstance(machine.engine_labels, list) else []:
+        try:
+            key, value = parse_tag(label) if isinstance(label, str) else ("", "")
+        except ValueError as e:
+            log(f"{shown(machine.name)}: label not taken as a tag: {e}")
+            continue
+        if key:
+            tags[key] = value
+    return tags
+
+
 def _flags(flags):
     """docker-machine keeps --engine-opt as name=value and adds the dashes itself."""
     if not isinstance(flags, list):
@@ -211,7 +285,7 @@ def _ssh_key(store: Store, folder: str, driver_cfg: dict, name: str, log) -> str
         return ""
     key = store.read(path, "SSH key")
     try:
-        public_key_of(key)
+        parsed("ssh", key, public_key_of)
     except ValueError as e:
         log(f"{shown(name)}: its SSH key is not usable ({e}); SSH actions will need a new key")
         return ""
@@ -229,12 +303,3 @@ def _imported(machine: Machine, kind: str, ca: CertificateAuthority, log) -> Non
     if machine.driver_class.provisioned:
         name = machine.name
         log(f"{name}: its SSH host key will be pinned on first contact (docker-machine kept none)")
-    # Look at it now, so that `env` and the list know its state at once.
-    from .runner import check_machine
-
-    check_machine(machine)
-    if machine.engine_reachable:
-        log(f"{machine.name}: {machine.get_state_display()}, Docker {machine.docker_version}")
-    else:
-        state = machine.get_state_display()
-        log(f"{machine.name}: {state}; {machine.last_error or 'engine not reached'}")

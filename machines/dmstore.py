@@ -10,15 +10,19 @@ regular files are read; every key must be a private key matching its certificate
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+
+from .lib.keys import load_pem_private_key
 
 MAX_FILE_SIZE = 1 << 20  # config.json and PEM files are a few KB
 
@@ -102,16 +106,41 @@ class Store:
             raise Refused(f"its {what} is not text") from None
 
 
+# While a store is imported: what each file's text parsed to (the store's CA, client
+# certificate and key are in every machine's folder; an RSA key takes milliseconds to load
+# and check). Only during import_store, then forgotten: parsed keys do not linger.
+_parsed: dict | None = None
+
+
+@contextlib.contextmanager
+def parse_cache() -> Iterator[None]:
+    global _parsed
+    _parsed = {}
+    try:
+        yield
+    finally:
+        _parsed = None
+
+
+def parsed(kind: str, text: str, parse: Callable[[str], object]):
+    """parse(text), once per text while a parse_cache is open (failures are not kept)."""
+    if _parsed is None:
+        return parse(text)
+    if (kind, text) not in _parsed:
+        _parsed[kind, text] = parse(text)
+    return _parsed[kind, text]
+
+
 def certificate(text: str, what: str) -> x509.Certificate:
     try:
-        return x509.load_pem_x509_certificate(text.encode())
+        return parsed("cert", text, lambda t: x509.load_pem_x509_certificate(t.encode()))
     except ValueError:
         raise Refused(f"its {what} is not a PEM certificate") from None
 
 
 def private_key(text: str, what: str):
     try:
-        return serialization.load_pem_private_key(text.encode(), password=None)
+        return parsed("key", text, lambda t: load_pem_private_key(t.encode()))
     except TypeError:
         raise Refused(f"its {what} is protected by a passphrase") from None
     except (ValueError, UnsupportedAlgorithm):

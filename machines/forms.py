@@ -3,12 +3,14 @@ from __future__ import annotations
 import re
 
 from django import forms
+from django.conf import settings
+from django.core.paginator import Paginator
 from django.db.models import Q
 from django.utils.http import urlencode
 
 from .drivers import DriverError, all_drivers, driver_class
 from .models import Container, Driver, Machine
-from .validation import ENV_RE, LABEL_RE
+from .validation import ENV_RE, LABEL_RE, parse_tag
 
 
 class LinesField(forms.CharField):
@@ -35,6 +37,47 @@ class LinesField(forms.CharField):
         return lines
 
 
+class TagsField(forms.CharField):
+    """key=value tags, one a line (or separated by spaces or commas); a dict in Python."""
+
+    widget = forms.Textarea(attrs={"rows": 2, "placeholder": "env=prod\nteam=web"})
+
+    def __init__(self, **kw):
+        kw.setdefault("required", False)
+        kw.setdefault("help_text", "key=value, one a line; search and filter by them")
+        super().__init__(**kw)
+
+    def prepare_value(self, value):
+        if isinstance(value, dict):
+            return "\n".join(f"{k}={v}" for k, v in sorted(value.items()))
+        return value
+
+    def to_python(self, value) -> dict[str, str]:
+        return parse_tags((value or "").replace(",", " ").split())
+
+
+def parse_tags(words: list[str]) -> dict[str, str]:
+    """key=value words as tags; a ValidationError naming the first that is not one."""
+    tags: dict[str, str] = {}
+    for word in words:
+        try:
+            key, value = parse_tag(word)
+        except ValueError as e:
+            raise forms.ValidationError(f"{e}.", code="invalid_tag") from None
+        tags[key] = value
+    return tags
+
+
+class TagsForm(forms.ModelForm):
+    """A machine's tags, edited on its page."""
+
+    tags = TagsField(label="Tags")
+
+    class Meta:
+        model = Machine
+        fields = ["tags"]
+
+
 class MachineForm(forms.ModelForm):
     """The fields every machine has; the driver's own fields come from its options form."""
 
@@ -46,12 +89,14 @@ class MachineForm(forms.ModelForm):
     engine_env = LinesField(label="Engine environment", pattern=ENV_RE, example="KEY=value")
     engine_opts = LinesField(label="Extra daemon flags", help_text="e.g. --log-level=warn")
     tls_san = LinesField(label="Extra TLS SANs")
+    tags = TagsField(label="Tags")
 
     class Meta:
         model = Machine
         fields = [
             "name",
             "driver",
+            "tags",
             "engine_labels",
             "engine_insecure_registries",
             "engine_registry_mirrors",
@@ -138,13 +183,21 @@ class ConfirmRemoveForm(forms.Form):
 
 
 class ContainerFilterForm(forms.Form):
-    """The container tables' filter: a search and a state, from the query string.
+    """The container tables' filter: a search, a state, the machines' tag and driver, a sort
+    and a page, from the query string.
 
     The same filter picks the rows of a page, of a websocket's snapshot, and which pushed
     changes a socket forwards (a container that stops matching is removed from the view).
     """
 
     STATES = ["running", "paused", "restarting", "exited", "created", "dead"]
+    SORTS = {
+        "": ("-created", "name"),
+        "name": ("name", "machine__name"),
+        "machine": ("machine__name", "name"),
+        "state": ("state", "name"),
+        "image": ("image", "name"),
+    }
 
     q = forms.CharField(
         required=False,
@@ -157,10 +210,34 @@ class ContainerFilterForm(forms.Form):
     state = forms.ChoiceField(
         required=False, choices=[("", "any state")] + [(s, s) for s in STATES]
     )
+    tag = forms.CharField(
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(
+            attrs={"placeholder": "machine tag: key=value", "autocomplete": "off"}
+        ),
+    )
+    driver = forms.ChoiceField(required=False)
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[("", "newest"), *((k, k) for k in ("name", "machine", "state", "image"))],
+    )
+    page = forms.IntegerField(required=False, min_value=1)
 
     def __init__(self, data=None, *args, **kwargs):
         super().__init__(data or {}, *args, **kwargs)
+        self.fields["driver"].choices = [("", "any driver")] + [(k, k) for k, _ in all_drivers()]
         self.is_valid()
+
+    def clean_tag(self) -> tuple[str, str, bool] | None:
+        text = self.cleaned_data["tag"].strip()
+        if not text:
+            return None
+        try:
+            key, value = parse_tag(text)
+        except ValueError as e:
+            raise forms.ValidationError(str(e)) from None
+        return key, value, "=" in text
 
     @property
     def query(self) -> str:
@@ -171,11 +248,15 @@ class ContainerFilterForm(forms.Form):
         return self.cleaned_data.get("state", "")
 
     def rows(self, machine: Machine | None = None):
-        """The containers of a table, newest first as in `docker ps -a`."""
+        """The containers of a table, newest first as in `docker ps -a` (or as sorted)."""
         containers = Container.objects.select_related("machine")
         if machine is not None:
             containers = containers.filter(machine=machine)
-        return self.filter(containers).order_by("-created", "name")
+        return self.filter(containers).order_by(*self.SORTS[self.cleaned_data.get("sort", "")])
+
+    def get_page(self, machine: Machine | None = None):
+        size = getattr(settings, "CONTAINER_LIST_PAGE_SIZE", 100)
+        return Paginator(self.rows(machine), size).get_page(self.cleaned_data.get("page") or 1)
 
     def filter(self, containers):
         if q := self.query:
@@ -184,6 +265,12 @@ class ContainerFilterForm(forms.Form):
             )
         if state := self.wanted_state:
             containers = containers.filter(state=state)
+        if kind := self.cleaned_data.get("driver"):
+            containers = containers.filter(machine__driver__kind=kind)
+        if tag := self.cleaned_data.get("tag"):
+            key, value, exact = tag
+            lookup = {f"machine__tags__{key}": value} if exact else {"machine__tags__has_key": key}
+            containers = containers.filter(**lookup)
         return containers
 
     def matches(self, fields: dict) -> bool:
@@ -191,9 +278,27 @@ class ContainerFilterForm(forms.Form):
         q = self.query
         if q and not any(q in (fields.get(k) or "").lower() for k in ("name", "image", "machine")):
             return False
+        if (kind := self.cleaned_data.get("driver")) and fields.get("kind") != kind:
+            return False
+        if tag := self.cleaned_data.get("tag"):
+            key, value, exact = tag
+            tags = fields.get("tags") or {}
+            if key not in tags or (exact and tags[key] != value):
+                return False
         return not self.wanted_state or fields.get("state") == self.wanted_state
 
-    def query_string(self) -> str:
-        q = self.cleaned_data.get("q", "").strip()
-        params = {k: v for k, v in (("q", q), ("state", self.wanted_state)) if v}
+    def query_string(self, **override) -> str:
+        data = self.cleaned_data
+        params = {
+            "q": data.get("q", "").strip(),
+            "state": self.wanted_state,
+            "tag": self.data.get("tag", "").strip() if data.get("tag") else "",
+            "driver": data.get("driver", ""),
+            "sort": data.get("sort", ""),
+            "page": data.get("page") or "",
+        } | override
+        params = {k: v for k, v in params.items() if v not in ("", None, 1)}
         return f"?{urlencode(params)}" if params else ""
+
+    def page_link(self, number: int) -> str:
+        return self.query_string(page=number) or "?"

@@ -9,18 +9,29 @@ number of steps shown to the user is the length of that list for the machine at 
 from __future__ import annotations
 
 import logging
-import shutil
 import traceback
-from collections.abc import Callable
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import audit, live, provision
 from .errors import DriverError, NotSupported
+from .hoststeps import (
+    call_driver,
+    create_host,
+    create_refusal,
+    forget,
+    has_certificate,
+    log_reason,
+    observe,
+    provisioned,
+    purge,
+    refresh_ip,
+    remove_host,
+)
+from .lib.errorwords import detail
 from .lib.ssh import SSHError, generate_key
 from .models import Machine, Operation, OperationLogLine
-from .provision import certs
 from .steps import Action, Cancelled, Context, Step, asked
 
 log = logging.getLogger(__name__)
@@ -32,76 +43,15 @@ class OperationConflict(Exception):
     """Another operation is already pending or running on this machine."""
 
 
-def _observe(machine: Machine, ctx: Context) -> None:
-    machine.observe()
-    ctx.log(f"{machine.name} is {machine.state}" + (f" at {machine.ip}" if machine.ip else ""))
+class NotApplicable(OperationConflict):
+    """The action does not apply to the machine: its driver cannot, or its state says no."""
 
 
-def _refresh_ip(machine: Machine, ctx: Context) -> None:
-    """The driver's current IP (a container or cloud host may get a new one on each start)."""
-    try:
-        ip = machine.get_driver().ip(machine)
-    except DriverError:
-        return
-    if ip and ip != machine.ip:
-        ctx.log(f"The IP of {machine.name} changed from {machine.ip or '(none)'} to {ip}")
-        machine.ip = ip
-        machine.save(update_fields=["ip"])
-
-
-def _create_host(machine: Machine, ctx: Context) -> None:
-    machine.get_driver().create(machine, log=ctx.log)
-    machine.save()
-
-
-def _driver(machine: Machine, ctx: Context):
-    """The machine's driver, reporting its progress to the operation's log."""
-    driver = machine.get_driver()
-    driver.log = ctx.log
-    return driver
-
-
-def _call_driver(method: str) -> Callable[[Machine, Context], None]:
-    def run(machine: Machine, ctx: Context) -> None:
-        getattr(_driver(machine, ctx), method)(machine)
-
-    return run
-
-
-def _why(machine: Machine, ctx: Context) -> None:
-    _refresh_ip(machine, ctx)
-    if reason := ctx.op.args.get("reason"):
-        ctx.log(f"Why: {reason}")
-
-
-def _purge(machine: Machine, ctx: Context) -> None:
-    if not machine.driver_class.can_purge:
-        ctx.log(f"The {machine.driver.kind} driver removes the host itself; nothing to undo")
-        return
-    try:
-        provision.purge(machine, ctx)
-    except (DriverError, SSHError) as e:
-        if not ctx.op.args.get("force"):
-            raise
-        ctx.log(f"Could not undo it ({e}); removing the machine anyway (-f)")
-
-
-def _remove_host(machine: Machine, ctx: Context) -> None:
-    try:
-        _driver(machine, ctx).remove(machine)
-    except DriverError:
-        if not ctx.op.args.get("force"):
-            raise
-        ctx.log("The driver could not remove the host; forgetting the machine anyway (-f)")
-
-
-def _forget(machine: Machine, ctx: Context) -> None:
-    machine_id = machine.pk
-    machine.delete()
-    shutil.rmtree(certs.bundle_dir(ctx.op.machine_name), ignore_errors=True)
-    certs.prune_retired_cas()
-    ctx.op.machine = None  # the operation and its log outlive the machine
-    live.machine_removed(machine_id, ctx.op.machine_name)
+S = Machine.State
+# The states each action applies in (a state nobody confirmed lately is unknown: any).
+STOPPED_OR_BROKEN = (S.STOPPED, S.ERROR, S.TIMEOUT)
+UP_OR_BROKEN = (S.RUNNING, S.PAUSED, S.ERROR, S.TIMEOUT)
+REACHABLE = (S.RUNNING, S.ERROR)
 
 
 CONNECT = Step(lambda m: f"Connect to {provision.ssh_target(m)} over SSH", provision.connect)
@@ -118,21 +68,15 @@ PROVISION = [
     Step("Restart Docker", provision.restart_if_changed),
     WAIT_FOR_API,
 ]
-CHECK_HOST = Step("Check the host", _observe)
+CHECK_HOST = Step("Check the host", observe)
 
 
 def _lifecycle(method: str, label: str, transient: str, *, check_engine: bool, **kw) -> Action:
     # After a (re)start, a provisioned machine's engine is checked too: its IP may have changed
     # (a container or a cloud host gets a new one), which its certificate must then name.
-    steps = [Step(lambda m: f"{label} {m.name}", _call_driver(method)), CHECK_HOST]
+    steps = [Step(lambda m: f"{label} {m.name}", call_driver(method)), CHECK_HOST]
     if check_engine:
-        steps.append(
-            Step(
-                "Check the Docker engine",
-                provision.check_engine,
-                lambda m, op: bool(m.tls_server_cert),
-            )
-        )
+        steps.append(Step("Check the Docker engine", provision.check_engine, has_certificate))
     return Action(method, label, steps, needs=method, transient=transient, **kw)
 
 
@@ -141,30 +85,39 @@ _ACTIONS = [
         Kind.CREATE,
         "Create",
         [
-            Step(lambda m: f"Create the host with the {m.driver.kind} driver", _create_host),
+            Step(lambda m: f"Create the host with the {m.driver.kind} driver", create_host),
             CHECK_HOST,
-            *(Step(s.name, s.run, lambda m, op: m.driver_class.provisioned) for s in PROVISION),
+            *(Step(s.name, s.run, provisioned) for s in PROVISION),
         ],
         transient=Machine.State.STARTING,
         button=False,
+        also=create_refusal,
     ),
-    _lifecycle("start", "Start", Machine.State.STARTING, check_engine=True),
-    _lifecycle("stop", "Stop", Machine.State.STOPPING, check_engine=False),
-    _lifecycle("restart", "Restart", Machine.State.STARTING, check_engine=True),
+    _lifecycle(
+        "start", "Start", S.STARTING, check_engine=True, states=STOPPED_OR_BROKEN, goal=S.RUNNING
+    ),
+    _lifecycle("stop", "Stop", S.STOPPING, check_engine=False, states=UP_OR_BROKEN, goal=S.STOPPED),
+    # As docker-machine's, a restart of a stopped machine starts it.
+    _lifecycle(
+        "restart", "Restart", S.STARTING, check_engine=True, states=(*UP_OR_BROKEN, S.STOPPED)
+    ),
     _lifecycle(
         "kill",
         "Kill",
         Machine.State.STOPPING,
         check_engine=False,
         confirm="Kill {name}? Its host is stopped at once, without a clean shutdown.",
+        states=(*UP_OR_BROKEN, S.STARTING, S.STOPPING),
+        goal=S.STOPPED,
     ),
     Action(
         Kind.PROVISION,
         "Provision",
         PROVISION,
         needs="provisioned",
-        prepare=_refresh_ip,
+        prepare=refresh_ip,
         in_menu=True,
+        states=REACHABLE,
     ),
     Action(
         Kind.REGENERATE_CERTS,
@@ -177,7 +130,8 @@ _ACTIONS = [
             WAIT_FOR_API,
         ],
         needs="provisioned",
-        prepare=_why,
+        states=REACHABLE,
+        prepare=log_reason,
         finish=provision.report_retired_cas,
         confirm="Regenerate the TLS certificates of {name}? Docker restarts on it.",
         in_menu=True,
@@ -193,6 +147,7 @@ _ACTIONS = [
             WAIT_FOR_API,
         ],
         needs="provisioned",
+        states=REACHABLE,
         finish=provision.report_kept,
         button=False,
     ),
@@ -206,6 +161,7 @@ _ACTIONS = [
             WAIT_FOR_API,
         ],
         needs="provisioned",
+        states=REACHABLE,
         finish=provision.report_upgrade,
         confirm="Upgrade Docker on {name}?",
         in_menu=True,
@@ -214,9 +170,9 @@ _ACTIONS = [
         Kind.REMOVE,
         "Remove",
         [
-            Step("Undo the Docker daemon configuration on the host", _purge, asked("purge")),
-            Step(lambda m: f"Remove the host of {m.name}", _remove_host),
-            Step("Forget the machine", _forget),
+            Step("Undo the Docker daemon configuration on the host", purge, asked("purge")),
+            Step(lambda m: f"Remove the host of {m.name}", remove_host),
+            Step("Forget the machine", forget),
         ],
         button=False,
     ),
@@ -233,8 +189,12 @@ def request(
     user=None,
     via: str = "web",
     args: dict | None = None,
+    bulk=None,
 ) -> Operation:
-    """Record a pending operation; refuse if one is already pending or running."""
+    """Record a pending operation; refuse if one is already pending or running, or if the
+    action does not apply to the machine (its driver cannot, or its state says no)."""
+    if why := ACTIONS[kind].refusal(machine):
+        raise NotApplicable(f"{why}.")
     try:
         with transaction.atomic():
             op = Operation.objects.create(
@@ -244,6 +204,7 @@ def request(
                 args=args or {},
                 requested_by=user if getattr(user, "is_authenticated", False) else None,
                 requested_via=via,
+                bulk=bulk,
             )
     except IntegrityError:
         active = machine.active_operation
@@ -331,11 +292,9 @@ def request_ip_heal(machine: Machine) -> Operation | None:
 
 
 def _check_applies(action: Action, machine: Machine) -> None:
+    # Checked when requested too; a driver's row may have changed since.
     if not action.applies_to(machine):
-        kind = machine.driver.kind
-        if action.needs == "provisioned":
-            raise NotSupported(f"{kind} machines are not provisioned by dockerdash")
-        raise NotSupported(f"{kind} driver cannot {action.needs} a host")
+        raise NotSupported(action.refusal(machine))
 
 
 def _run(action: Action, machine: Machine, ctx: Context) -> None:
@@ -376,7 +335,7 @@ def execute(op: Operation) -> Operation:
         )
         op.error = message
         if machine is not None and Machine.objects.filter(pk=machine.pk).exists():
-            machine.record_failure(message)
+            machine.record_failure(message, detail(e))
     else:
         ctx.log("Done", kind=OperationLogLine.Kind.OUTCOME)
         op.status = Operation.Status.SUCCEEDED

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import consumers, engine_consumers, terminal_consumers
+from . import consumers, engine_consumers, fleet_consumers, terminal_consumers
 
 websocket_urlpatterns = [
-    path("ws/machines/", consumers.MachineListConsumer.as_asgi()),
+    path("ws/machines/", fleet_consumers.MachineListConsumer.as_asgi()),
     path("ws/machines/<int:machine_id>/", consumers.MachineConsumer.as_asgi()),
     path(
         "ws/machines/<int:machine_id>/containers/",
@@ -26,5 +26,6 @@ websocket_urlpatterns = [
     path("ws/machines/<int:machine_id>/shell/", terminal_consumers.HostShellConsumer.as_asgi()),
     path("ws/machines/<int:machine_id>/engine/", engine_consumers.EngineObjectsConsumer.as_asgi()),
     path("ws/containers/", consumers.FleetConsumer.as_asgi()),
+    path("ws/bulk/<int:bulk_id>/", fleet_consumers.BulkConsumer.as_asgi()),
     path("ws/operations/<int:operation_id>/", consumers.OperationConsumer.as_asgi()),
 ]

@@ -19,25 +19,32 @@ import math
 import os
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from . import audit, live, operations
-from .health import check_machine, refresh_machine
+from .health import (
+    check_machine,
+    engine_access,
+    heal,
+    probe,
+    sample_host,
+    save_observation,
+)
 from .models import Machine, Operation, RunnerProcess
+from .stale import STALE_AFTER, interrupt, interrupt_stale, retry_hint
 from .watch import EngineWatcher
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EngineWatcher", "Runner", "check_machine", "claim", "interrupt_stale", "run_claimed"]
 
-STALE_AFTER = timedelta(seconds=30)
 HEARTBEAT_EVERY = 5
 POLL_EVERY = 0.5
 LEASE_FOR = timedelta(seconds=20)
@@ -53,52 +60,15 @@ def worker_name() -> str:
 # -- operations ------------------------------------------------------------------------
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _claimer_is_dead(claimed_by: str) -> bool:
-    """Only for claims of this host: their process can be asked directly."""
-    host, _, pid = claimed_by.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    return not _pid_alive(int(pid))
-
-
-def interrupt_stale() -> list[Operation]:
-    """Mark operations whose runner died as interrupted, and re-derive their machines' state.
-
-    A runner is dead when its heartbeat is older than STALE_AFTER, or at once when it ran on
-    this host and its process is gone (a kill -9 followed by a restart).
-    """
-    now = timezone.now()
-    interrupted = []
-    for op in Operation.objects.filter(status=Operation.Status.RUNNING):
-        stale = op.heartbeat_at is None or op.heartbeat_at < now - STALE_AFTER
-        if not (stale or _claimer_is_dead(op.claimed_by)):
-            continue
-        if _interrupt(
-            op,
-            "Interrupted: the process running it stopped. Retry the action.",
-            f"Interrupted: {op.claimed_by} stopped while this ran",
-        ):
-            interrupted.append(op)
-    for op in interrupted:
-        if op.machine_id:
-            refresh_machine(op.machine_id)
-    return interrupted
-
-
 def claim(op_id: int | None = None, worker: str | None = None) -> Operation | None:
-    """Take one pending operation (the oldest, or op_id); None if another runner won it."""
+    """Take one pending operation (the oldest, or op_id); None if another runner won it.
+
+    An operation of a bulk action waits while BULK_CONCURRENCY of its siblings run.
+    """
     worker = worker or worker_name()
     pending = Operation.objects.filter(status=Operation.Status.PENDING)
+    if op_id is None:
+        pending = pending.exclude(bulk__in=_saturated_bulks())
     if op_id is not None:
         candidates = [op_id]
     elif connection.vendor == "postgresql":
@@ -113,6 +83,17 @@ def claim(op_id: int | None = None, worker: str | None = None) -> Operation | No
     else:
         candidates = list(pending.order_by("created_at", "id").values_list("pk", flat=True)[:20])
     return _claim_rows(pending, candidates, worker)
+
+
+def _saturated_bulks():
+    """The bulk actions that run as many operations as they may (a subquery)."""
+    return (
+        Operation.objects.filter(status=Operation.Status.RUNNING, bulk__isnull=False)
+        .values("bulk")
+        .annotate(running=Count("id"))
+        .filter(running__gte=settings.BULK_CONCURRENCY)
+        .values("bulk")
+    )
 
 
 def _claim_rows(pending, candidates: list[int], worker: str) -> Operation | None:
@@ -298,9 +279,19 @@ class Runner:
             .exclude(pk__in=busy)
         )
         # Bounded concurrency and short timeouts: 100 dead hosts cost one timeout, not 100.
-        futures = [self.health_pool.submit(_checked, m) for m in machines]
-        for future in futures:
-            future.result()
+        # The pool only probes; this thread stores what it saw (one writer, not 64 taking
+        # turns at SQLite's write lock).
+        futures = {self.health_pool.submit(_probed, m, engine_access(m)): m for m in machines}
+        sampled = []
+        for future in as_completed(futures):
+            if (changes := future.result()) is not None:
+                save_observation(futures[future], **changes)
+                if changes.get("engine_reachable") is True:
+                    sampled.append(self.health_pool.submit(_sampled, futures[future], changes))
+        # The hosts' own use (over SSH, only when due): in the pool, after the probes.
+        for future in as_completed(sampled):
+            if (changed := future.result()) is not None:
+                live.machine_changed(changed)
         # A stream to a host that vanished without a word (no FIN) can block forever; the
         # failed ping tells us, and a fresh connection attempt starts the backoff.
         for machine in machines:
@@ -330,9 +321,9 @@ class Runner:
         for watcher in self.watchers.values():
             watcher.stop()
         for op in Operation.objects.filter(claimed_by=self.name, status=Operation.Status.RUNNING):
-            _interrupt(
+            interrupt(
                 op,
-                "Interrupted: dockerdash was shut down while this ran. Retry the action.",
+                f"Interrupted: dockerdash was shut down while this ran. {retry_hint(op)}",
                 "Interrupted by shutdown",
             )
         # Hand our machines to the other runners now rather than when the leases expire.
@@ -355,19 +346,33 @@ def _prune_tls_cache() -> None:
         log.info("Deleted %s cached TLS credential(s) of rotated CAs", deleted)
 
 
-def _interrupt(op: Operation, error: str, line: str) -> bool:
-    if not op.interrupt(error, line):
-        return False
-    live.log_lines_added(op, list(op.log_lines.order_by("-seq")[:1]))
-    live.operation_changed(op)
-    return True
+async def mark_interrupted(every: float = LEASE_EVERY) -> None:
+    """For a web process without a runner: mark the operations of dead runners interrupted
+    (within STALE_AFTER + `every`), without checking hosts from the web process."""
+    while True:
+        try:
+            await _in_thread(interrupt_stale, refresh=False)
+        except Exception:
+            log.exception("Marking interrupted operations failed")
+        await asyncio.sleep(every)
 
 
-def _checked(machine: Machine) -> None:
+def _sampled(machine: Machine, changes: dict) -> Machine | None:
     try:
-        check_machine(machine)
+        return machine if sample_host(machine, changes) else None
+    except Exception:
+        log.exception("Reading the host use of %s failed", machine.name)
+        return None
+    finally:
+        close_old_connections()
+
+
+def _probed(machine: Machine, access) -> dict | None:
+    try:
+        return probe(machine, access, heal=heal)
     except Exception:
         log.exception("Health check of %s failed", machine.name)
+        return None
     finally:
         close_old_connections()
 

@@ -126,6 +126,13 @@ class Action:
     in_menu: bool = False
     #: Operators may run it from a button (create and rm are admin-only, with forms).
     button: bool = True
+    #: The states of a machine it applies in (empty: any). A state nobody has confirmed
+    #: lately (or never) is unknown: then every action applies.
+    states: tuple[str, ...] = ()
+    #: The state it leads to ("web-1 is already stopped").
+    goal: str = ""
+    #: Why it does not apply to a machine beyond driver and state ("" when it does).
+    also: Callable[[Machine], str] | None = None
 
     def plan(self, machine: Machine, op: Operation) -> list[Step]:
         return [step for step in self.steps if step.when(machine, op)]
@@ -136,3 +143,30 @@ class Action:
         if self.needs == "provisioned":
             return driver.provisioned
         return not self.needs or driver.supports(self.needs)
+
+    def allowed(self, machine: Machine) -> bool:
+        """Whether its button shows for this machine now (driver and state)."""
+        return not self.refusal(machine)
+
+    def refusal(self, machine: Machine) -> str:
+        """Why this does not apply to the machine now, in one sentence ("" when it does)."""
+        if not self.applies_to(machine):
+            kind = machine.driver.kind
+            if self.needs == "provisioned":
+                return f"{kind} machines are not provisioned by dockerdash"
+            return f"{kind} driver cannot {self.needs} a host"
+        if self.also and (why := self.also(machine)):
+            return why
+        if not self.states or machine.state in self.states or not state_known(machine):
+            return ""
+        state = machine.get_state_display().lower()
+        if machine.state == self.goal:
+            return f"{machine.name} is already {state}"
+        allowed = [str(Machine.State(s).label) for s in self.states]
+        words = ", ".join(allowed[:-1]) + (" or " if len(allowed) > 1 else "") + allowed[-1]
+        return f"{machine.name} is {state}: {self.label} applies when its state is {words}"
+
+
+def state_known(machine: Machine) -> bool:
+    """Whether the stored state was observed lately (else any action may be asked)."""
+    return machine.state != Machine.State.NONE and not machine.stale

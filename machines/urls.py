@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import audit_views, engine_views, terminal_views, views
+from . import audit_views, engine_views, fleet_views, provider_views, terminal_views, views
 
 app_name = "machines"
 urlpatterns = [
     path("", views.machine_list, name="list"),
     path("containers/", views.fleet, name="fleet"),
     path("machines/new/", views.machine_create, name="create"),
+    path("bulk/", fleet_views.bulk_request, name="bulk_request"),
+    path("bulk/<int:pk>/", fleet_views.bulk_detail, name="bulk"),
     path("machines/new/driver-fields/", views.driver_fields, name="driver_fields"),
     path("client-certificates/", views.client_certificates, name="client_certificates"),
     path(
@@ -17,12 +19,14 @@ urlpatterns = [
         name="revoke_client_certificates",
     ),
     path("client-certificates/rotate/", views.rotate_client_ca, name="rotate_client_ca"),
-    path("providers/", views.providers, name="providers"),
-    path("providers/fields/", views.provider_fields, name="provider_fields"),
-    path("providers/<int:pk>/test/", views.provider_test, name="provider_test"),
-    path("providers/<int:pk>/remove/", views.provider_remove, name="provider_remove"),
+    path("providers/", provider_views.providers, name="providers"),
+    path("providers/fields/", provider_views.provider_fields, name="provider_fields"),
+    path("providers/<int:pk>/test/", provider_views.provider_test, name="provider_test"),
+    path("providers/<int:pk>/remove/", provider_views.provider_remove, name="provider_remove"),
     path("machines/<str:name>/", views.machine_detail, name="detail"),
     path("machines/<str:name>/remove/", views.machine_remove, name="remove"),
+    path("machines/<str:name>/tags/", fleet_views.machine_tags, name="tags"),
+    path("machines/<str:name>/retry-create/", fleet_views.retry_create, name="retry_create"),
     path("machines/<str:name>/client-bundle.zip", views.client_bundle, name="client_bundle"),
     path("machines/<str:name>/client-cert/", views.client_cert, name="client_cert"),
     path(

@@ -219,3 +219,37 @@ def validate_engine_opts(value) -> None:
     for opt in _strings(value, "daemon flag"):
         if problem := engine_opt_problem(opt):
             raise ValidationError("%(problem)s.", code="invalid_flag", params={"problem": problem})
+
+
+# Tags: key=value, in the words of URLs, shells and `ls --filter tag=key=value` without quoting.
+TAG_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,62}")
+TAG_VALUE_RE = re.compile(r"[A-Za-z0-9_./:@+-]{0,128}")
+MAX_TAGS = 32
+
+
+def parse_tag(text: str) -> tuple[str, str]:
+    """`key=value` (or `key`, an empty value) as a pair; ValueError saying what is wrong."""
+    key, _, value = text.strip().partition("=")
+    if not TAG_KEY_RE.fullmatch(key):
+        raise ValueError(
+            f"{text!r} is not a tag: its key starts with a letter or digit and holds letters, "
+            "digits and _ . / - (at most 63)"
+        )
+    if not TAG_VALUE_RE.fullmatch(value):
+        raise ValueError(
+            f"{text!r} is not a tag: its value holds letters, digits and _ . / : @ + - "
+            "(at most 128)"
+        )
+    return key, value
+
+
+def validate_tags(value) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValidationError("Tags are key=value pairs of texts.", code="invalid_tags")
+    if len(value) > MAX_TAGS:
+        raise ValidationError(f"At most {MAX_TAGS} tags.", code="too_many_tags")
+    for key, item in value.items():
+        try:
+            parse_tag(f"{key}={item}")
+        except ValueError as e:
+            raise ValidationError("%(why)s.", code="invalid_tag", params={"why": e}) from None

@@ -7,24 +7,22 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
-from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import audit, containers, operations
+from . import audit, bulk, containers, listing, operations
 from .consumers import LOG_TAIL
-from .drivers import DriverError
 from .forms import (
     ConfirmRemoveForm,
     ContainerFilterForm,
     MachineForm,
-    ProviderAccountForm,
-    account_kinds,
+    TagsForm,
     options_form_for,
 )
 from .lib.ssh import public_key_of
+from .listing import MachineFilterForm
 from .models import ClientCertificate, Container, Driver, Machine, Operation
 from .provision import certs, usercerts
 
@@ -40,15 +38,33 @@ def _roles(request: HttpRequest) -> dict:
 @require_GET
 @permission_required("machines.view_machine", raise_exception=True)
 def machine_list(request: HttpRequest) -> HttpResponse:
-    machines = Machine.objects.select_related("driver").order_by("name")
-    template = "machines/list.html#machine_rows" if request.htmx else "machines/list.html"
-    return render(request, template, {"machines": machines, **_roles(request)})
+    """One page of machines, searched, filtered and sorted on the server (query in the URL);
+    the filter form asks for the list alone, whose socket then follows the new filter."""
+    filter_form = MachineFilterForm(request.GET)
+    page = filter_form.get_page()
+    ctx = {"filter": filter_form, "page": page, "machines": page.object_list, **_roles(request)}
+    if ctx["can_operate"]:
+        ctx["bulk_actions"] = bulk.choices(admin=request.user.has_perm("machines.delete_machine"))
+        ctx["bulk_concurrency"] = settings.BULK_CONCURRENCY
+    if request.htmx and request.htmx.target == "machine-list":
+        response = render(request, "machines/list.html#machine_list", ctx)
+        # The address bar gets the view's own query (no empty parameters): bookmarkable.
+        response["HX-Push-Url"] = request.path + filter_form.query_string()
+        return response
+    if request.htmx:
+        return render(request, "machines/list.html#machine_rows", ctx)
+    counts = listing.state_counts()
+    ctx |= {"counts": counts, "counts_total": sum(c["count"] for c in counts)}
+    ctx["fleet_empty"] = ctx["counts_total"] == 0
+    return render(request, "machines/list.html", ctx)
 
 
 def _container_table(request: HttpRequest, template: str, ctx: dict) -> HttpResponse:
     # The filter form asks for the table alone; its socket then follows the new filter.
     if request.htmx and request.htmx.target == "containers-live":
-        template = "machines/containers.html#container_table"
+        response = render(request, "machines/containers.html#container_table", ctx)
+        response["HX-Push-Url"] = request.path + ctx["filter"].query_string()
+        return response
     return render(request, template, ctx)
 
 
@@ -57,10 +73,12 @@ def _container_table(request: HttpRequest, template: str, ctx: dict) -> HttpResp
 def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
     machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
     filter_form = ContainerFilterForm(request.GET)
+    page = filter_form.get_page(machine)
     ctx = {
         "machine": machine,
         "operations": list(machine.operations.select_related("requested_by")[:20]),
-        "containers": filter_form.rows(machine),
+        "containers": page.object_list,
+        "page": page,
         "filter": filter_form,
         **_roles(request),
     }
@@ -68,6 +86,7 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
         ctx["ssh_public_key"] = public_key_of(machine.ssh_private_key)
     if ctx["can_operate"]:
         ctx["client_cert"] = _client_cert_context(request, machine)
+        ctx["tags_form"] = TagsForm(instance=machine)
     return _container_table(request, "machines/detail.html", ctx)
 
 
@@ -76,8 +95,10 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
 def fleet(request: HttpRequest) -> HttpResponse:
     """Every container of every machine, in one table with a search."""
     filter_form = ContainerFilterForm(request.GET)
+    page = filter_form.get_page()
     ctx = {
-        "containers": filter_form.rows(),
+        "containers": page.object_list,
+        "page": page,
         "filter": filter_form,
         "fleet": True,
         **_roles(request),
@@ -257,71 +278,9 @@ def driver_fields(request: HttpRequest) -> HttpResponse:
 # -- provider accounts ----------------------------------------------------------------------
 
 
-def _accounts():
-    kinds = dict(account_kinds())
-    accounts = Driver.objects.filter(kind__in=kinds).annotate(machine_count=Count("machines"))
-    return accounts.order_by("name")
-
-
-def _tested(account: Driver) -> tuple[str, bool]:
-    """What the provider says of the account's token: a sentence, and whether it worked."""
-    try:
-        return account.get_driver().test_connection(), True
-    except DriverError as e:
-        return str(e), False
-
-
-@permission_required("machines.add_driver", raise_exception=True)
-def providers(request: HttpRequest) -> HttpResponse:
-    """The provider accounts (tokens never shown again), and a form to add one."""
-    kinds = account_kinds()
-    form = ProviderAccountForm(request.POST or None, initial={"kind": kinds[0][0]})
-    settings_form = form.settings_form(request.POST or None)
-    if request.method == "POST" and form.is_valid() and settings_form and settings_form.is_valid():
-        account = form.save_with(settings_form)
-        result, ok = _tested(account)
-        if ok:
-            messages.success(request, f"Added {account.name}. {result}")
-        else:
-            messages.error(request, f"Added {account.name}, but its test failed: {result}")
-        return redirect("machines:providers")
-    ctx = {"form": form, "settings_form": settings_form, "accounts": _accounts()}
-    status = 400 if request.method == "POST" else 200
-    return render(request, "machines/providers.html", ctx, status=status)
-
-
-@require_GET
-@permission_required("machines.add_driver", raise_exception=True)
-def provider_fields(request: HttpRequest) -> HttpResponse:
-    form = ProviderAccountForm(initial={"kind": request.GET.get("kind", "")})
-    return render(
-        request, "machines/providers.html#provider_fields", {"settings_form": form.settings_form()}
-    )
-
-
-@require_POST
-@permission_required("machines.add_driver", raise_exception=True)
-def provider_test(request: HttpRequest, pk: int) -> HttpResponse:
-    account = get_object_or_404(Driver, pk=pk, kind__in=dict(account_kinds()))
-    result, ok = _tested(account)
-    ctx = {"account": account, "result": result, "ok": ok}
-    return render(request, "machines/providers.html#test_result", ctx)
-
-
-@require_POST
-@permission_required("machines.delete_driver", raise_exception=True)
-def provider_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    account = get_object_or_404(Driver, pk=pk, kind__in=dict(account_kinds()))
-    if count := account.machines.count():
-        messages.error(request, f"{account.name} still has {count} machine(s): remove them first.")
-    else:
-        account.delete()
-        messages.success(request, f"Removed the account {account.name}.")
-    return redirect("machines:providers")
-
-
 def _row_response(request: HttpRequest, machine: Machine) -> HttpResponse:
     machine = Machine.objects.select_related("driver").get(pk=machine.pk)
+    listing.with_operations([machine])
     return render(
         request, "machines/list.html#machine_row", {"machine": machine, **_roles(request)}
     )
@@ -334,15 +293,25 @@ def machine_action(request: HttpRequest, name: str, action: str) -> HttpResponse
     if action not in operations.BUTTONS:
         return HttpResponse(f"Unknown action {action!r}", status=404)
     try:
-        operations.request(machine, action, user=request.user)
+        op = operations.request(machine, action, user=request.user)
     except operations.OperationConflict as e:
+        if request.htmx and request.htmx.target == "machine-notice":
+            return _notice(request, str(e), error=True)
         if request.htmx:
             return HttpResponse(str(e), status=409)
         messages.error(request, str(e))
         return redirect(machine)
+    if request.htmx and request.htmx.target == "machine-notice":
+        # The machine's page: its log appears below by itself (pushed).
+        return _notice(request, f"{op.get_kind_display()} of {machine.name} requested.")
     if request.htmx:
         return _row_response(request, machine)
     return redirect(machine)
+
+
+def _notice(request: HttpRequest, text: str, *, error: bool = False) -> HttpResponse:
+    context = {"notice": text, "error": error}
+    return render(request, "machines/detail.html#machine_notice", context)
 
 
 @permission_required("machines.delete_machine", raise_exception=True)

@@ -15,7 +15,8 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from . import clients, engine_objects, live
-from .health import save_observation
+from .health import save_observation, unreachable
+from .lib.errorwords import detail
 from .models import Container, Machine
 
 
@@ -72,15 +73,15 @@ class EngineWatcher(threading.Thread):
                     return
                 try:
                     self._watch(machine)
-                    reason = "its event stream ended"
+                    why, details = "Engine unreachable: its event stream ended.", ""
                 except Exception as e:
-                    reason = str(e) or e.__class__.__name__
+                    why, details = unreachable(machine, e, settings.HEALTH_CHECK_TIMEOUT), detail(e)
                 if self.stopping.is_set():
                     return
                 # A broken stream means the engine is unreachable now, not at the next check.
                 machine.refresh_from_db()
                 save_observation(
-                    machine, engine_reachable=False, last_error=f"Engine unreachable: {reason}"
+                    machine, engine_reachable=False, last_error=why, last_error_detail=details
                 )
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 30)
@@ -106,6 +107,7 @@ class EngineWatcher(threading.Thread):
                 docker_version=version,
                 last_seen=timezone.now(),
                 last_error="",
+                last_error_detail="",
             )
             for event in events:
                 if self.stopping.is_set():

@@ -442,14 +442,35 @@ def bench_terminal() -> None:
     run()
 
 
+def bench_list() -> None:
+    from tests.bench_fleet import bench_list as run
+
+    run()
+
+
 def bench_stats() -> None:
     from tests.bench_inside import bench_stats as run
 
     run()
 
 
+def bench_health() -> None:
+    from tests.bench_fleet import bench_health as run
+
+    run()
+
+
+def bench_import() -> None:
+    from tests.bench_fleet import bench_import as run
+
+    run()
+
+
 SECTIONS = {
     "ls": bench_ls,
+    "import": bench_import,
+    "list": bench_list,
+    "health": bench_health,
     "worker": bench_idle_worker,
     "provision": bench_provision,
     "live": bench_live,

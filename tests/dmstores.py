@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from machines.lib.ssh import SSHSession
+
 OLD = "/home/alice/.docker/machine"
 
 
@@ -162,3 +164,22 @@ class DockerMachineStore:
 
     def write_config(self, name: str, config: dict) -> None:
         (self.folder(name) / "config.json").write_text(json.dumps(config, indent=4))
+
+
+def configure_as_docker_machine(machine, files: dict[str, str]) -> None:
+    """What docker-machine's provisioner left on a host: the certs in /etc/docker and a
+    drop-in with its flags (with -H fd:// so that it works on Debian 12's socket unit)."""
+    dropin = (
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// -H tcp://0.0.0.0:2376 "
+        "--tlsverify --tlscacert /etc/docker/ca.pem --tlscert /etc/docker/server.pem "
+        "--tlskey /etc/docker/server-key.pem --label provider=generic\nEnvironment=\n"
+    )
+    with SSHSession(machine.ip, 22, "root", machine.ssh_private_key, machine.ssh_host_key) as s:
+        s.check("mkdir -p /etc/docker /etc/systemd/system/docker.service.d")
+        s.put("/etc/docker/ca.pem", files["ca"].encode(), 0o644)
+        s.put("/etc/docker/server.pem", files["server"].encode(), 0o644)
+        s.put("/etc/docker/server-key.pem", files["server_key"].encode(), 0o600)
+        s.put("/etc/systemd/system/docker.service.d/10-machine.conf", dropin.encode(), 0o644)
+        if "ssh_public" in files:
+            s.put("/root/.ssh/authorized_keys", (files["ssh_public"] + "\n").encode(), 0o600)
+        s.check("systemctl daemon-reload && systemctl restart docker")

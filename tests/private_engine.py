@@ -14,9 +14,12 @@ from .helpers import wait_until
 
 
 class PrivateEngine:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, address_pool: str = "") -> None:
         # Unix socket paths are short; the data lives beside them.
         self.root = root
+        # Where its networks' subnets come from ("base=10.x.0.0/16,size=24"): clear of the
+        # test engine's and of the 172.17.0.0/16 the engines nested in machines use.
+        self.address_pool = address_pool
         self.socket = root / "d.sock"
         self.url = f"unix://{self.socket}"
         self.proc: subprocess.Popen | None = None
@@ -46,6 +49,7 @@ class PrivateEngine:
                 f"dd-{self.root.name[-12:]}",
                 "--containerd-plugins-namespace",
                 f"ddp-{self.root.name[-12:]}",
+                *(["--default-address-pool", self.address_pool] if self.address_pool else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -67,10 +71,10 @@ class PrivateEngine:
 
 
 @contextlib.contextmanager
-def private_dockerd(tmp_path: Path) -> Iterator[PrivateEngine]:
+def private_dockerd(tmp_path: Path, address_pool: str = "") -> Iterator[PrivateEngine]:
     root = Path("/tmp") / f"dd-{tmp_path.name[-12:]}"
     root.mkdir(parents=True, exist_ok=True)
-    engine = PrivateEngine(root)
+    engine = PrivateEngine(root, address_pool)
     engine.start()
     try:
         yield engine

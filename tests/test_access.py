@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from dockerdash.asgi import application
-from machines.models import Container, Machine, Operation
+from machines.models import BulkAction, Container, Machine, Operation
 from machines.routing import websocket_urlpatterns
 
 from .fleet import make_machine
@@ -21,6 +21,7 @@ SAMPLE_KWARGS = {
     "machine_id": 1,
     "operation_id": 1,
     "container_id": "c0ffee",
+    "bulk_id": 1,
 }
 # Django's own public pages: the login form and logout (no password reset: it is gone).
 PUBLIC = ("login", "logout")
@@ -110,6 +111,7 @@ def test_every_websocket_route_is_enumerated():
         "/ws/machines/1/shell/",
         "/ws/machines/1/engine/",
         "/ws/containers/",
+        "/ws/bulk/1/",
         "/ws/operations/1/",
     ]
 
@@ -157,6 +159,7 @@ def _every_route_has_its_object() -> None:
     )
     Container.objects.create(machine=machine, container_id="c0ffee", name="app")
     Operation.objects.create(pk=1, machine=machine, machine_name="web-1", kind="restart")
+    BulkAction.objects.create(pk=1, kind="restart")
 
 
 # Another port, another scheme, another host, no Origin at all: none is the dashboard's.

@@ -27,6 +27,7 @@ from machines.drivers.container.driver import INSTANCE_LABEL
 from machines.lib.ssh import SSHSession
 from machines.models import Machine
 
+from .dmstores import configure_as_docker_machine
 from .helpers import MANAGE, ROOT, run, user_env, wait_until
 
 pytestmark = pytest.mark.engine
@@ -345,24 +346,6 @@ def _docker_machine_store(store: Path, name: str, ip: str, driver: str) -> dict[
     }
 
 
-def _configure_as_docker_machine(machine: Machine, files: dict[str, str]) -> None:
-    """What docker-machine's provisioner left on a host: the certs in /etc/docker and a
-    drop-in with its flags (with -H fd:// so that it works on Debian 12's socket unit)."""
-    dropin = (
-        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// -H tcp://0.0.0.0:2376 "
-        "--tlsverify --tlscacert /etc/docker/ca.pem --tlscert /etc/docker/server.pem "
-        "--tlskey /etc/docker/server-key.pem --label provider=generic\nEnvironment=\n"
-    )
-    with SSHSession(machine.ip, 22, "root", machine.ssh_private_key, machine.ssh_host_key) as s:
-        s.check("mkdir -p /etc/docker /etc/systemd/system/docker.service.d")
-        s.put("/etc/docker/ca.pem", files["ca"].encode(), 0o644)
-        s.put("/etc/docker/server.pem", files["server"].encode(), 0o644)
-        s.put("/etc/docker/server-key.pem", files["server_key"].encode(), 0o600)
-        s.put("/etc/systemd/system/docker.service.d/10-machine.conf", dropin.encode(), 0o644)
-        s.put("/root/.ssh/authorized_keys", (files["ssh_public"] + "\n").encode(), 0o600)
-        s.check("systemctl daemon-reload && systemctl restart docker")
-
-
 def test_import_a_docker_machine_store_and_keep_using_its_engines(new_machine, tmp_path):
     host = new_machine()
     host.get_driver().create(host)
@@ -371,7 +354,7 @@ def test_import_a_docker_machine_store_and_keep_using_its_engines(new_machine, t
     name, legacy = f"dm-{uuid.uuid4().hex[:5]}", f"vb-{uuid.uuid4().hex[:5]}"
     files = _docker_machine_store(store, name, host.ip, "generic")
     _docker_machine_store(store, legacy, host.ip, "virtualbox")
-    _configure_as_docker_machine(host, files)
+    configure_as_docker_machine(host, files)
 
     out = StringIO()
     call_command("machine", "import-docker-machine", "--storage-path", str(store), stdout=out)

@@ -55,9 +55,11 @@ async def test_list_rows_are_inserted_replaced_and_deleted_per_role(viewer, oper
         snapshot = await socket.receive_from()
         assert 'id="machine-rows"' in snapshot and 'data-live="synced"' in snapshot
         assert f'id="machine-{first.pk}"' in snapshot
+        assert 'id="machine-counts"' in await socket.receive_from()
 
-    # A machine made elsewhere (the CLI, another page): appended to every open list.
-    second = await sync_to_async(make_machine)(name="beta", state="running")
+    # A machine made elsewhere (the CLI, another page): appended to every open list, and
+    # counted.
+    second = await sync_to_async(make_machine)("generic", name="beta", state="running")
     await sync_to_async(live.machine_changed)(second)
     inserted = {name: await s.receive_from() for name, s in sockets.items()}
     for html in inserted.values():
@@ -66,6 +68,8 @@ async def test_list_rows_are_inserted_replaced_and_deleted_per_role(viewer, oper
     assert "hx-post" not in inserted["viewer"]
     assert "hx-post" in inserted["operator"] and "Remove…" not in inserted["operator"]
     assert "Remove…" in inserted["admin"]
+    for socket in sockets.values():
+        assert "Running</span> <strong>2</strong>" in await socket.receive_from()
 
     # The same machine again: now the pages have it, so it replaces itself by id.
     second.state = Machine.State.STOPPED
@@ -75,12 +79,15 @@ async def test_list_rows_are_inserted_replaced_and_deleted_per_role(viewer, oper
         html = await socket.receive_from()
         assert html.startswith(f'<tr id="machine-{second.pk}" hx-swap-oob="true"')
         assert "Stopped" in html
+        assert "Stopped</span> <strong>1</strong>" in await socket.receive_from()
 
+    await sync_to_async(Machine.objects.filter(pk=first.pk).delete)()
     await sync_to_async(live.machine_removed)(first.pk, "alpha")
     for socket in sockets.values():
         assert (
             await socket.receive_from() == f'<tr id="machine-{first.pk}" hx-swap-oob="delete"></tr>'
         )
+        assert "Running</span>" not in await socket.receive_from()
         # Deleted rows are forgotten: a second removal sends nothing.
     await sync_to_async(live.machine_removed)(first.pk, "alpha")
     for socket in sockets.values():
@@ -92,6 +99,7 @@ async def test_an_operation_shows_its_progress_in_the_list_row(operator):
     machine = await sync_to_async(make_machine)("none", name="web-1", state="running")
     socket = await connect(operator, "/ws/machines/")
     await socket.receive_from()
+    await socket.receive_from()  # the counts
     op = await sync_to_async(Operation.objects.create)(
         machine=machine,
         machine_name=machine.name,
@@ -279,6 +287,7 @@ async def test_keepalive_pings_and_a_logout_ends_the_socket(viewer, monkeypatch)
     monkeypatch.setattr(consumers, "KEEPALIVE", 0.2)
     socket = await connect(viewer, "/ws/machines/")
     await socket.receive_from()
+    await socket.receive_from()  # the counts
     assert await socket.receive_from(timeout=2) == consumers.PING
     await sync_to_async(Session.objects.all().delete)()  # logged out everywhere
     closed = await socket.receive_output(timeout=2)

@@ -139,7 +139,7 @@ def test_cancel_pending_and_running_at_a_step_boundary(black_hole):
     op.refresh_from_db()
     assert op.status == "cancelled"
     # A running one stops at its next step.
-    op = operations.request(machine, Operation.Kind.STOP)
+    op = operations.request(machine, Operation.Kind.RESTART)
     claimed = runner.claim(op.pk)
     Operation.objects.filter(pk=op.pk).update(cancel_requested=True)
     result = runner.run_claimed(claimed)

@@ -26,10 +26,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "upgrade": ("lifecycle", "Upgrade Docker on machines to the newest package"),
     "regenerate-certs": ("lifecycle", "New TLS certificates for machines (restarts Docker only)"),
     "rm": ("lifecycle", "Remove machines"),
+    "tag": ("tags", "Show, set (key=value) or remove (--rm key) the tags of a machine"),
     "env": ("env", "Print the commands pointing the docker CLI at a machine"),
     "config": ("env", "Print the docker CLI's flags for a machine"),
     "ssh": ("ssh", "Log into a machine with SSH or run a command on it"),
     "scp": ("ssh", "Copy files to, from or between machines (machine:path)"),
+    "mount": ("ssh", "Mount a machine's folder here with sshfs (-u: unmount)"),
     "import-docker-machine": ("store", "Bring in the machines of a docker-machine store"),
     # Runs one operation and exits; `follow` starts it detached when no runner is alive.
     "run-operation": ("follow", ""),

@@ -11,8 +11,8 @@ from django.core.management.base import CommandError
 
 from machines.drivers import DriverError, all_drivers, driver_class, registered
 from machines.drivers.base import CLIFlag
-from machines.models import Driver, Machine, machine_name_validator
-from machines.validation import one_line
+from machines.models import Driver, Machine, Operation, machine_name_validator
+from machines.validation import one_line, parse_tag
 
 from .follow import follow
 
@@ -55,6 +55,7 @@ def add_arguments(action: str, parser) -> None:
         ("--engine-env", "an environment variable of the daemon, KEY=value (repeatable)"),
         ("--engine-opt", "a daemon flag, name=value as docker-machine or --name=value"),
         ("--tls-san", "an extra name or IP for the engine's certificate (repeatable)"),
+        ("--tag", "a tag of the machine, key=value (repeatable)"),
     ):
         parser.add_argument(flag, action="append", default=[], help=help_text)
     parser.add_argument("--engine-storage-driver", default="", help="the storage driver")
@@ -76,8 +77,10 @@ def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None
         raise CommandError(
             f"Invalid machine name {name!r}: use letters, digits, '-' and '.'"
         ) from None
-    if Machine.objects.filter(name=name).exists():
-        raise CommandError(f"Machine {name} already exists")
+    existing = Machine.objects.select_related("driver").filter(name=name).first()
+    if existing is not None:
+        _retry(cli, existing, verbose)
+        return
     driver_row, made = _driver_for(driver, opts)
     impl = driver_row.get_driver()
     try:
@@ -103,6 +106,26 @@ def _errors(form: forms.Form) -> str:
         " ".join(v) if k == forms.forms.NON_FIELD_ERRORS else f"{k}: {' '.join(v)}"
         for k, v in form.errors.items()
     )
+
+
+def _retry(cli, machine: Machine, verbose: bool) -> None:
+    """`create NAME` again after a create that failed: the same machine, its stored options
+    (what the last attempt made is reused or redone)."""
+    from machines import operations
+
+    last = machine.operations.filter(kind=Operation.Kind.CREATE).order_by("-created_at").first()
+    if last is None or last.status == Operation.Status.SUCCEEDED:
+        raise CommandError(f"Machine {machine.name} already exists")
+    try:
+        op = operations.request(machine, Operation.Kind.CREATE, via="cli")
+    except operations.OperationConflict as e:
+        raise CommandError(str(e)) from None
+    why = f": {last.error.splitlines()[0]}" if last.error else ""
+    cli.stdout.write(
+        f"Retrying the create of {machine.name} ({machine.driver.kind}), which ended "
+        f"{last.status}{why}. Its options are the ones it was created with."
+    )
+    follow(cli, op, verbose)
 
 
 def _given(driver: type, source: str, opts: dict) -> dict[str, str | bool]:
@@ -191,10 +214,23 @@ def _engine_options(name: str, driver: Driver, opts: dict) -> dict:
         )
         if errors:
             raise CommandError(f"Invalid engine options: {errors}")
-    return {
+    options = {
         field: form.cleaned_data.get(field, [] if repeated else "")
         for field, repeated in ENGINE_FLAGS.values()
     }
+    return options | {"tags": _tags(opts.get("tag") or [])}
+
+
+def _tags(given: list[str]) -> dict[str, str]:
+    """Each --tag is one key=value tag (as the model will check it)."""
+    tags = {}
+    for text in given:
+        try:
+            key, value = parse_tag(text)
+        except ValueError as e:
+            raise CommandError(f"Invalid tag: {e}") from None
+        tags[key] = value
+    return tags
 
 
 def _read_file(path: str, flag: str) -> str:

@@ -105,6 +105,10 @@ def connectable(machine: Machine) -> Machine:
             f"{machine.name} is not running. Please start it in order to use the connection "
             "settings"
         )
+    if machine.url.startswith("tcp://") and machine.driver_options.get("tls_ca"):
+        # An engine attached with its own CA and a client certificate (by URL, or imported
+        # from a docker-machine store): those are what the docker CLI needs.
+        return machine
     if not machine.tls_server_cert:
         raise CommandError(
             f"{machine.name} has no TLS certificates from dockerdash "

@@ -12,6 +12,9 @@ from django.core.management.base import CommandError
 
 from machines.models import Operation, OperationLogLine
 
+# How often a CLI following an operation checks that its runner is alive.
+STALE_CHECK_EVERY = 2
+
 
 def add_arguments(action: str, parser) -> None:
     parser.add_argument("operation_id", type=int)
@@ -33,10 +36,10 @@ def follow(cli, op: Operation, verbose: bool) -> None:
     """
     from machines import runner
 
-    runner.interrupt_stale()
+    runner.interrupt_stale(refresh=False)
     if not runner.runner_alive():
         _spawn_runner(op)
-    spawned_at = time.monotonic()
+    spawned_at = checked_at = time.monotonic()
     seen = 0
     try:
         while True:
@@ -53,6 +56,10 @@ def follow(cli, op: Operation, verbose: bool) -> None:
                 # The runner we counted on has not taken it: run it ourselves.
                 _spawn_runner(op)
                 spawned_at = time.monotonic()
+            if time.monotonic() - checked_at > STALE_CHECK_EVERY:
+                # Is the runner running it still alive? If not, it is interrupted (said below).
+                runner.interrupt_stale(refresh=False)
+                checked_at = time.monotonic()
             time.sleep(0.1)
     except KeyboardInterrupt:
         cli.stderr.write(

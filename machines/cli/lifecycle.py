@@ -45,8 +45,10 @@ def run(action: str, cli, names: list[str], verbose: bool, **options) -> None:
 
 
 def _each(cli, kind: str, names: list[str], verbose: bool, args: dict | None = None):
-    from machines import operations
+    from machines import operations, runner
 
+    # An operation whose runner died no longer holds its machine busy.
+    runner.interrupt_stale(refresh=False)
     failed = False
     for name in names:
         machine = get_machine(name)

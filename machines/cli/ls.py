@@ -9,6 +9,7 @@ import re
 from django.core.management.base import CommandError
 
 from machines.models import Machine
+from machines.validation import parse_tag
 
 from .common import get_machine
 
@@ -22,6 +23,7 @@ LS_FIELDS = {
     "Error": lambda m: m.last_error,
     "ResponseTime": lambda m: f"{m.response_time_ms}ms" if m.response_time_ms is not None else "",
     "IP": lambda m: m.ip,
+    "Tags": lambda m: ",".join(m.tag_list),
 }
 LS_DEFAULT = (
     "table {{.Name}}\t{{.Active}}\t{{.DriverName}}\t{{.State}}\t{{.URL}}"
@@ -131,6 +133,8 @@ def _inspect(machine: Machine) -> dict:
         "TLS": _tls_info(machine),
         "LastSeen": machine.last_seen.isoformat() if machine.last_seen else None,
         "LastError": machine.last_error,
+        "LastErrorDetail": machine.last_error_detail,
+        "Tags": machine.tags,
         "CreatedAt": machine.created_at.isoformat(),
         "Operations": [
             {
@@ -191,8 +195,15 @@ def _parse_filters(items: list[str]) -> dict[str, list[str]]:
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip().lower()
-        if not sep or key not in ("driver", "state", "name", "label"):
-            raise CommandError(f"Unsupported filter {item!r} (use driver=, state=, name=, label=)")
+        if not sep or key not in ("driver", "state", "name", "label", "tag"):
+            raise CommandError(
+                f"Unsupported filter {item!r} (use driver=, state=, name=, label=, tag=)"
+            )
+        if key == "tag":
+            try:
+                parse_tag(value)
+            except ValueError as e:
+                raise CommandError(f"Unsupported filter {item!r}: {e}") from None
         filters.setdefault(key, []).append(value)
     return filters
 
@@ -203,8 +214,15 @@ def _matches(machine: Machine, filters: dict[str, list[str]]) -> bool:
         "state": lambda v: machine.state.lower() == v.lower(),
         "name": lambda v: re.search(v, machine.name) is not None,
         "label": lambda v: v in machine.engine_labels,
+        "tag": lambda v: _has_tag(machine, v),
     }
     return all(any(tests[key](v) for v in values) for key, values in filters.items())
+
+
+def _has_tag(machine: Machine, wanted: str) -> bool:
+    """tag=key=value: that value; tag=key: any value."""
+    key, sep, value = wanted.partition("=")
+    return key in machine.tags and (not sep or machine.tags[key] == value)
 
 
 def _align(rows: list[str]) -> list[str]:

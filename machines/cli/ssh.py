@@ -23,8 +23,18 @@ def add_arguments(action: str, parser) -> None:
     if action == "ssh":
         parser.add_argument("name")
         parser.add_argument("command", nargs=argparse.REMAINDER)
+    elif action == "mount":
+        parser.add_argument("-u", "--unmount", action="store_true", help="unmount instead")
+        parser.add_argument("source", metavar="machine:path")
+        parser.add_argument("mountpoint")
     else:
         parser.add_argument("-r", "--recursive", action="store_true")
+        parser.add_argument(
+            "-d", "--delta", action="store_true", help="copy only what changed (rsync)"
+        )
+        parser.add_argument(
+            "-q", "--quiet", action="store_true", help="no progress meter, warnings or diagnostics"
+        )
         parser.add_argument("source")
         parser.add_argument("destination")
 
@@ -32,26 +42,30 @@ def add_arguments(action: str, parser) -> None:
 def run(action: str, cli, **options) -> None:
     if action == "ssh":
         _ssh(options["name"], options["command"])
+    elif action == "mount":
+        from .mount import mount
+
+        mount(options["source"], options["mountpoint"], unmount=options["unmount"])
     else:
-        _scp(options["recursive"], options["source"], options["destination"])
+        _scp(**{k: options[k] for k in ("recursive", "delta", "quiet", "source", "destination")})
 
 
 def _ssh(name: str, command: list[str]) -> None:
-    machine = _ssh_checked(get_machine(name))
-    with _ssh_files([machine]) as (identity_args, known_hosts):
+    machine = ssh_checked(get_machine(name))
+    with ssh_files([machine]) as (identity_args, known_hosts):
         status = subprocess.call(ssh_argv(machine, identity_args, known_hosts, command))
     if status:
         sys.exit(status)  # the remote command's own exit status, as ssh gives it
 
 
-def _scp(recursive: bool, source: str, destination: str) -> None:
+def _scp(recursive: bool, delta: bool, quiet: bool, source: str, destination: str) -> None:
     machines, paths = [], []
     for spec in (source, destination):
         name, sep, path = spec.partition(":")
         if sep and "/" not in name and Machine.objects.filter(name=name).exists():
-            machine = _ssh_checked(get_machine(name))
+            machine = ssh_checked(get_machine(name))
             machines.append(machine)
-            paths.append(f"{machine.ssh_user}@{_ssh_host(machine.ip)}:{path}")
+            paths.append(f"{machine.ssh_user}@{ssh_host(machine.ip)}:{path}")
         else:
             paths.append(spec)
     if not machines:
@@ -59,18 +73,26 @@ def _scp(recursive: bool, source: str, destination: str) -> None:
     ports = {m.ssh_port for m in machines}
     if len(ports) > 1:
         raise CommandError("Copying between machines with different SSH ports is not supported")
-    with _ssh_files(machines) as (identity_args, known_hosts):
-        argv = scp_argv(ports.pop(), identity_args, known_hosts, recursive, paths)
+    if delta and len(machines) > 1:
+        raise CommandError("scp -d (rsync) copies between here and one machine, not two")
+    with ssh_files(machines) as (identity_args, known_hosts):
+        if delta:
+            from .mount import rsync_argv
+
+            argv = rsync_argv(machines[0], identity_args, known_hosts, recursive, quiet, paths)
+        else:
+            argv = scp_argv(ports.pop(), identity_args, known_hosts, recursive, paths)
+            argv[1:1] = ["-q"] if quiet else []
         status = subprocess.call(argv)
     if status:
-        raise CommandError(f"scp failed (exit {status})")
+        raise CommandError(f"{argv[0]} failed (exit {status})")
 
 
-def _ssh_host(ip: str) -> str:
+def ssh_host(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
-def _ssh_checked(machine: Machine) -> Machine:
+def ssh_checked(machine: Machine) -> Machine:
     """The machine, if its SSH user and address are what the model allows (a row stored
     before these rules, or edited behind dockerdash's back, is refused here)."""
     try:
@@ -87,7 +109,7 @@ def ssh_argv(
 ) -> list[str]:
     """ssh's command line: the user by -l and the host after '--', so that neither is ever
     taken for an option, whatever they hold."""
-    args = ["ssh", *identity_args, *_ssh_options(known_hosts), "-p", str(machine.ssh_port)]
+    args = ["ssh", *identity_args, *ssh_options(known_hosts), "-p", str(machine.ssh_port)]
     args += ["-l", machine.ssh_user]
     args += ["-t"] if not command else []
     return [*args, "--", machine.ip, *command]
@@ -97,14 +119,14 @@ def scp_argv(
     port: int, identity_args: list[str], known_hosts: Path, recursive: bool, paths: list[str]
 ) -> list[str]:
     # -3: between two machines the copy passes through here (neither trusts the other).
-    args = ["scp", "-3", *identity_args, *_ssh_options(known_hosts), "-P", str(port)]
+    args = ["scp", "-3", *identity_args, *ssh_options(known_hosts), "-P", str(port)]
     args += ["-r"] if recursive else []
     # scp has no -l: the user goes in user@host (validated); '--' ends the options.
     return [*args, "--", *paths]
 
 
 @contextlib.contextmanager
-def _ssh_files(machines: list[Machine]):
+def ssh_files(machines: list[Machine]):
     """The machines' keys and pinned host keys in a private temporary folder, for the
     system ssh/scp; removed afterwards. A host key not pinned yet is pinned first."""
     from machines.lib.ssh import SSHSession
@@ -125,7 +147,7 @@ def _ssh_files(machines: list[Machine]):
             with os.fdopen(fd, "w") as f:
                 f.write(machine.ssh_private_key.strip() + "\n")
             identity_args += ["-i", str(key_path)]
-            host = _ssh_host(machine.ip)
+            host = ssh_host(machine.ip)
             name = host if machine.ssh_port == 22 else f"[{machine.ip}]:{machine.ssh_port}"
             known.append(f"{name} {machine.ssh_host_key}")
         known_hosts = Path(tmp) / "known_hosts"
@@ -133,7 +155,7 @@ def _ssh_files(machines: list[Machine]):
         yield identity_args, known_hosts
 
 
-def _ssh_options(known_hosts: Path) -> list[str]:
+def ssh_options(known_hosts: Path) -> list[str]:
     # Only the pinned host key, only our keys: the user's ssh config and agent stay out.
     return [
         "-F",

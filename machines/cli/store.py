@@ -14,13 +14,20 @@ def add_arguments(action: str, parser) -> None:
         default=os.getenv("MACHINE_STORAGE_PATH", "~/.docker/machine"),
         help="the store (default: $MACHINE_STORAGE_PATH or ~/.docker/machine)",
     )
+    parser.add_argument(
+        "--tags-from-labels",
+        action="store_true",
+        help="tag each machine with its engine labels (key=value)",
+    )
 
 
-def run(action: str, cli, storage_path: str, **_) -> None:
+def run(action: str, cli, storage_path: str, tags_from_labels: bool, **_) -> None:
     from machines.dmimport import StoreError, import_store
 
     try:
-        result = import_store(Path(storage_path), log=cli.stdout.write)
+        result = import_store(
+            Path(storage_path), log=cli.stdout.write, tags_from_labels=tags_from_labels
+        )
     except StoreError as e:
         raise CommandError(str(e)) from None
     cli.stdout.write(

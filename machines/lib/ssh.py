@@ -13,6 +13,9 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from .errorwords import Target, describe
+from .keys import load_pem_private_key
+
 CONNECT_TIMEOUT = 10
 
 
@@ -67,7 +70,7 @@ def public_key_of(private_key: str) -> str:
         if b"OPENSSH PRIVATE KEY" in text:
             key = serialization.load_ssh_private_key(text, password=None)
         else:
-            key = serialization.load_pem_private_key(text, password=None)
+            key = load_pem_private_key(text)
     except TypeError:
         raise ValueError("Passphrase-protected keys are not supported.") from None
     except (ValueError, Exception) as e:  # cryptography raises several kinds on bad input
@@ -125,8 +128,7 @@ class SSHSession:
         host_key: str = "",
         timeout: float = CONNECT_TIMEOUT,
     ) -> None:
-        self.host, self.port, self.user = host, port, user
-        self.host_key = host_key
+        self.host, self.port, self.user, self.host_key = host, port, user, host_key
         self.client = paramiko.SSHClient()
         pkey = load_pkey(private_key)
         if host_key:
@@ -172,7 +174,8 @@ class SSHSession:
         except TimeoutError:
             raise SSHError(f"SSH to {host}:{port} timed out after {timeout:g} s") from None
         except OSError as e:
-            raise SSHError(f"SSH to {host}:{port} failed: {e.strerror or e}") from None
+            where = Target(f"{host}:{port}", host, port, timeout=timeout, service="SSH")
+            raise SSHError(f"SSH to {host}:{port} failed: {describe(e, where)}") from None
         if not host_key:
             key = self.client.get_transport().get_remote_server_key()
             self.host_key = f"{key.get_name()} {key.get_base64()}"

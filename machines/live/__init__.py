@@ -13,6 +13,8 @@ from .publish import (
     FLEET,
     MACHINES,
     bind_loop,
+    bulk_changed,
+    bulk_group,
     container_changed,
     container_notice,
     container_removed,
@@ -28,12 +30,15 @@ from .publish import (
     machine_removed,
     operation_changed,
     operation_group,
+    state_counts_html,
 )
 
 __all__ = [
     "FLEET",
     "MACHINES",
     "bind_loop",
+    "bulk_changed",
+    "bulk_group",
     "container_changed",
     "container_notice",
     "container_removed",
@@ -49,4 +54,5 @@ __all__ = [
     "machine_removed",
     "operation_changed",
     "operation_group",
+    "state_counts_html",
 ]

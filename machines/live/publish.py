@@ -14,6 +14,7 @@ see.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 
 from asgiref.sync import async_to_sync
@@ -39,6 +40,10 @@ def operation_group(operation_id: int) -> str:
 
 def containers_group(machine_id: int) -> str:
     return f"containers-{machine_id}"
+
+
+def bulk_group(bulk_id: int) -> str:
+    return f"bulk-{bulk_id}"
 
 
 def _send(group: str, event_type: str, html: str, **extra) -> None:
@@ -126,25 +131,57 @@ def _deleted(row_id: str, event_type: str = "") -> dict:
 
 
 def _machine_row(machine) -> None:
-    _group_send(
-        MACHINES,
-        _row_event(
-            "machine.changed",
-            f"machine-{machine.pk}",
-            "beforeend:machine-rows",
-            "machines/list.html#machine_row",
-            {"machine": machine},
-            admin=True,
-        ),
+    from machines.listing import fields_of, with_operations
+
+    # A copy: the caller's machine must not keep an active operation that will go stale.
+    (machine,) = with_operations([copy.copy(machine)])
+    event = _row_event(
+        "machine.changed",
+        f"machine-{machine.pk}",
+        "beforeend:machine-rows",
+        "machines/list.html#machine_row",
+        {"machine": machine},
+        admin=True,
     )
+    # For the lists' filters: whether this row belongs in a view (machines.listing).
+    _group_send(MACHINES, {**event, "fields": fields_of(machine)})
+
+
+# The counts per state the lists show: recounted when a machine's state is not the one this
+# process last counted it in, and sent when they changed.
+_counted_states: dict[int, str] = {}
+_last_counts = [""]
+
+
+def state_counts_html(*, oob: bool = True) -> str:
+    from machines.listing import state_counts
+
+    counts = state_counts()
+    context = {"counts": counts, "counts_total": sum(c["count"] for c in counts), "oob": oob}
+    return render_to_string("machines/list.html#state_counts", context)
+
+
+def _counts_changed(machine_id: int, state: str | None) -> None:
+    if state is not None and _counted_states.get(machine_id) == state:
+        return
+    if state is None:
+        _counted_states.pop(machine_id, None)
+    else:
+        _counted_states[machine_id] = state
+    html = state_counts_html()
+    if html != _last_counts[0]:
+        _last_counts[0] = html
+        _send(MACHINES, "machine.counts", html)
 
 
 def machine_changed(machine) -> None:
     """The machine's stored state changed (or it is new): its row on the list and its page.
 
-    A new machine needs no special case: each list socket inserts the rows its page lacks.
+    A new machine needs no special case: each list socket inserts the rows its page lacks
+    (when the machine belongs in its view and its page has room).
     """
     _machine_row(machine)
+    _counts_changed(machine.pk, machine.state)
     _group_send(
         machine_group(machine.pk),
         {
@@ -156,6 +193,7 @@ def machine_changed(machine) -> None:
 
 def machine_removed(machine_id: int, name: str) -> None:
     _group_send(MACHINES, _deleted(f"machine-{machine_id}", "machine.changed"))
+    _counts_changed(machine_id, None)
     _send(
         machine_group(machine_id),
         "machine.changed",
@@ -179,6 +217,9 @@ def operation_changed(operation) -> None:
         head,
         finished=not operation.is_active,
     )
+    if operation.bulk_id and operation.status != operation.Status.PENDING:
+        # (Pending: just requested with its siblings, before anyone follows the summary.)
+        _bulk_operation(operation)
     if not operation.machine_id:
         return
     event = {"type": "operation.changed", "operation": operation.pk, "html": head}
@@ -203,6 +244,8 @@ def container_changed(container) -> None:
         "image": container.image,
         "state": container.state,
         "machine": machine.name,
+        "kind": machine.driver.kind,
+        "tags": dict(machine.tags or {}),
     }
     row = f"container-{container.pk}"
     # Inserted at the top: newest first, as `docker ps -a` and the snapshots order them.
@@ -279,3 +322,20 @@ def engine_notice(machine_id: int, text: str, *, error: bool = False) -> None:
         "machines/engine.html#notice", {"notice": text, "error": error, "oob": True}
     )
     _send(engine_group(machine_id), "engine.notice", html)
+
+
+def _bulk_operation(operation) -> None:
+    """An operation of a bulk action changed: its line and the counts on the summary."""
+    html = render_to_string("machines/bulk.html#bulk_op", {"op": operation, "oob": True})
+    # Two messages: a <tr> beside another element is dropped by htmx's parser.
+    _send(bulk_group(operation.bulk_id), "bulk.changed", html)
+    _send(bulk_group(operation.bulk_id), "bulk.changed", _bulk_summary(operation.bulk))
+
+
+def _bulk_summary(bulk) -> str:
+    context = {"bulk": bulk, "counts": bulk.counts(), "oob": True}
+    return render_to_string("machines/bulk.html#bulk_summary", context)
+
+
+def bulk_changed(bulk) -> None:
+    _send(bulk_group(bulk.pk), "bulk.changed", _bulk_summary(bulk))

@@ -20,6 +20,7 @@ from machines.validation import (
     validate_host,
     validate_ssh_user,
     validate_storage_driver,
+    validate_tags,
     validate_text_list,
 )
 
@@ -112,8 +113,11 @@ class Machine(models.Model):
     engine_info = models.JSONField(default=dict, blank=True)  # OS, kernel, CPUs, memory, ...
     last_seen = models.DateTimeField(null=True, blank=True)
     last_checked = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    last_error = models.TextField(blank=True)  # one sentence a user can act on
+    last_error_detail = models.TextField(blank=True)  # the library's own text behind it
     response_time_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    tags = models.JSONField(default=dict, blank=True, validators=[validate_tags])
 
     # Which runner watches this machine's engine and checks its health, until when.
     lease_owner = models.CharField(max_length=128, blank=True)
@@ -128,6 +132,7 @@ class Machine(models.Model):
     class Meta:
         ordering = ["name"]
         permissions = [("operate_machine", "Can act on machines and their containers")]
+        indexes = [models.Index(fields=["state"])]
 
     def __str__(self) -> str:
         return self.name
@@ -170,11 +175,13 @@ class Machine(models.Model):
         self.save()
         return self.state
 
-    def record_failure(self, message: str) -> None:
-        """What an operation that failed leaves on its machine: the error, and the state
-        observed now (or `error`, when the host is the very thing that is broken)."""
+    def record_failure(self, message: str, details: str = "") -> None:
+        """What an operation that failed leaves on its machine: the error (in words, with
+        the library's text as details), and the state observed now (or `error`, when the
+        host is the very thing that is broken)."""
         self.refresh_from_db()
         self.last_error = message
+        self.last_error_detail = details if details.partition(": ")[2] != message else ""
         try:
             self.observe()
         except Exception as e:
@@ -194,7 +201,14 @@ class Machine(models.Model):
 
     @property
     def active_operation(self) -> Operation | None:
+        # A list of machines fetches them all in one query (machines.fleet.with_operations).
+        if "_active_operation" in self.__dict__:
+            return self.__dict__["_active_operation"]
         return self.operations.filter(status__in=Operation.ACTIVE).first()
+
+    @property
+    def tag_list(self) -> list[str]:
+        return [f"{k}={v}" if v else k for k, v in sorted(self.tags.items())]
 
 
 class Operation(models.Model):
@@ -244,6 +258,10 @@ class Operation(models.Model):
     steps_total = models.PositiveIntegerField(default=0)
     step_name = models.CharField(max_length=100, blank=True)
     error = models.TextField(blank=True)
+    # One of a bulk action's operations (n done / failed / running on its summary).
+    bulk = models.ForeignKey(
+        "BulkAction", null=True, blank=True, on_delete=models.SET_NULL, related_name="operations"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -333,33 +351,6 @@ class OperationLogLine(models.Model):
         return f"{self.at:%H:%M:%S} {self.text}"
 
 
-class Container(models.Model):
-    """The stored snapshot of one container of a machine's engine (`docker ps -a`)."""
-
-    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="containers")
-    container_id = models.CharField(max_length=64)
-    name = models.CharField(max_length=255)
-    image = models.CharField(max_length=255, blank=True)
-    command = models.TextField(blank=True)
-    state = models.CharField(max_length=32, blank=True)  # running, exited, paused, ...
-    status = models.CharField(max_length=255, blank=True)  # "Up 3 minutes (healthy)"
-    health = models.CharField(max_length=32, blank=True)
-    ports = models.TextField(blank=True)
-    created = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["machine", "name"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["machine", "container_id"], name="one_row_per_container"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.machine_id}/{self.name}"
-
-
 class RunnerProcess(models.Model):
     """A live runner process (serve, worker or a CLI running an operation itself)."""
 
@@ -374,13 +365,15 @@ class RunnerProcess(models.Model):
 
 # The TLS side: the dashboard's CA and the users' client certificates (models/tls.py); what
 # happens inside engines: their images, volumes and networks (models/engine.py), and who did
-# what (models/audit.py).
+# what (models/audit.py). Bulk actions: one operation per machine of a selection (models/bulk.py).
 from .audit import AuditEntry  # noqa: E402
-from .engine import EngineObject  # noqa: E402
+from .bulk import BulkAction  # noqa: E402
+from .engine import Container, EngineObject  # noqa: E402
 from .tls import CertificateAuthority, ClientCA, ClientCertificate  # noqa: E402
 
 __all__ = [
     "AuditEntry",
+    "BulkAction",
     "CertificateAuthority",
     "ClientCA",
     "ClientCertificate",

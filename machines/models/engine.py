@@ -1,4 +1,5 @@
-"""The stored snapshot of an engine's images, volumes and networks, kept by its watcher."""
+"""The stored snapshot of an engine's containers, images, volumes and networks, kept by its
+watcher."""
 
 from __future__ import annotations
 
@@ -40,3 +41,32 @@ class EngineObject(models.Model):
     @property
     def short_id(self) -> str:
         return self.object_id.removeprefix("sha256:")[:12]
+
+
+class Container(models.Model):
+    """The stored snapshot of one container of a machine's engine (`docker ps -a`)."""
+
+    machine = models.ForeignKey(
+        "machines.Machine", on_delete=models.CASCADE, related_name="containers"
+    )
+    container_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=255)
+    image = models.CharField(max_length=255, blank=True)
+    command = models.TextField(blank=True)
+    state = models.CharField(max_length=32, blank=True)  # running, exited, paused, ...
+    status = models.CharField(max_length=255, blank=True)  # "Up 3 minutes (healthy)"
+    health = models.CharField(max_length=32, blank=True)
+    ports = models.TextField(blank=True)
+    created = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["machine", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["machine", "container_id"], name="one_row_per_container"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.machine_id}/{self.name}"

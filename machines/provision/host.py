@@ -271,7 +271,7 @@ def _wait(
     }
     machine.engine_reachable = True
     machine.last_seen = timezone.now()
-    machine.last_error = ""
+    machine.last_error = machine.last_error_detail = ""
     machine.save(
         update_fields=[
             "engine_url",
@@ -280,6 +280,7 @@ def _wait(
             "engine_reachable",
             "last_seen",
             "last_error",
+            "last_error_detail",
         ]
     )
     ctx.log(

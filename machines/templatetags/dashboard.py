@@ -24,8 +24,9 @@ register = template.Library()
 
 @register.filter
 def actions(machine, where: str = "buttons") -> list[dict]:
-    """The operator actions this machine's driver can do, for its buttons ("buttons") or its
-    "more actions" menu ("menu"), from the one declaration in operations.ACTIONS."""
+    """The operator actions that apply to this machine now (its driver can, its state allows
+    them), for its buttons ("buttons") or its "more actions" menu ("menu"), from the one
+    declaration in operations.ACTIONS."""
     from machines.operations import BUTTONS
 
     return [
@@ -35,8 +36,36 @@ def actions(machine, where: str = "buttons") -> list[dict]:
             "confirm": action.confirm.format(name=machine.name),
         }
         for action in BUTTONS.values()
-        if action.in_menu == (where == "menu") and action.applies_to(machine)
+        if action.in_menu == (where == "menu") and action.allowed(machine)
     ]
+
+
+@register.filter
+def split(text: str) -> list[str]:
+    return text.split()
+
+
+@register.filter
+def get(mapping, key: str):
+    """mapping[key] (a QueryDict's last value), or "" when missing."""
+    return mapping.get(key, "") if hasattr(mapping, "get") else ""
+
+
+@register.filter
+def page_link(filter_form, number: int) -> str:
+    """The query string of another page of a filtered list (machines.listing)."""
+    return filter_form.page_link(number)
+
+
+@register.filter
+def create_failed(machine) -> bool:
+    """Whether the machine's create did not succeed and may be run again (a retry)."""
+    from machines.models import Operation
+    from machines.operations import ACTIONS
+
+    last = machine.operations.filter(kind=Operation.Kind.CREATE).order_by("-created_at").first()
+    ended_badly = last is not None and last.status in ("failed", "interrupted", "cancelled")
+    return ended_badly and not ACTIONS[Operation.Kind.CREATE].refusal(machine)
 
 
 def compact_duration(seconds: float) -> str:

@@ -6,8 +6,10 @@ Like kind's nodes: each machine is a container booting systemd as PID 1 from a h
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -19,7 +21,13 @@ from django.conf import settings
 
 from machines import clients
 from machines.drivers.base import BaseDriver, DriverError, SSHAddress
-from machines.lib.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
+from machines.lib.hostimage import (
+    ALL_IMAGES,
+    BARE_HOST_IMAGE,
+    HOST_IMAGE,
+    HostImageError,
+    ensure_host_images,
+)
 from machines.lib.ssh import public_key_of, wait_for_ssh
 
 if TYPE_CHECKING:
@@ -43,6 +51,7 @@ UNPRIVILEGED = {
 # What the CLI's `--security-opt systempaths=unconfined` means in the API (the SDK lacks it):
 # /proc and /sys unmasked and writable, which systemd and a nested engine need.
 UNMASKED_PATHS = {"MaskedPaths": [], "ReadonlyPaths": []}
+_NETWORK_LOCK = threading.Lock()
 
 
 def _reason(error: BaseException) -> str:
@@ -152,10 +161,7 @@ class ContainerDriver(BaseDriver):
         try:
             self._call("looking up the host image", client.images.get, image)
         except docker.errors.NotFound:
-            raise DriverError(
-                f"The host image {image} is not on {self.engine_url}: build it with "
-                f"`manage.py build_host_image --engine {self.engine_url}`"
-            ) from None
+            self._build_image(image, log)
         network = self._ensure_network(client)
         log(
             f"Parent engine {self.engine_url}: Docker {info.get('ServerVersion')}, "
@@ -173,18 +179,37 @@ class ContainerDriver(BaseDriver):
         self._start(client, machine, container, info, log)
         self._wait_ssh(machine, log)
 
-    def _ensure_network(self, client: docker.DockerClient) -> str:
-        try:
-            net = self._call("looking up the machines' network", client.networks.get, NETWORK)
-        except docker.errors.NotFound:
-            net = self._call(
-                "creating the machines' network",
-                client.networks.create,
-                NETWORK,
-                driver="bridge",
-                labels={LABEL: "network"},
+    def _build_image(self, image: str, log) -> None:
+        """The first machine on an engine builds dockerdash's host image there (concurrent
+        creates wait for one build: the builder holds a lock)."""
+        if image not in ALL_IMAGES:
+            raise DriverError(
+                f"The host image {image} is not on {self.engine_url}: pull or build it there"
             )
-            net.reload()
+        log(f"The host image {image} is not on {self.engine_url} yet: building it there")
+        client = self.client(timeout=900)  # an import of the root filesystem takes a while
+        try:
+            self._call(
+                "building the host image", ensure_host_images, client, images=[image], log=log
+            )
+        except HostImageError as e:
+            raise DriverError(f"Building the host image {image} failed: {e}") from None
+        finally:
+            client.close()
+
+    def _ensure_network(self, client: docker.DockerClient) -> str:
+        # Two creates at once must not make two networks of one name (it is then ambiguous).
+        with _NETWORK_LOCK:
+            net = self._network(client)
+            if net is None:
+                self._call(
+                    "creating the machines' network",
+                    client.networks.create,
+                    NETWORK,
+                    driver="bridge",
+                    labels={LABEL: "network"},
+                )
+                net = self._network(client)
         for pool in (net.attrs.get("IPAM") or {}).get("Config") or []:
             if str(pool.get("Subnet", "")).startswith(INNER_BRIDGE):
                 raise DriverError(
@@ -193,6 +218,18 @@ class ContainerDriver(BaseDriver):
                     f"with another subnet (docker network create --subnet 10.99.0.0/24 {NETWORK})"
                 )
         return NETWORK
+
+    def _network(self, client: docker.DockerClient):
+        """The machines' network; when another process made one too, the oldest is kept."""
+        found = self._call("looking up the machines' network", client.networks.list, [NETWORK])
+        found = sorted(
+            (n for n in found if n.name == NETWORK),
+            key=lambda n: (n.attrs.get("Created", ""), n.id),
+        )
+        for extra in found[1:]:
+            with contextlib.suppress(docker.errors.APIError):
+                extra.remove()
+        return found[0] if found else None
 
     def _container_config(
         self, client, machine: Machine, image: str, network: str, info: dict, privileged: bool

@@ -11,7 +11,7 @@ from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
 from django.core.management.base import BaseCommand, CommandError
 
-from machines.runner import Runner
+from machines.runner import Runner, mark_interrupted
 
 
 class Command(BaseCommand):
@@ -45,8 +45,11 @@ class Command(BaseCommand):
                     task.add_done_callback(lambda _: reactor.stop())
 
             else:
+                # Web only: operations whose runner died show "interrupted" all the same.
+                janitor = loop.create_task(mark_interrupted())
 
                 def shutdown() -> None:
+                    janitor.cancel()
                     reactor.stop()
 
             for sig in (signal.SIGTERM, signal.SIGINT):
