@@ -193,6 +193,9 @@ def request(
 ) -> Operation:
     """Record a pending operation; refuse if one is already pending or running, or if the
     action does not apply to the machine (its driver cannot, or its state says no)."""
+    # The state as stored now: the caller's copy may be older than the last operation.
+    if current := Machine.objects.filter(pk=machine.pk).values("state", "last_checked").first():
+        machine.state, machine.last_checked = current["state"], current["last_checked"]
     if why := ACTIONS[kind].refusal(machine):
         raise NotApplicable(f"{why}.")
     try:
