@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "generic": "machines.drivers.generic.driver.GenericDriver",
     "container": "machines.drivers.container.driver.ContainerDriver",
     "none": "machines.drivers.none.driver.NoneDriver",
+    "kvm": "machines.drivers.kvm.driver.KVMDriver",
 }
 
 
