@@ -25,11 +25,11 @@ from pathlib import Path
 
 from .hostimage import BARE_HOST_IMAGE, _ensure_rootfs_tarballs, _locked, cache_dir, rootfs_hashes
 from .rootfs import (
+    CHROOT_ENV,
     DOCKER_PACKAGES,
     HostImageError,
     Log,
     _add_docker,
-    _chroot,
     _run,
     _workdir,
 )
@@ -105,7 +105,10 @@ def vm_image_hashes() -> dict[str, str]:
             "files": VM_FILES,
             "unmasked": VM_UNMASKED_UNITS,
             "disk": (ROOT_LABEL, ROOT_MIB, ALIGN, GRUB_PREFIX, GRUB_MODULES),
-            "code": [inspect.getsource(f) for f in (_configure_vm, _write_disk, _write_mbr)],
+            "code": [
+                inspect.getsource(f)
+                for f in (_configure_vm, _private_dev_chroot, _write_disk, _write_mbr)
+            ],
         }
     )
     with_docker = _digest(
@@ -179,7 +182,7 @@ def _build(cache: Path, needed: list[str], paths: dict[str, Path], *, force: boo
             started = time.monotonic()
             log(f"installing {' '.join(DOCKER_PACKAGES)}")
             _add_docker(rootfs, build_log)
-            _chroot(rootfs, CLEAN_APT, build_log)
+            _private_dev_chroot(rootfs, CLEAN_APT, build_log)
             log(f"installed in {time.monotonic() - started:.0f}s")
             _write_disk(rootfs, work, paths[VM_IMAGE], build_log, log)
     current = {p.name for p in paths.values()}
@@ -194,7 +197,7 @@ def _configure_vm(rootfs: Path, build_log: Path) -> None:
         path = rootfs / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-    _chroot(
+    _private_dev_chroot(
         rootfs,
         "apt-get update -q\n"
         "apt-get install -q -y --no-install-recommends " + " ".join(VM_PACKAGES) + "\n"
@@ -204,6 +207,22 @@ def _configure_vm(rootfs: Path, build_log: Path) -> None:
     # Package scripts may have made host keys; each VM makes its own at first boot.
     for path in rootfs.glob("etc/ssh/ssh_host_*"):
         path.unlink()
+
+
+def _private_dev_chroot(rootfs: Path, script: str, build_log: Path) -> None:
+    """rootfs._chroot with a /dev of its own: udev's package script applies its device
+    permissions to /dev (/dev/kvm to *its* kvm group id), which must not be the host's."""
+    nodes = {"null": "1 3", "zero": "1 5", "full": "1 7", "random": "1 8", "urandom": "1 9"}
+    setup = (
+        'mount -t proc proc "$1/proc" && mount -t tmpfs -o mode=0755,nosuid dev "$1/dev" && '
+        + " && ".join(f'mknod -m 666 "$1/dev/{n}" c {mm}' for n, mm in nodes.items())
+        + ' && ln -s /proc/self/fd "$1/dev/fd" && cp /etc/resolv.conf "$1/etc/resolv.conf" && '
+        'exec env -i $2 chroot "$1" /bin/sh -euxc "$3"'
+    )
+    env = " ".join(f"{k}={v}" for k, v in CHROOT_ENV.items())
+    unshare = ["unshare", "--mount", "--propagation", "private"]
+    _run([*unshare, "sh", "-ec", setup, "sh", rootfs, env, script], build_log)
+    (rootfs / "etc/resolv.conf").write_text("")
 
 
 def _write_disk(rootfs: Path, work: Path, image: Path, build_log: Path, log: Log) -> None:
