@@ -49,8 +49,9 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 # What the tests need from the system: a real Docker Engine, debootstrap for host images,
-# OpenSSH, Chromium for the browser tests, PostgreSQL and Redis for the scale-out tests.
-APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates
+# OpenSSH, Chromium for the browser tests, PostgreSQL and Redis for the scale-out tests,
+# fish, tcsh and zsh to eval `machine env`'s output in each shell it writes for.
+APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates fish tcsh zsh
 .PHONY: system-deps
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \

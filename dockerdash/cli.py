@@ -16,6 +16,11 @@ PASS_THROUGH = {
     "check",
     "shell",
     "help",
+    # Unlocking logins (django-axes).
+    "axes_reset",
+    "axes_reset_username",
+    "axes_reset_ip",
+    "axes_list_attempts",
 }
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+
+from dockerdash.datadir import secure_data_dir, secure_sqlite
 
 
 def envbool(name: str, default: str = "False") -> bool:
@@ -29,9 +32,11 @@ def envlist(name: str, default: str = "") -> list[str]:
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.getenv("DOCKERDASH_DATA_DIR", BASE_DIR / "var")).resolve()
-DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+secure_data_dir(DATA_DIR)
 
-DEBUG = envbool("DOCKERDASH_DEBUG", "True")
+# Django's debug pages show settings and the URL configuration to whoever triggers them:
+# only on request, never by default (`make run` does not need it either).
+DEBUG = envbool("DOCKERDASH_DEBUG", "False")
 
 
 def _secret_key() -> str:
@@ -73,11 +78,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "channels",
+    "axes",
     "machines",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files before the session and the login requirement: the login page needs them.
+    "dockerdash.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -86,6 +94,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dockerdash.urls"
@@ -125,6 +135,7 @@ else:
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+    secure_sqlite(DATABASES["default"]["NAME"])
     # Tests use a file, not memory, so that the worker and web processes they start share it.
     test_db = os.getenv("DOCKERDASH_TEST_DB") or str(DATA_DIR / "test.sqlite3")
     DATABASES["default"]["TEST"] = {"NAME": test_db}
@@ -146,6 +157,34 @@ else:
         }
     }
 
+AUTHENTICATION_BACKENDS = [
+    # First: refuses every login of a locked-out user name or address (django-axes).
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# Login throttling (django-axes, attempts kept in the database so that every web process
+# shares them). A user name is locked after LOGIN_FAILURE_LIMIT failures, an address after
+# the higher LOGIN_ADDRESS_FAILURE_LIMIT: one address is shared by everyone behind a proxy
+# or NAT, so its limit must leave room for several people mistyping. Axes compares a single
+# limit with the worst of its parameters; dockerdash.throttle applies one limit to each.
+# A lock lasts LOGIN_COOLOFF_MINUTES after the failure that set it. Tries while locked are
+# refused and not recorded: recording them would let a flood of tries grow the attempts
+# table without end. Unlock: `manage.py axes_reset_username NAME`.
+LOGIN_FAILURE_LIMIT = envint("DOCKERDASH_LOGIN_FAILURE_LIMIT", 10)
+LOGIN_ADDRESS_FAILURE_LIMIT = envint("DOCKERDASH_LOGIN_ADDRESS_FAILURE_LIMIT", 50)
+AXES_HANDLER = "dockerdash.throttle.LoginThrottle"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # this order: see LoginThrottle
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=envint("DOCKERDASH_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_CALLABLE = "dockerdash.throttle.lockout_response"
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success must not wipe the address's failures: an attacker with an account of their
+# own could otherwise reset their count on another user name by logging in now and then.
+AXES_RESET_ON_SUCCESS = False
+AXES_CLIENT_IP_CALLABLE = "dockerdash.throttle.client_address"
+BEHIND_PROXY = envbool("DOCKERDASH_BEHIND_PROXY")
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -164,7 +203,14 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "static"
+# WhiteNoise serves the files where they are (static/ and the apps' own, as the finders
+# see them), indexed once at start: no collectstatic step that a fresh clone, `make run`,
+# a test server or a second web process could miss, and no copy that goes stale. The
+# dashboard has a handful of files, so hashed names and precompression would buy nothing;
+# they are cached for WHITENOISE_MAX_AGE (60 s). No STATIC_ROOT: nothing is collected.
+WHITENOISE_USE_FINDERS = True
+# Public files, but no reason to let other sites' scripts read them.
+WHITENOISE_ALLOW_ALL_ORIGINS = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Secrets at rest: MultiFernet keys, newest first, comma separated. Without the variable a
@@ -174,15 +220,31 @@ FIELD_KEYS_FILE = Path(os.getenv("DOCKERDASH_FIELD_KEYS_FILE", DATA_DIR / "field
 
 # Where per-machine client bundles (`machine env`) and the CA live on disk for the CLI.
 CERTS_DIR = DATA_DIR / "machines"
+# How long a client certificate downloaded from a machine's page is valid (a new one each time).
+CLIENT_CERT_DAYS = envint("DOCKERDASH_CLIENT_CERT_DAYS", 30)
 
-# HTTPS and hardening; production (DEBUG off) behind TLS passes `check --deploy`.
-SECURE_SSL_REDIRECT = envbool("DOCKERDASH_SSL_REDIRECT", str(not DEBUG))
-SESSION_COOKIE_SECURE = envbool("DOCKERDASH_SECURE_COOKIES", str(not DEBUG))
+
+def _loopback_only(hosts: list[str]) -> bool:
+    return bool(hosts) and all(h.lower() in ("127.0.0.1", "localhost", "[::1]") for h in hosts)
+
+
+# HTTPS: the embedded server speaks plain HTTP. That is right while the dashboard answers
+# to loopback names only (the default, `make run`): only a browser on this machine reaches
+# it. Once it answers to another name (DOCKERDASH_ALLOWED_HOSTS) or sits behind a proxy,
+# other machines reach it, and then only over HTTPS (a proxy in front terminates TLS): SSL
+# redirect, Secure cookies and HSTS, so that `check --deploy` passes. DOCKERDASH_HTTPS
+# says it outright; each knob below can still be set on its own.
+HTTPS = envbool(
+    "DOCKERDASH_HTTPS",
+    str(BEHIND_PROXY or not _loopback_only(ALLOWED_HOSTS)),
+)
+SECURE_SSL_REDIRECT = envbool("DOCKERDASH_SSL_REDIRECT", str(HTTPS))
+SESSION_COOKIE_SECURE = envbool("DOCKERDASH_SECURE_COOKIES", str(HTTPS))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_HSTS_SECONDS = envint("DOCKERDASH_HSTS_SECONDS", 0 if DEBUG else 31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DOCKERDASH_HSTS_INCLUDE_SUBDOMAINS", str(not DEBUG))
-SECURE_HSTS_PRELOAD = envbool("DOCKERDASH_HSTS_PRELOAD", str(not DEBUG))
-if envbool("DOCKERDASH_BEHIND_PROXY"):
+SECURE_HSTS_SECONDS = envint("DOCKERDASH_HSTS_SECONDS", 31536000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DOCKERDASH_HSTS_INCLUDE_SUBDOMAINS", str(HTTPS))
+SECURE_HSTS_PRELOAD = envbool("DOCKERDASH_HSTS_PRELOAD", str(HTTPS))
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
@@ -198,6 +260,10 @@ LOGGING = {
         # failure ourselves, once, in words), and its DEBUG can carry key material.
         "paramiko": {"level": "CRITICAL"},
         "daphne": {"level": "WARNING"},
+        # Axes' INFO is a banner at every start and a line per login; lockouts are WARNINGs.
+        "axes": {"level": "WARNING"},
+        # The providers' SDKs (azure-core under pydo) log every request at INFO.
+        "azure": {"level": "WARNING"},
     },
 }
 
@@ -215,3 +281,11 @@ HEALTH_CHECK_INTERVAL = envint("DOCKERDASH_HEALTH_CHECK_INTERVAL", 30)
 HEALTH_CHECK_TIMEOUT = envint("DOCKERDASH_HEALTH_CHECK_TIMEOUT", 3)
 HEALTH_CHECK_CONCURRENCY = envint("DOCKERDASH_HEALTH_CHECK_CONCURRENCY", 64)
 SHUTDOWN_GRACE = envint("DOCKERDASH_SHUTDOWN_GRACE", 20)
+
+# Cloud drivers: how long a new or restarted VM may take to run with a public address, then
+# to answer SSH; how often to ask the provider meanwhile; how long region, size and image
+# lists stay cached for the create form. (Tests shorten them.)
+CLOUD_BOOT_TIMEOUT = envint("DOCKERDASH_CLOUD_BOOT_TIMEOUT", 600)
+CLOUD_SSH_TIMEOUT = envint("DOCKERDASH_CLOUD_SSH_TIMEOUT", 300)
+CLOUD_POLL_INTERVAL = float(os.getenv("DOCKERDASH_CLOUD_POLL_INTERVAL", "2"))
+CLOUD_CATALOG_TTL = envint("DOCKERDASH_CLOUD_CATALOG_TTL", 300)

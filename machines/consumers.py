@@ -11,116 +11,35 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import logging
 import re
-import threading
-import weakref
 from types import SimpleNamespace
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import auth
 from django.template.loader import render_to_string
 from django.utils.module_loading import import_string
 
 from . import live
+from .containers import LOG_TAIL, TOO_MANY_STREAMS, LineQueue, LogFollower, log_streams
 from .forms import ContainerFilterForm
+from .live.hub import local_groups
 from .models import Container, Machine, Operation
-
-log = logging.getLogger(__name__)
 
 KEEPALIVE = getattr(settings, "WEBSOCKET_KEEPALIVE", 25)
 # htmx ignores a message without elements: a comment is a ping for proxies, nothing more.
 PING = "<!-- keepalive -->"
 # Close codes htmx's ws extension does not reconnect after.
 CLOSE_FORBIDDEN = 4403
-# A container's log panel starts with this many of its last lines.
-LOG_TAIL = 200
-
-
-class LocalGroups:
-    """This process's sockets by group, each group joined once on the channel layer.
-
-    With a membership per socket, one change for 500 sockets of a page is 500 messages, and
-    the in-memory layer sweeps every channel and membership on each receive (500 x 500):
-    about 300 ms on two cores. Joined once per process, a change arrives once and is handed
-    to the local sockets in one loop, in order. Layers drop memberships (after a day, or when
-    a message waited past its expiry); they are renewed every minute.
-    """
-
-    RENEW_EVERY = 60
-
-    def __init__(self) -> None:
-        self.layer = get_channel_layer()
-        self.members: dict[str, set[_LiveConsumer]] = {}
-        self.lock = asyncio.Lock()
-        self.channel = ""
-        self.tasks: list[asyncio.Task] = []
-
-    async def join(self, consumer: _LiveConsumer, groups: list[str]) -> None:
-        async with self.lock:
-            if not self.channel:
-                self.channel = await self.layer.new_channel("sockets.")
-                # Held here: the loop keeps only weak references to tasks.
-                self.tasks = [
-                    asyncio.create_task(self._relay()),
-                    asyncio.create_task(self._renew()),
-                ]
-            for group in groups:
-                members = self.members.setdefault(group, set())
-                if not members:
-                    await self.layer.group_add(group, self.channel)
-                members.add(consumer)
-
-    async def leave(self, consumer: _LiveConsumer, groups: list[str]) -> None:
-        async with self.lock:
-            for group in groups:
-                members = self.members.get(group, set())
-                members.discard(consumer)
-                if not members and self.members.pop(group, None) is not None:
-                    await self.layer.group_discard(group, self.channel)
-
-    async def _relay(self) -> None:
-        while True:
-            try:
-                event = await self.layer.receive(self.channel)
-            except Exception:
-                log.exception("Receiving live changes failed; retrying")
-                await asyncio.sleep(1)
-                continue
-            for consumer in list(self.members.get(event.get("group"), ())):
-                try:
-                    await consumer.deliver(event)
-                except Exception:
-                    log.exception("Forwarding %s failed", event.get("type"))
-
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self.RENEW_EVERY)
-            async with self.lock:
-                for group in self.members:
-                    await self.layer.group_add(group, self.channel)
-
-
-_local_groups: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def local_groups() -> LocalGroups:
-    """The hub of the running event loop (one per process; tests run several loops)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _local_groups:
-        _local_groups[loop] = LocalGroups()
-    return _local_groups[loop]
+CLOSE_TOO_MANY = 4429
 
 
 class _LiveConsumer(AsyncWebsocketConsumer):
     permission = "machines.view_machine"
-    # No channel of its own: changes come through this process's LocalGroups.
+    # No channel of its own: changes come through this process's hub (live.hub.LocalGroups).
     channel_layer_alias = None
 
     async def connect(self) -> None:
@@ -134,6 +53,12 @@ class _LiveConsumer(AsyncWebsocketConsumer):
             return
         if not await database_sync_to_async(self._allowed)(user):
             await self.close()
+            return
+        if refusal := self.admit(user):
+            # Said on the page, with a close code htmx does not reconnect after.
+            await self.accept()
+            await self.send(text_data=refusal)
+            await self.close(code=CLOSE_TOO_MANY)
             return
         # Join first, then take the snapshot: changes that come meanwhile wait in `pending`.
         self.groups_joined = self.groups_for()
@@ -181,6 +106,10 @@ class _LiveConsumer(AsyncWebsocketConsumer):
 
     def object_exists(self) -> bool:
         return True
+
+    def admit(self, user) -> str:
+        """A frame saying why this socket is refused, or "" to let it in (no ORM here)."""
+        return ""
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "keepalive_task", None):
@@ -370,7 +299,9 @@ class ContainerLogConsumer(_LiveConsumer):
 
     Operators only: logs can hold secrets. Each panel is one log stream to the engine,
     opened while the panel is open and closed with it; the stream ends (and so does the
-    socket, normally) when the container stops.
+    socket, normally) when the container stops. A user follows at most STREAMS_PER_USER
+    logs at a time in this process; one more is refused, saying so, rather than closing a
+    log the user may be watching in another tab.
     """
 
     permission = "machines.operate_machine"
@@ -386,6 +317,13 @@ class ContainerLogConsumer(_LiveConsumer):
         )
         return self.container is not None
 
+    def admit(self, user) -> str:
+        self.user_id = user.pk
+        if log_streams().claim(self.user_id, self):
+            return ""
+        self.user_id = None
+        return self._status(TOO_MANY_STREAMS, ended=True)
+
     def snapshot(self) -> list[str]:
         return [self._status("following…")]
 
@@ -393,22 +331,27 @@ class ContainerLogConsumer(_LiveConsumer):
         self.follower = None
         await super().connect()
         if self.keepalive_task is None:
-            return  # refused
+            self._release()  # refused
+            return
         self.kept: collections.deque[tuple[int, str]] = collections.deque(maxlen=self.KEEP)
         self.seq = 0
         self.since_trim = 0
-        self.queue: asyncio.Queue = asyncio.Queue()
-        self.follower = LogFollower(
-            self.container, LOG_TAIL, asyncio.get_running_loop(), self.queue
-        )
+        self.queue = LineQueue(asyncio.get_running_loop())
+        self.follower = LogFollower(self.container, LOG_TAIL, self.queue)
         self.follower.start()
         self.pump_task = asyncio.create_task(self._pump())
 
     async def disconnect(self, code: int) -> None:
+        self._release()
         if self.follower is not None:
             self.follower.stop()
             self.pump_task.cancel()
         await super().disconnect(code)
+
+    def _release(self) -> None:
+        if getattr(self, "user_id", None) is not None:
+            log_streams().release(self.user_id, self)
+            self.user_id = None
 
     def _status(self, text: str, ended: bool = False) -> str:
         return render_to_string(
@@ -418,26 +361,21 @@ class ContainerLogConsumer(_LiveConsumer):
     async def _pump(self) -> None:
         first = True
         while True:
-            item = await self.queue.get()
+            await self.queue.wait()
             # A moment for the rest of a burst (the tail comes all at once): one swap for it.
             await asyncio.sleep(0.02)
-            lines: list[str] = []
             # Whatever else has arrived goes in the same message: a burst is one swap.
-            while item is not None and not isinstance(item, Exception):
-                lines.append(item)
-                if self.queue.empty() or len(lines) >= 500:
-                    break
-                item = self.queue.get_nowait()
+            lines, ended = self.queue.take(500)
             if lines:
                 await self.send(text_data=self._lines(lines, replace=first))
                 first = False
-            if item is None or isinstance(item, Exception):
+            if ended:
                 if first:
                     await self.send(text_data=self._lines([], replace=True))
-                if isinstance(item, Exception):
-                    await self.send(text_data=self._status(f"Log stopped: {item}", ended=True))
-                else:
-                    await self.send(text_data=self._status(self.follower.end_reason, ended=True))
+                error = self.queue.error
+                why = f"Log stopped: {error}" if error else self.follower.end_reason
+                await self.send(text_data=self._status(why, ended=True))
+                self._release()
                 await self.close()
                 return
 
@@ -456,64 +394,3 @@ class ContainerLogConsumer(_LiveConsumer):
         return render_to_string(
             "machines/containers.html#container_log_lines", {"lines": lines, "replace": replace}
         )
-
-
-class LogFollower(threading.Thread):
-    """Reads `docker logs --follow --tail N` in a thread and hands lines to the event loop."""
-
-    def __init__(self, container: Container, tail: int, loop, queue: asyncio.Queue) -> None:
-        super().__init__(daemon=True, name=f"logs-{container.container_id[:12]}")
-        self.container = container
-        self.tail = tail
-        self.loop = loop
-        self.queue = queue
-        self.stopping = threading.Event()
-        self.stream = None
-        self.client = None
-        self.end_reason = "The container is not running: the log ends here."
-
-    def _put(self, item) -> None:
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        for closable in (self.stream, self.client):
-            if closable is not None:
-                with contextlib.suppress(Exception):
-                    closable.close()
-
-    def run(self) -> None:
-        from django.db import close_old_connections
-
-        from .engines import client_for_machine
-
-        try:
-            self.client = client_for_machine(self.container.machine, timeout=10)
-            state = self.client.api.inspect_container(self.container.container_id)["State"]
-            if state.get("Running"):
-                self.end_reason = "The container stopped: the log ends here."
-            # A quiet container may say nothing for hours: no read timeout on the stream.
-            self.client.api.timeout = None
-            self.stream = self.client.api.logs(
-                self.container.container_id, stream=True, follow=True, tail=self.tail
-            )
-            partial = b""
-            for chunk in self.stream:
-                if self.stopping.is_set():
-                    return
-                *lines, partial = (partial + chunk).split(b"\n")
-                for line in lines:
-                    self._put(line.decode(errors="replace").rstrip("\r"))
-            if partial:
-                self._put(partial.decode(errors="replace"))
-            self._put(None)
-        except Exception as e:
-            if not self.stopping.is_set():
-                log.info("Following the log of %s failed: %s", self.container, e)
-                self._put(Exception(getattr(e, "explanation", None) or e.__class__.__name__))
-        finally:
-            if self.client is not None:
-                with contextlib.suppress(Exception):
-                    self.client.close()
-            close_old_connections()

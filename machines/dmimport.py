@@ -3,7 +3,10 @@
 A store (~/.docker/machine) holds `certs/` (the CA and the client certificate) and
 `machines/NAME/` (config.json, the machine's SSH key and its server certificate). Stores
 are often copied from another user or host, so the absolute paths inside config.json may
-not exist: every file is looked for where config.json says, then relative to the store.
+not exist: every file is found by the store's own layout (see machines.dmstore, which also
+makes sure nothing outside the store is read). Each machine goes through the model's
+validation like one made in the dashboard; a machine that fails any check is refused with
+its reason and the others are imported.
 """
 
 from __future__ import annotations
@@ -14,183 +17,224 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from .dmstore import Refused, Store, TLSFiles, check_issued, read_tls, shown, store_client
+from .drivers import for_docker_machine
 from .lib.ssh import public_key_of
 from .models import CertificateAuthority, Driver, Machine
+from .operations import create_machine
+from .validation import one_line
 
 # docker-machine drivers that map to ours; any other is attached as a plain TLS engine.
-DRIVERS = {"generic": "generic", "none": "none"}
 
 
 class StoreError(Exception):
-    pass
+    """The whole store cannot be read."""
 
 
 @dataclass
 class Result:
     imported: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def _find(store: Path, machine_dir: Path, recorded: str | None, *names: str) -> Path | None:
-    """A file where config.json recorded it, else by its name in the machine's folder or
-    the store's certs/ folder (in that order)."""
-    candidates = []
-    if recorded:
-        candidates.append(Path(recorded))
-        # The same file relative to the store, if the recorded path was under another store.
-        parts = Path(recorded).parts
-        for anchor in ("machines", "certs"):
-            if anchor in parts:
-                candidates.append(store.joinpath(*parts[parts.index(anchor) :]))
-    for name in names:
-        candidates += [machine_dir / name, store / "certs" / name]
-    return next((p for p in candidates if p.is_file()), None)
-
-
-def _read(path: Path | None) -> str:
-    return path.read_text() if path else ""
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (name, why)
 
 
 def _not_after(pem: str):
     return x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc
 
 
-def _store_ca(store: Path, ca_cert: str, ca_key: str, client_cert: str, client_key: str):
-    """The store's CA and client certificate, kept as a CertificateAuthority of its own."""
-    digest = hashlib.sha256(ca_cert.encode()).hexdigest()[:12]
-    name = f"docker-machine-{digest}"
-    ca, _ = CertificateAuthority.objects.update_or_create(
-        name=name,
+def _store_ca(tls: TLSFiles, client: tuple | None) -> CertificateAuthority:
+    """The store's CA and client certificate, kept as a CertificateAuthority of its own.
+
+    Made once, by the first machine that uses it, and never changed by later ones: its client
+    certificate is the store's own (certs/) when that one was issued by this CA, else the
+    first machine's."""
+    digest = hashlib.sha256(tls.ca.encode()).hexdigest()[:12]
+    client_cert, client_key = tls.client_cert, tls.client_key
+    if client is not None:
+        try:
+            check_issued(client[0], x509.load_pem_x509_certificate(tls.ca.encode()), "client")
+        except Refused:
+            pass  # the store's certs/ belong to another CA: this machine's own pair it is
+        else:
+            client_cert, client_key = client[1], client[2]
+    ca, _ = CertificateAuthority.objects.get_or_create(
+        name=f"docker-machine-{digest}",
         defaults={
-            "cert": ca_cert,
+            "cert": tls.ca,
             # Without the CA's key dockerdash cannot issue with it; regenerate-certs then
             # moves the machine to the dashboard's own CA.
-            "key": ca_key,
+            "key": tls.ca_key,
             "client_cert": client_cert,
             "client_key": client_key,
-            "expires_at": _not_after(ca_cert),
+            "expires_at": _not_after(tls.ca),
             "client_expires_at": _not_after(client_cert),
         },
     )
     return ca
 
 
-def import_store(store: Path, *, user=None, log=print) -> Result:
-    store = store.expanduser()
-    machines_dir = store / "machines"
-    if not machines_dir.is_dir():
-        raise StoreError(f"{store} is not a docker-machine store (no machines/ folder)")
+def import_store(store_path: Path, *, user=None, log=print) -> Result:
+    store = Store(store_path)
+    machines_dir = store.root / "machines"
+    if machines_dir.is_symlink() or not machines_dir.is_dir():
+        raise StoreError(f"{store_path} is not a docker-machine store (no machines/ folder)")
+    client = store_client(store)
     result = Result()
-    for config_path in sorted(machines_dir.glob("*/config.json")):
-        machine_dir = config_path.parent
+    for machine_dir in sorted(machines_dir.iterdir()):
+        name = machine_dir.name
         try:
-            _import_one(store, machine_dir, config_path, result, user, log)
-        except StoreError as e:
-            result.skipped.append(machine_dir.name)
-            log(f"{machine_dir.name}: skipped: {e}")
+            config = _config(store, name)
+            if config is None:
+                continue  # not a machine's folder
+            name = config["Name"] if isinstance(config.get("Name"), str) else name
+            machine, kind, tls = _machine(store, machine_dir, config, user, log)
+            with transaction.atomic():
+                ca = _store_ca(tls, client)
+                create_machine(machine, user=user, via="import")
+        except Refused as e:
+            result.refused.append((name, str(e)))
+        except ValidationError as e:
+            result.refused.append((name, f"it is not valid: {one_line(e)}"))
+        else:
+            result.imported.append(machine.name)
+            _imported(machine, kind, ca, log)
+            continue
+        log(f"{shown(name)}: refused: {result.refused[-1][1]}")
     return result
 
 
-def _import_one(store, machine_dir, config_path, result, user, log) -> None:
+def _config(store: Store, folder: str) -> dict | None:
+    if store.path(("machines", folder), "folder") is None:
+        return None
+    path = store.path(("machines", folder, "config.json"), "config.json")
+    if path is None:
+        return None
     try:
-        config = json.loads(config_path.read_text())
-    except (OSError, ValueError) as e:
-        raise StoreError(f"cannot read {config_path}: {e}") from None
-    name = config.get("Name") or machine_dir.name
-    if Machine.objects.filter(name=name).exists():
-        raise StoreError("a machine of that name exists in dockerdash already")
-    driver_cfg = config.get("Driver") or {}
-    host_options = config.get("HostOptions") or {}
-    auth = host_options.get("AuthOptions") or {}
-    engine = host_options.get("EngineOptions") or {}
-    kind = config.get("DriverName") or "none"
+        config = json.loads(store.read(path, "config.json"))
+    except ValueError as e:
+        raise Refused(f"its config.json is not JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise Refused("its config.json is not as docker-machine writes it")
+    return config
 
-    files = {
-        "ca": _find(store, machine_dir, auth.get("CaCertPath"), "ca.pem"),
-        "ca_key": _find(store, machine_dir, auth.get("CaPrivateKeyPath"), "ca-key.pem"),
-        "client_cert": _find(store, machine_dir, auth.get("ClientCertPath"), "cert.pem"),
-        "client_key": _find(store, machine_dir, auth.get("ClientKeyPath"), "key.pem"),
-        "server_cert": _find(store, machine_dir, auth.get("ServerCertPath"), "server.pem"),
-        "server_key": _find(store, machine_dir, auth.get("ServerKeyPath"), "server-key.pem"),
-    }
-    missing = [k for k in ("ca", "client_cert", "client_key") if files[k] is None]
-    if missing:
-        raise StoreError(f"its TLS files are missing ({', '.join(missing)}.pem)")
+
+def _section(parent: dict, key: str) -> dict:
+    value = parent.get(key) or {}
+    if not isinstance(value, dict):
+        raise Refused(f"its config.json's {key} is not as docker-machine writes it")
+    return value
+
+
+def _port(value, default: int, what: str) -> int:
+    if value in (None, "", 0):
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise Refused(f"its {what} {value!r} is not a port number")
+    return int(value)
+
+
+def _driver(kind: str) -> Driver:
+    """The driver row of one of our kinds: the default one, made if it is missing."""
+    return (
+        Driver.objects.filter(name=kind, kind=kind).first()
+        or Driver.objects.filter(kind=kind).first()
+        or Driver.objects.create(name=kind, kind=kind)
+    )
+
+
+def _machine(store: Store, machine_dir: Path, config: dict, user, log):
+    """The Machine a config.json describes (not saved, not validated yet), its driver kind
+    in docker-machine's words and its TLS files."""
+    name = config.get("Name") or machine_dir.name
+    if not isinstance(name, str):
+        raise Refused("its name is not a text")
+    if Machine.objects.filter(name=name).exists():
+        raise Refused("a machine of that name exists in dockerdash already")
+    driver_cfg = _section(config, "Driver")
+    host_options = _section(config, "HostOptions")
+    auth = _section(host_options, "AuthOptions")
+    engine = _section(host_options, "EngineOptions")
+    kind = config.get("DriverName") or ""
+    if not isinstance(kind, str):
+        raise Refused("its DriverName is not a text")
+    ours, _ = for_docker_machine(kind)
+    tls = read_tls(store, machine_dir.name, auth)
 
     ip = driver_cfg.get("IPAddress") or ""
-    port = int(driver_cfg.get("EnginePort") or 2376)
-    url = driver_cfg.get("URL") or (f"tcp://{ip}:{port}" if ip else "")
+    port = _port(driver_cfg.get("EnginePort"), 2376, "EnginePort")
+    host = f"[{ip}]" if isinstance(ip, str) and ":" in ip else ip
+    url = driver_cfg.get("URL") or (f"tcp://{host}:{port}" if ip else "")
     if not url:
-        raise StoreError("config.json gives neither an IP address nor a URL")
+        raise Refused("its config.json gives neither an IP address nor a URL")
+    machine = Machine(
+        name=name,
+        ip=ip,
+        engine_url=url,
+        engine_port=port,
+        ssh_user=driver_cfg.get("SSHUser") or "root",
+        ssh_port=_port(driver_cfg.get("SSHPort"), 22, "SSHPort"),
+        ssh_private_key=_ssh_key(store, machine_dir.name, driver_cfg, name, log),
+        engine_labels=engine.get("Labels") or [],
+        engine_insecure_registries=engine.get("InsecureRegistry") or [],
+        engine_registry_mirrors=engine.get("RegistryMirror") or [],
+        engine_storage_driver=engine.get("StorageDriver") or "",
+        engine_env=engine.get("Env") or [],
+        engine_opts=_flags(engine.get("ArbitraryFlags") or []),
+        engine_install_url=engine.get("InstallURL") or "",
+        tls_san=auth.get("ServerCertSANs") or [],
+        tls_server_cert=tls.server_cert,
+        tls_server_key=tls.server_key,
+        tls_server_expires_at=_not_after(tls.server_cert) if tls.server_cert else None,
+        driver_options={"imported_from": str(machine_dir), "docker_machine_driver": kind},
+        created_by=user,
+        created_at=timezone.now(),
+        driver=_driver(ours),
+    )
+    if machine.driver_class.attaches_engines:
+        machine.driver_options["url"] = url
+    return machine, kind, tls
 
-    ssh_key_path = _find(store, machine_dir, driver_cfg.get("SSHKeyPath"), "id_rsa")
-    private_key = _read(ssh_key_path)
-    if private_key:
-        try:
-            public_key_of(private_key)
-        except ValueError as e:
-            log(f"{name}: its SSH key is not usable ({e}); SSH actions will need a new key")
-            private_key = ""
 
-    ours = DRIVERS.get(kind)
-    with transaction.atomic():
-        ca = _store_ca(
-            store,
-            _read(files["ca"]),
-            _read(files["ca_key"]),
-            _read(files["client_cert"]),
-            _read(files["client_key"]),
-        )
-        driver = Driver.objects.get_or_create(
-            name=ours or "none", defaults={"kind": ours or "none"}
-        )[0]
-        server_cert = _read(files["server_cert"])
-        machine = Machine(
-            name=name,
-            driver=driver,
-            ip=ip,
-            engine_url=url,
-            engine_port=port,
-            ssh_user=driver_cfg.get("SSHUser") or "root",
-            ssh_port=int(driver_cfg.get("SSHPort") or 22),
-            ssh_private_key=private_key,
-            engine_labels=engine.get("Labels") or [],
-            engine_insecure_registries=engine.get("InsecureRegistry") or [],
-            engine_registry_mirrors=engine.get("RegistryMirror") or [],
-            engine_storage_driver=engine.get("StorageDriver") or "",
-            engine_env=engine.get("Env") or [],
-            engine_opts=engine.get("ArbitraryFlags") or [],
-            engine_install_url=engine.get("InstallURL") or "",
-            tls_san=auth.get("ServerCertSANs") or [],
-            tls_server_cert=server_cert,
-            tls_server_key=_read(files["server_key"]),
-            tls_server_expires_at=_not_after(server_cert) if server_cert else None,
-            driver_options={"imported_from": str(machine_dir), "docker_machine_driver": kind},
-            created_by=user,
-            created_at=timezone.now(),
-        )
-        if driver.kind == "none":
-            machine.driver_options["url"] = url
-        machine.full_clean(exclude=["engine_install_url"])
-        machine.save()
-    result.imported.append(name)
+def _flags(flags):
+    """docker-machine keeps --engine-opt as name=value and adds the dashes itself."""
+    if not isinstance(flags, list):
+        return flags  # refused by the model's validation, with its reason
+    return [f if not isinstance(f, str) or f.startswith("-") else f"--{f}" for f in flags]
+
+
+def _ssh_key(store: Store, folder: str, driver_cfg: dict, name: str, log) -> str:
+    path = store.locate(folder, driver_cfg.get("SSHKeyPath"), "SSH key", "id_rsa")
+    if path is None:
+        return ""
+    key = store.read(path, "SSH key")
+    try:
+        public_key_of(key)
+    except ValueError as e:
+        log(f"{shown(name)}: its SSH key is not usable ({e}); SSH actions will need a new key")
+        return ""
+    return key
+
+
+def _imported(machine: Machine, kind: str, ca: CertificateAuthority, log) -> None:
+    _, same = for_docker_machine(kind)
     note = (
         ""
-        if ours
+        if same or not kind
         else f" (its driver {kind!r} is not one of dockerdash's: imported as a plain TLS engine)"
     )
-    log(f"{name}: imported, engine {url}, CA {ca.name}{note}")
-    if ours == "generic":
+    log(f"{machine.name}: imported, engine {machine.engine_url}, CA {ca.name}{note}")
+    if machine.driver_class.provisioned:
+        name = machine.name
         log(f"{name}: its SSH host key will be pinned on first contact (docker-machine kept none)")
     # Look at it now, so that `env` and the list know its state at once.
     from .runner import check_machine
 
     check_machine(machine)
     if machine.engine_reachable:
-        log(f"{name}: {machine.get_state_display()}, Docker {machine.docker_version}")
+        log(f"{machine.name}: {machine.get_state_display()}, Docker {machine.docker_version}")
     else:
-        log(f"{name}: {machine.get_state_display()}; {machine.last_error or 'engine not reached'}")
+        state = machine.get_state_display()
+        log(f"{machine.name}: {state}; {machine.last_error or 'engine not reached'}")

@@ -6,10 +6,9 @@ from django import forms
 from django.db.models import Q
 from django.utils.http import urlencode
 
-from .drivers import DriverError
+from .drivers import DriverError, all_drivers, driver_class
 from .models import Container, Driver, Machine
-
-KEY_VALUE_RE = re.compile(r"^[A-Za-z0-9_.\-/]+=.*$")
+from .validation import ENV_RE, LABEL_RE
 
 
 class LinesField(forms.CharField):
@@ -29,7 +28,7 @@ class LinesField(forms.CharField):
         lines = [line.strip() for line in (value or "").splitlines() if line.strip()]
         if self.pattern:
             for line in lines:
-                if not self.pattern.match(line):
+                if not self.pattern.fullmatch(line):
                     raise forms.ValidationError(
                         f"{line!r} is not of the form {self.example}.", code="invalid"
                     )
@@ -40,11 +39,11 @@ class MachineForm(forms.ModelForm):
     """The fields every machine has; the driver's own fields come from its options form."""
 
     engine_labels = LinesField(
-        label="Engine labels", pattern=KEY_VALUE_RE, example="key=value", help_text="key=value"
+        label="Engine labels", pattern=LABEL_RE, example="key=value", help_text="key=value"
     )
     engine_insecure_registries = LinesField(label="Insecure registries")
     engine_registry_mirrors = LinesField(label="Registry mirrors")
-    engine_env = LinesField(label="Engine environment", pattern=KEY_VALUE_RE, example="KEY=value")
+    engine_env = LinesField(label="Engine environment", pattern=ENV_RE, example="KEY=value")
     engine_opts = LinesField(label="Extra daemon flags", help_text="e.g. --log-level=warn")
     tls_san = LinesField(label="Extra TLS SANs")
 
@@ -77,14 +76,51 @@ class MachineForm(forms.ModelForm):
         return opts
 
 
-def options_form_for(driver: Driver | None, data=None) -> forms.Form | None:
+def options_form_for(driver: Driver | None, data=None, initial=None) -> forms.Form | None:
+    """The driver's options form; a provider account fills its choices from its API (with
+    `initial` as what the page had chosen so far, when a choice asks for the fields again)."""
     if driver is None:
         return None
     try:
-        form_class = driver.get_driver().options_form
+        impl = driver.get_driver()
     except DriverError:
         return None
-    return form_class(data, prefix="opt")
+    return impl.bind_options_form(data, prefix="opt", initial=initial)
+
+
+def account_kinds() -> list[tuple[str, str]]:
+    return [(kind, cls.label) for kind, cls in all_drivers() if cls.has_accounts]
+
+
+class ProviderAccountForm(forms.ModelForm):
+    """A provider account: a name and a kind; its token and URL come from the kind's
+    settings form (`settings_form_for`)."""
+
+    class Meta:
+        model = Driver
+        fields = ["name", "kind"]
+        widgets = {"name": forms.TextInput(attrs={"placeholder": "do-prod"})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = account_kinds()
+        self.fields["kind"].label = "Provider"
+
+    def settings_form(self, data=None) -> forms.Form | None:
+        kind = (self.data.get("kind") if self.is_bound else self.initial.get("kind")) or ""
+        if kind not in dict(account_kinds()):
+            return None
+        return driver_class(kind).settings_form(data, prefix="set")
+
+    def save_with(self, settings_form: forms.Form) -> Driver:
+        """The account with its settings; the secrets among them stored encrypted."""
+        account = self.save(commit=False)
+        account.settings, account.secrets = driver_class(account.kind).split_settings(
+            settings_form.cleaned_data
+        )
+        account.full_clean()
+        account.save()
+        return account
 
 
 class ConfirmRemoveForm(forms.Form):

@@ -9,7 +9,7 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
-from . import engines, live, operations
+from . import clients, live, operations
 from .models import Machine
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def check_machine(machine: Machine, timeout: float | None = None) -> None:
             return
     if changes["state"] == Machine.State.RUNNING and machine.engine_url:
         try:
-            client = engines.client_for_machine(machine, timeout=timeout)
+            client = clients.client_for_machine(machine, timeout=timeout)
             try:
                 version = client.version()
             finally:

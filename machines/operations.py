@@ -21,7 +21,7 @@ from .errors import DriverError, NotSupported
 from .lib.ssh import SSHError, generate_key
 from .models import Machine, Operation, OperationLogLine
 from .provision import certs
-from .steps import Action, Cancelled, Context, Step
+from .steps import Action, Cancelled, Context, Step, asked
 
 log = logging.getLogger(__name__)
 
@@ -54,23 +54,18 @@ def _create_host(machine: Machine, ctx: Context) -> None:
     machine.save()
 
 
+def _driver(machine: Machine, ctx: Context):
+    """The machine's driver, reporting its progress to the operation's log."""
+    driver = machine.get_driver()
+    driver.log = ctx.log
+    return driver
+
+
 def _call_driver(method: str) -> Callable[[Machine, Context], None]:
     def run(machine: Machine, ctx: Context) -> None:
-        getattr(machine.get_driver(), method)(machine)
+        getattr(_driver(machine, ctx), method)(machine)
 
     return run
-
-
-def _provisioned(machine: Machine, op: Operation) -> bool:
-    return machine.driver_class.provisioned
-
-
-def _has_certificate(machine: Machine, op: Operation) -> bool:
-    return bool(machine.tls_server_cert)
-
-
-def _asked(arg: str) -> Callable[[Machine, Operation], bool]:
-    return lambda machine, op: bool(op.args.get(arg))
 
 
 def _why(machine: Machine, ctx: Context) -> None:
@@ -93,7 +88,7 @@ def _purge(machine: Machine, ctx: Context) -> None:
 
 def _remove_host(machine: Machine, ctx: Context) -> None:
     try:
-        machine.get_driver().remove(machine)
+        _driver(machine, ctx).remove(machine)
     except DriverError:
         if not ctx.op.args.get("force"):
             raise
@@ -109,15 +104,14 @@ def _forget(machine: Machine, ctx: Context) -> None:
     live.machine_removed(machine_id, ctx.op.machine_name)
 
 
-def _connect_name(machine: Machine) -> str:
-    return f"Connect to {provision.ssh_target(machine)} over SSH"
-
-
-CONNECT = Step(_connect_name, provision.connect)
+CONNECT = Step(lambda m: f"Connect to {provision.ssh_target(m)} over SSH", provision.connect)
+DETECT = Step("Detect the operating system", provision.detect)
+# The same, refusing a daemon that dockerdash has not configured yet.
+DETECT_CONFIGURED = Step("Detect the operating system", provision.detect_configured)
 WAIT_FOR_API = Step("Wait for the Docker API", provision.wait_for_api)
 PROVISION = [
     CONNECT,
-    Step("Detect the operating system", provision.detect),
+    DETECT,
     Step("Install Docker", provision.install),
     Step("Issue the TLS certificates", provision.issue),
     Step("Configure the Docker daemon", provision.configure),
@@ -132,7 +126,13 @@ def _lifecycle(method: str, label: str, transient: str, *, check_engine: bool, *
     # (a container or a cloud host gets a new one), which its certificate must then name.
     steps = [Step(lambda m: f"{label} {m.name}", _call_driver(method)), CHECK_HOST]
     if check_engine:
-        steps.append(Step("Check the Docker engine", provision.check_engine, _has_certificate))
+        steps.append(
+            Step(
+                "Check the Docker engine",
+                provision.check_engine,
+                lambda m, op: bool(m.tls_server_cert),
+            )
+        )
     return Action(method, label, steps, needs=method, transient=transient, **kw)
 
 
@@ -143,7 +143,7 @@ _ACTIONS = [
         [
             Step(lambda m: f"Create the host with the {m.driver.kind} driver", _create_host),
             CHECK_HOST,
-            *(Step(s.name, s.run, _provisioned) for s in PROVISION),
+            *(Step(s.name, s.run, lambda m, op: m.driver_class.provisioned) for s in PROVISION),
         ],
         transient=Machine.State.STARTING,
         button=False,
@@ -165,14 +165,13 @@ _ACTIONS = [
         needs="provisioned",
         prepare=_refresh_ip,
         in_menu=True,
-        help="Provision machines again (idempotent)",
     ),
     Action(
         Kind.REGENERATE_CERTS,
         "Regenerate certs",
         [
             CONNECT,
-            Step("Detect the operating system", provision.detect_configured),
+            DETECT_CONFIGURED,
             Step("Issue new TLS certificates", provision.issue_new),
             Step("Install the certificates and restart Docker", provision.install_certs),
             WAIT_FOR_API,
@@ -182,14 +181,27 @@ _ACTIONS = [
         finish=provision.report_retired_cas,
         confirm="Regenerate the TLS certificates of {name}? Docker restarts on it.",
         in_menu=True,
-        help="New TLS certificates for machines (restarts Docker only)",
+    ),
+    Action(
+        Kind.ROTATE_CLIENT_CA,
+        "Rotate client CA",
+        [
+            CONNECT,
+            DETECT_CONFIGURED,
+            Step("Install the trusted client CAs", provision.install_trust),
+            Step("Restart Docker", provision.restart_keeping_containers),
+            WAIT_FOR_API,
+        ],
+        needs="provisioned",
+        finish=provision.report_kept,
+        button=False,
     ),
     Action(
         Kind.UPGRADE,
         "Upgrade",
         [
             CONNECT,
-            Step("Detect the operating system", provision.detect),
+            DETECT,
             Step("Upgrade Docker", provision.upgrade_docker),
             WAIT_FOR_API,
         ],
@@ -197,13 +209,12 @@ _ACTIONS = [
         finish=provision.report_upgrade,
         confirm="Upgrade Docker on {name}?",
         in_menu=True,
-        help="Upgrade Docker on machines to the newest package",
     ),
     Action(
         Kind.REMOVE,
         "Remove",
         [
-            Step("Undo the Docker daemon configuration on the host", _purge, _asked("purge")),
+            Step("Undo the Docker daemon configuration on the host", _purge, asked("purge")),
             Step(lambda m: f"Remove the host of {m.name}", _remove_host),
             Step("Forget the machine", _forget),
         ],
@@ -262,18 +273,39 @@ def cancel(op: Operation) -> bool:
     )
 
 
-def create_machine(machine: Machine, options: dict, *, user=None, via: str = "web") -> Operation:
-    """Save a new machine with its driver's options (checked by the model, so the form, the
-    CLI and the import share every rule) and request its create operation."""
-    machine.get_driver().apply_options(machine, options)
-    if not machine.ssh_private_key:
-        machine.ssh_private_key, _ = generate_key()
+def create_machine(
+    machine: Machine, options: dict | None = None, *, user=None, via: str = "web"
+) -> Operation | None:
+    """Save a new machine with its driver's options, checked by the model (so the form, the
+    CLI and the import share every rule), and request its create operation. A machine
+    brought in by the import (no options) exists already: it is only checked and saved."""
+    if options is not None:
+        machine.get_driver().apply_options(machine, options)
+        if not machine.ssh_private_key:
+            machine.ssh_private_key, _ = generate_key()
     if getattr(user, "is_authenticated", False):
         machine.created_by = user
     machine.full_clean()
     with transaction.atomic():
         machine.save()
-        return request(machine, Kind.CREATE, user=user, via=via)
+        return request(machine, Kind.CREATE, user=user, via=via) if options is not None else None
+
+
+def request_client_ca_rotation(*, user=None, via: str = "web") -> tuple[list[Operation], list[str]]:
+    """A rotate-client-ca operation for every machine that does not run with the current
+    users' client CA yet (after "revoke all", or to retry where one failed). Returns the
+    operations and the names of the machines that were busy (to retry once they are not)."""
+    from .provision import usercerts
+
+    requested, busy = [], []
+    for machine in usercerts.rotation_candidates():
+        if not machine.driver_class.provisioned:
+            continue
+        try:
+            requested.append(request(machine, Kind.ROTATE_CLIENT_CA, user=user, via=via))
+        except OperationConflict:
+            busy.append(machine.name)
+    return requested, busy
 
 
 def request_ip_heal(machine: Machine) -> Operation | None:
@@ -337,15 +369,15 @@ def execute(op: Operation) -> Operation:
         if not expected:
             log.error("Operation %s failed:\n%s", op.pk, traceback.format_exc())
             message = f"Unexpected error: {e.__class__.__name__}: {e}"
-        ctx.log_many([f"Failed: {message}"], kind=OperationLogLine.Kind.OUTCOME)
+        ctx.log(f"Failed: {message}", kind=OperationLogLine.Kind.OUTCOME)
         op.status = (
             Operation.Status.CANCELLED if isinstance(e, Cancelled) else Operation.Status.FAILED
         )
         op.error = message
         if machine is not None and Machine.objects.filter(pk=machine.pk).exists():
-            _record_failure(machine, message)
+            machine.record_failure(message)
     else:
-        ctx.log_many(["Done"], kind=OperationLogLine.Kind.OUTCOME)
+        ctx.log("Done", kind=OperationLogLine.Kind.OUTCOME)
         op.status = Operation.Status.SUCCEEDED
     finally:
         ctx.close()
@@ -355,15 +387,3 @@ def execute(op: Operation) -> Operation:
     if op.machine_id and Machine.objects.filter(pk=op.machine_id).exists():
         live.machine_changed(Machine.objects.get(pk=op.machine_id))
     return op
-
-
-def _record_failure(machine: Machine, message: str) -> None:
-    machine.refresh_from_db()
-    machine.last_error = message
-    try:
-        machine.observe()
-    except Exception as e:  # the host may be the very thing that is broken
-        machine.state = Machine.State.ERROR
-        machine.last_error = f"{message} (state unknown: {e})"
-        machine.last_checked = timezone.now()
-        machine.save()

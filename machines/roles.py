@@ -17,6 +17,8 @@ _ADMIN = [
     "machines.add_driver",
     "machines.change_driver",
     "machines.delete_driver",
+    "machines.view_clientcertificate",
+    "machines.revoke_clientcertificate",
     "auth.view_user",
     "auth.add_user",
     "auth.change_user",

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from . import live, operations
 from .health import check_machine, refresh_machine
-from .models import Machine, Operation, Worker
+from .models import Machine, Operation, RunnerProcess
 from .watch import EngineWatcher
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def run_claimed(op: Operation) -> Operation:
 
 def runner_alive() -> bool:
     cutoff = timezone.now() - timedelta(seconds=HEARTBEAT_EVERY * 3)
-    return Worker.objects.filter(heartbeat_at__gte=cutoff).exclude(kind="cli").exists()
+    return RunnerProcess.objects.filter(heartbeat_at__gte=cutoff).exclude(kind="cli").exists()
 
 
 # -- the process -------------------------------------------------------------------------
@@ -185,6 +185,7 @@ class Runner:
         loop.set_default_executor(ThreadPoolExecutor(max_workers=self.max_parallel + 16))
         await _in_thread(self._register)
         await _in_thread(interrupt_stale)
+        await _in_thread(_prune_tls_cache)
         loops = [
             self._operations_loop(),
             self._every(LEASE_EVERY, self._lease_cycle),
@@ -197,7 +198,7 @@ class Runner:
         await self._drain()
 
     def _register(self) -> None:
-        Worker.objects.update_or_create(
+        RunnerProcess.objects.update_or_create(
             name=self.name, defaults={"kind": self.kind, "heartbeat_at": timezone.now()}
         )
 
@@ -239,13 +240,15 @@ class Runner:
     def _lease_cycle(self) -> None:
         """Heartbeat, renew our leases, take a fair share of free ones, sync watchers."""
         now = timezone.now()
-        Worker.objects.filter(name=self.name).update(heartbeat_at=now)
-        if not Worker.objects.filter(name=self.name).exists():
+        RunnerProcess.objects.filter(name=self.name).update(heartbeat_at=now)
+        if not RunnerProcess.objects.filter(name=self.name).exists():
             self._register()
         interrupt_stale()
         mine = Machine.objects.filter(lease_owner=self.name)
         mine.update(lease_expires_at=now + LEASE_FOR)
-        alive = Worker.objects.filter(heartbeat_at__gte=now - STALE_AFTER).exclude(kind="cli")
+        alive = RunnerProcess.objects.filter(heartbeat_at__gte=now - STALE_AFTER).exclude(
+            kind="cli"
+        )
         share = math.ceil(Machine.objects.count() / max(alive.count(), 1))
         wanted = share - mine.count()
         if wanted > 0:
@@ -331,7 +334,15 @@ class Runner:
             )
         # Hand our machines to the other runners now rather than when the leases expire.
         Machine.objects.filter(lease_owner=self.name).update(lease_owner="", lease_expires_at=None)
-        Worker.objects.filter(name=self.name).delete()
+        RunnerProcess.objects.filter(name=self.name).delete()
+
+
+def _prune_tls_cache() -> None:
+    """Keys of CAs rotated while no runner ran stay on disk otherwise."""
+    from .provision.certs import prune_tls_cache
+
+    if deleted := prune_tls_cache():
+        log.info("Deleted %s cached TLS credential(s) of rotated CAs", deleted)
 
 
 def _interrupt(op: Operation, error: str, line: str) -> bool:

@@ -6,7 +6,7 @@ The declarations themselves are in operations.py, the one place that orchestrate
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.utils import timezone
 
@@ -18,6 +18,11 @@ class Cancelled(Exception):
     pass
 
 
+# An operation's log holds what remote commands print: bounded per step (and per line, in
+# Operation.append_log).
+OUTPUT_LINES = 5000
+
+
 class Context:
     """What the steps of one operation report to, and share (the SSH session, the host's
     facts, the CA): numbered steps and log lines, stored then published."""
@@ -27,8 +32,11 @@ class Context:
         self.session = None
         self.facts = None
         self.ca = None
+        self.users = None
         self.changed = True
+        self.running: set[str] | None = None
         self.docker_before = ""
+        self._output_step, self._output_lines = -1, 0
 
     def step(self, name: str) -> None:
         if Operation.objects.filter(pk=self.op.pk, cancel_requested=True).exists():
@@ -42,14 +50,29 @@ class Context:
             step_name=self.op.step_name,
             heartbeat_at=self.op.heartbeat_at,
         )
-        self.log_many([f"[{self.op.step}/{self.op.steps_total}] {name}"], kind="step")
+        self.log(f"[{self.op.step}/{self.op.steps_total}] {name}", kind="step")
         live.operation_changed(self.op)
 
-    def log(self, text: str) -> None:
-        self.log_many([text])
+    def log(self, text: str, *, kind: str = "") -> None:
+        """One line of the operation's own (a step heading, a finding, the outcome)."""
+        self._append([text], kind)
 
-    def log_many(self, texts: list[str], *, kind: str = "") -> None:
-        """Several lines stored at once and published as one message (command output)."""
+    def log_many(self, texts: list[str]) -> None:
+        """Lines of a remote command's output, stored at once and published as one message.
+
+        A remote command prints what it likes: each step stores at most OUTPUT_LINES lines
+        of it, then one line saying the rest was left out.
+        """
+        if self._output_step != self.op.step:
+            self._output_step, self._output_lines = self.op.step, 0
+        room = OUTPUT_LINES - self._output_lines
+        self._output_lines += len(texts)
+        if len(texts) > room:
+            cut = [f"… output cut after {OUTPUT_LINES} lines in this step: the rest is not kept"]
+            texts = texts[: max(room, 0)] + (cut if room >= 0 else [])
+        self._append(texts)
+
+    def _append(self, texts: list[str], kind: str = "") -> None:
         if texts:
             live.log_lines_added(self.op, self.op.append_log(texts, kind=kind))
 
@@ -64,6 +87,11 @@ class Context:
 
 def always(machine: Machine, op: Operation) -> bool:
     return True
+
+
+def asked(arg: str) -> Callable[[Machine, Operation], bool]:
+    """A step's condition: the operation was asked for it (`rm --purge`)."""
+    return lambda machine, op: bool(op.args.get(arg))
 
 
 @dataclass(frozen=True)
@@ -98,8 +126,6 @@ class Action:
     in_menu: bool = False
     #: Operators may run it from a button (create and rm are admin-only, with forms).
     button: bool = True
-    help: str = ""
-    args: dict = field(default_factory=dict)
 
     def plan(self, machine: Machine, op: Operation) -> list[Step]:
         return [step for step in self.steps if step.when(machine, op)]

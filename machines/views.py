@@ -3,9 +3,11 @@ from __future__ import annotations
 import io
 import zipfile
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -13,10 +15,18 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from . import containers, operations
 from .consumers import LOG_TAIL
-from .forms import ConfirmRemoveForm, ContainerFilterForm, MachineForm, options_form_for
+from .drivers import DriverError
+from .forms import (
+    ConfirmRemoveForm,
+    ContainerFilterForm,
+    MachineForm,
+    ProviderAccountForm,
+    account_kinds,
+    options_form_for,
+)
 from .lib.ssh import public_key_of
-from .models import Container, Driver, Machine, Operation
-from .provision import certs
+from .models import ClientCertificate, Container, Driver, Machine, Operation
+from .provision import certs, usercerts
 
 
 def _roles(request: HttpRequest) -> dict:
@@ -56,6 +66,8 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
     }
     if machine.ssh_private_key:
         ctx["ssh_public_key"] = public_key_of(machine.ssh_private_key)
+    if ctx["can_operate"]:
+        ctx["client_cert"] = _client_cert_context(request, machine)
     return _container_table(request, "machines/detail.html", ctx)
 
 
@@ -105,22 +117,92 @@ def container_logs(request: HttpRequest, name: str, container_id: str) -> HttpRe
 @require_GET
 @permission_required("machines.operate_machine", raise_exception=True)
 def client_bundle(request: HttpRequest, name: str) -> HttpResponse:
-    """ca.pem, cert.pem and key.pem for the docker CLI, as `machine env` writes them."""
+    """ca.pem (to verify the engine), and a new client certificate and key of the user's own,
+    for the docker CLI. A new certificate each time; the dashboard's own key never leaves."""
     machine = get_object_or_404(Machine, name=name)
     if not machine.tls_server_cert:
         raise Http404(f"{machine.name} has no TLS certificates yet (not provisioned)")
-    ca = certs.ca_for_machine(machine)
+    if problem := usercerts.download_problem(machine):
+        return HttpResponse(problem, status=409, content_type="text/plain; charset=utf-8")
+    _, cert, key_pem = usercerts.issue(request.user, machine)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for filename, pem in (("ca.pem", ca.cert), ("cert.pem", ca.client_cert)):
+        for filename, pem in (("ca.pem", certs.ca_for_machine(machine).cert), ("cert.pem", cert)):
             bundle.writestr(filename, pem)
         key = zipfile.ZipInfo("key.pem")
         key.external_attr = 0o600 << 16  # unzip keeps the private key private
-        bundle.writestr(key, ca.client_key, zipfile.ZIP_DEFLATED)
+        bundle.writestr(key, key_pem, zipfile.ZIP_DEFLATED)
     response = HttpResponse(buffer.getvalue(), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{machine.name}-certs.zip"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _client_cert_context(request: HttpRequest, machine: Machine) -> dict:
+    return {
+        "problem": usercerts.download_problem(machine) if machine.tls_server_cert else None,
+        "latest": usercerts.latest_for(request.user, machine),
+        "days": settings.CLIENT_CERT_DAYS,
+    }
+
+
+@require_GET
+@permission_required("machines.operate_machine", raise_exception=True)
+def client_cert(request: HttpRequest, name: str) -> HttpResponse:
+    """The Connect panel's line about the user's own certificate (pushed panels lack it)."""
+    machine = get_object_or_404(Machine, name=name)
+    ctx = {"machine": machine, "client_cert": _client_cert_context(request, machine)}
+    return render(request, "machines/detail.html#client_cert", ctx)
+
+
+@require_GET
+@permission_required("machines.revoke_clientcertificate", raise_exception=True)
+def client_certificates(request: HttpRequest) -> HttpResponse:
+    """Who holds which certificate, which engines still trust a revoked users' CA, and the
+    button that revokes them all."""
+    ctx = {
+        "certificates": ClientCertificate.objects.select_related("issuer")[:200],
+        "users_ca": usercerts.get_or_create_ca(),
+        "pending": usercerts.rotation_candidates(),
+        "still_trusting": list(usercerts.still_trusting_revoked()),
+        "days": settings.CLIENT_CERT_DAYS,
+    }
+    return render(request, "machines/client_certificates.html", ctx)
+
+
+@require_POST
+@permission_required("machines.revoke_clientcertificate", raise_exception=True)
+def revoke_client_certificates(request: HttpRequest) -> HttpResponse:
+    if request.POST.get("confirm") != "revoke":
+        messages.error(request, 'Type "revoke" to confirm: nothing was revoked.')
+        return redirect("machines:client_certificates")
+    _, count = usercerts.revoke_all()
+    ops, busy = operations.request_client_ca_rotation(user=request.user)
+    messages.success(
+        request,
+        f"Revoked {count} certificate(s) under a new users' client CA; rotating it on "
+        f"{len(ops)} machine(s).",
+    )
+    _report_busy(request, busy)
+    return redirect("machines:client_certificates")
+
+
+@require_POST
+@permission_required("machines.revoke_clientcertificate", raise_exception=True)
+def rotate_client_ca(request: HttpRequest) -> HttpResponse:
+    """Retry: a rotation on every machine not yet running with the current users' CA."""
+    ops, busy = operations.request_client_ca_rotation(user=request.user)
+    messages.info(request, f"Rotating the users' client CA on {len(ops)} machine(s).")
+    _report_busy(request, busy)
+    return redirect("machines:client_certificates")
+
+
+def _report_busy(request: HttpRequest, busy: list[str]) -> None:
+    if busy:
+        messages.error(
+            request,
+            f"Busy, not rotated yet: {', '.join(busy)}. Retry once their operations end.",
+        )
 
 
 @permission_required("machines.add_machine", raise_exception=True)
@@ -157,10 +239,78 @@ def machine_create(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("machines.add_machine", raise_exception=True)
 def driver_fields(request: HttpRequest) -> HttpResponse:
+    """The chosen driver's fields; for a provider account, filled from its API, keeping what
+    the page had chosen (a new region asks again for the sizes offered there)."""
     driver = Driver.objects.filter(pk=request.GET.get("driver") or 0).first()
+    chosen = {k.removeprefix("opt-"): v for k, v in request.GET.items() if k.startswith("opt-")}
+    options = options_form_for(driver, initial=chosen)
+    return render(request, "machines/create.html#driver_fields", {"options": options})
+
+
+# -- provider accounts ----------------------------------------------------------------------
+
+
+def _accounts():
+    kinds = dict(account_kinds())
+    accounts = Driver.objects.filter(kind__in=kinds).annotate(machine_count=Count("machines"))
+    return accounts.order_by("name")
+
+
+def _tested(account: Driver) -> tuple[str, bool]:
+    """What the provider says of the account's token: a sentence, and whether it worked."""
+    try:
+        return account.get_driver().test_connection(), True
+    except DriverError as e:
+        return str(e), False
+
+
+@permission_required("machines.add_driver", raise_exception=True)
+def providers(request: HttpRequest) -> HttpResponse:
+    """The provider accounts (tokens never shown again), and a form to add one."""
+    kinds = account_kinds()
+    form = ProviderAccountForm(request.POST or None, initial={"kind": kinds[0][0]})
+    settings_form = form.settings_form(request.POST or None)
+    if request.method == "POST" and form.is_valid() and settings_form and settings_form.is_valid():
+        account = form.save_with(settings_form)
+        result, ok = _tested(account)
+        if ok:
+            messages.success(request, f"Added {account.name}. {result}")
+        else:
+            messages.error(request, f"Added {account.name}, but its test failed: {result}")
+        return redirect("machines:providers")
+    ctx = {"form": form, "settings_form": settings_form, "accounts": _accounts()}
+    status = 400 if request.method == "POST" else 200
+    return render(request, "machines/providers.html", ctx, status=status)
+
+
+@require_GET
+@permission_required("machines.add_driver", raise_exception=True)
+def provider_fields(request: HttpRequest) -> HttpResponse:
+    form = ProviderAccountForm(initial={"kind": request.GET.get("kind", "")})
     return render(
-        request, "machines/create.html#driver_fields", {"options": options_form_for(driver)}
+        request, "machines/providers.html#provider_fields", {"settings_form": form.settings_form()}
     )
+
+
+@require_POST
+@permission_required("machines.add_driver", raise_exception=True)
+def provider_test(request: HttpRequest, pk: int) -> HttpResponse:
+    account = get_object_or_404(Driver, pk=pk, kind__in=dict(account_kinds()))
+    result, ok = _tested(account)
+    ctx = {"account": account, "result": result, "ok": ok}
+    return render(request, "machines/providers.html#test_result", ctx)
+
+
+@require_POST
+@permission_required("machines.delete_driver", raise_exception=True)
+def provider_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    account = get_object_or_404(Driver, pk=pk, kind__in=dict(account_kinds()))
+    if count := account.machines.count():
+        messages.error(request, f"{account.name} still has {count} machine(s): remove them first.")
+    else:
+        account.delete()
+        messages.success(request, f"Removed the account {account.name}.")
+    return redirect("machines:providers")
 
 
 def _row_response(request: HttpRequest, machine: Machine) -> HttpResponse:

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from . import engines, live
+from . import clients, live
 from .health import save_observation
 from .models import Container, Machine
 
@@ -87,7 +87,7 @@ class EngineWatcher(threading.Thread):
             close_old_connections()
 
     def _watch(self, machine: Machine) -> None:
-        self.client = client = engines.client_for_machine(
+        self.client = client = clients.client_for_machine(
             machine, timeout=settings.HEALTH_CHECK_TIMEOUT
         )
         try:

@@ -209,9 +209,9 @@ class _EngineEvents(threading.Thread):
 
     def __init__(self, engine: str, container_id: str) -> None:
         super().__init__(daemon=True)
-        from machines import engines
+        from machines import clients
 
-        self.client = engines.client(engine, timeout=30)
+        self.client = clients.client(engine, timeout=30)
         self.stream = self.client.api.events(
             decode=True, filters={"container": container_id, "event": ["pause", "unpause"]}
         )
@@ -246,7 +246,7 @@ def bench_live(events: int = 120, clients: int = 500, fanout_events: int = 20) -
     from django.contrib.auth.models import Group
     from django.test import Client
 
-    from machines import engines
+    from machines import clients
     from machines.lib.hostimage import BARE_HOST_IMAGE
     from machines.models import Container, Driver, Machine
     from machines.roles import OPERATOR
@@ -263,7 +263,7 @@ def bench_live(events: int = 120, clients: int = 500, fanout_events: int = 20) -
     user.groups.add(Group.objects.get(name=OPERATOR))
     none = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
     machine = Machine.objects.create(name="bench", driver=none, engine_url=engine, state="running")
-    docker = engines.client(engine, timeout=60)
+    docker = clients.client(engine, timeout=60)
     name = f"bench-live-{os.getpid()}"
     container = docker.containers.run(
         BARE_HOST_IMAGE, ["sleep", "3600"], name=name, detach=True, network_mode="none"

@@ -23,8 +23,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-# Sync Playwright runs its own loop in this thread; Django's ORM must still be allowed here.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 
 
 # Per module, not per session: sync Playwright keeps an event loop running in this thread
@@ -35,10 +34,21 @@ def browser():
         _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    # Sync Playwright runs its loop in this thread, so Django takes the test's ORM calls for
+    # calls from async code: allowed while the browser lives, and only then, so that the
+    # consumer tests still catch ORM calls made from async code.
+    before = os.environ.get(ASYNC_UNSAFE)
+    os.environ[ASYNC_UNSAFE] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if before is None:
+            os.environ.pop(ASYNC_UNSAFE, None)
+        else:
+            os.environ[ASYNC_UNSAFE] = before
 
 
 def free_port() -> int:
@@ -49,10 +59,10 @@ def free_port() -> int:
 
 def serve(*extra: str, env: dict[str, str] | None = None) -> tuple[Process, str]:
     port = free_port()
+    # The dashboard runs as it does for users: an ORM call from async code fails there too.
+    env = {k: v for k, v in (env or process_env()).items() if k != ASYNC_UNSAFE}
     process = Process(
-        ["serve", "--bind", f"127.0.0.1:{port}", *extra],
-        env or process_env(),
-        ready="dockerdash is serving",
+        ["serve", "--bind", f"127.0.0.1:{port}", *extra], env, ready="dockerdash is serving"
     )
     return process, f"http://127.0.0.1:{port}"
 

@@ -5,11 +5,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from machines.lib.ssh import generate_key
-from machines.models import Driver, Machine
 from machines.roles import ADMIN, OPERATOR, VIEWER
 
-pytest_plugins = ["tests.fleet", "tests.browser"]
+pytest_plugins = ["tests.fleet", "tests.browser", "tests.sockets", "tests.cloudfakes.fixtures"]
 
 
 def _user(role: str):
@@ -52,19 +50,3 @@ def operator_client(operator) -> Client:
 @pytest.fixture
 def admin_client_(admin_user) -> Client:
     return _client(admin_user)
-
-
-@pytest.fixture
-def generic_machine(db) -> Machine:
-    """A stored generic machine (its host is not contacted by tests using this)."""
-    private, _ = generate_key()
-    return Machine.objects.create(
-        name="web-1",
-        # get_or_create: transactional tests flush the rows the data migration made.
-        driver=Driver.objects.get_or_create(name="generic", defaults={"kind": "generic"})[0],
-        ip="192.0.2.10",
-        ssh_private_key=private,
-        state=Machine.State.RUNNING,
-        docker_version="28.2.2",
-        engine_labels=["env=prod"],
-    )

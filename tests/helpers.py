@@ -96,6 +96,8 @@ def process_env(**extra: str) -> dict[str, str]:
     """The environment for a dockerdash process sharing this test's database and keys."""
     db = connection.settings_dict
     env = {**os.environ, "DOCKERDASH_DATA_DIR": str(settings.DATA_DIR), **extra}
+    # Set while a browser test runs (tests/browser.py), never for the dashboard's processes.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     if db["ENGINE"].endswith("sqlite3"):
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
     return env

@@ -8,8 +8,10 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from dockerdash.asgi import application
-from machines.models import Machine, Operation
+from machines.models import Container, Machine, Operation
 from machines.routing import websocket_urlpatterns
+
+from .fleet import make_machine
 
 # A value for each kind of URL parameter, so every pattern can be reversed.
 SAMPLE_KWARGS = {
@@ -20,15 +22,8 @@ SAMPLE_KWARGS = {
     "operation_id": 1,
     "container_id": "c0ffee",
 }
-# Django's own public pages: the login form and the password reset flow.
-PUBLIC = (
-    "login",
-    "password_reset",
-    "password_reset_done",
-    "password_reset_confirm",
-    "password_reset_complete",
-    "logout",
-)
+# Django's own public pages: the login form and logout (no password reset: it is gone).
+PUBLIC = ("login", "logout")
 
 
 def _all_patterns(resolver=None, prefix=""):
@@ -148,6 +143,51 @@ async def test_websocket_from_foreign_origin_is_refused(viewer, generic_machine)
     evil = [(b"origin", b"http://evil.example"), (b"host", b"127.0.0.1:8000"), (b"cookie", cookie)]
     assert await _connect("/ws/machines/", good)
     assert not await _connect("/ws/machines/", evil)
+
+
+def _every_route_has_its_object(operator) -> None:
+    """The objects WS_PATHS name (pk 1, container c0ffee), so that every consumer accepts."""
+    machine = make_machine("none", pk=1, name="web-1", engine_url="unix:///nonexistent/docker.sock")
+    Container.objects.create(machine=machine, container_id="c0ffee", name="app")
+    Operation.objects.create(pk=1, machine=machine, machine_name="web-1", kind="restart")
+
+
+# Another port, another scheme, another host, no Origin at all: none is the dashboard's.
+FOREIGN_ORIGINS = [
+    b"http://localhost:3000",
+    b"http://127.0.0.1:3000",
+    b"https://127.0.0.1:8000",
+    b"http://127.0.0.1:8000.evil.example",
+    None,
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", WS_PATHS)
+async def test_websocket_only_from_the_dashboards_own_origin(path, operator):
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(_every_route_has_its_object)(operator)
+    cookie = await sync_to_async(_session_cookie)(operator)
+    host = [(b"host", b"127.0.0.1:8000"), (b"cookie", cookie)]
+    for origin in FOREIGN_ORIGINS:
+        headers = host if origin is None else [(b"origin", origin), *host]
+        assert not await _connect(path, headers), origin
+    assert await _connect(path, [(b"origin", b"http://127.0.0.1:8000"), *host])
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_from_a_trusted_origin_is_accepted(settings, viewer):
+    from asgiref.sync import sync_to_async
+
+    settings.CSRF_TRUSTED_ORIGINS = ["https://dash.example.com"]
+    cookie = await sync_to_async(_session_cookie)(viewer)
+    headers = [(b"host", b"127.0.0.1:8000"), (b"cookie", cookie)]
+    assert await _connect("/ws/machines/", [(b"origin", b"https://dash.example.com"), *headers])
+    assert not await _connect("/ws/machines/", [(b"origin", b"http://dash.example.com"), *headers])
+    # A Host the dashboard does not answer to is refused, as Django refuses it for HTTP.
+    evil_host = [(b"origin", b"http://evil.example"), (b"host", b"evil.example"), headers[1]]
+    assert not await _connect("/ws/machines/", evil_host)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,12 +10,13 @@ import uuid
 
 import pytest
 
-from machines import engines
-from machines.models import Driver, Machine, Operation
+from machines import clients
+from machines.models import Machine, Operation
 
 from .browser import log_in, serve
+from .fleet import make_machine
 from .helpers import ROOT, wait_until
-from .test_provision import TINY, load_tiny_image
+from .tinyimage import TINY, load_tiny_image
 
 pytestmark = [pytest.mark.browser, pytest.mark.engine]
 DOCS = ROOT / "docs"
@@ -70,7 +71,7 @@ def test_create_watch_provisioning_then_containers_then_restart_from_the_list(
 
         # A container started on its engine from outside (TLS, the docker SDK) shows up.
         load_tiny_image(machine)
-        client = engines.client_for_machine(machine, timeout=60)
+        client = clients.client_for_machine(machine, timeout=60)
         try:
             container = client.containers.run(TINY, ["sleep", "3600"], name="worker", detach=True)
             row = page.locator(f"#containers-{machine.pk} tr:has(td:text-is('worker'))")
@@ -86,11 +87,8 @@ def test_create_watch_provisioning_then_containers_then_restart_from_the_list(
         # Restart it from the list: its state goes round, the row shows the progress. (Beside
         # it, the test engine itself attached by URL, for the screenshot.)
         page.goto(f"{base_url}/")
-        local = Machine.objects.create(
-            name="local",
-            driver=Driver.objects.get_or_create(name="none", kind="none")[0],
-            engine_url=engine_url,
-            state=Machine.State.RUNNING,
+        local = make_machine(
+            "none", name="local", engine_url=engine_url, state=Machine.State.RUNNING
         )
         # Added behind the page's back: it appears once the runner has watched its engine.
         page.locator(f"#machine-{local.pk} td:text-is('{machine.docker_version}')").wait_for(

@@ -16,9 +16,10 @@ import docker.errors
 import pytest
 
 from machines.lib.hostimage import BARE_HOST_IMAGE
-from machines.models import Driver, Machine
+from machines.models import Machine
 
 from .browser import log_in, serve
+from .fleet import make_machine
 from .helpers import Process, process_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.engine]
@@ -28,9 +29,8 @@ LIVE = 30_000
 
 @pytest.fixture
 def engine_machine(transactional_db, engine_url) -> Machine:
-    driver = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
-    return Machine.objects.create(
-        name=f"local-{uuid.uuid4().hex[:4]}", driver=driver, engine_url=engine_url, state="running"
+    return make_machine(
+        "none", name=f"local-{uuid.uuid4().hex[:4]}", engine_url=engine_url, state="running"
     )
 
 

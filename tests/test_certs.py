@@ -10,16 +10,15 @@ import pytest
 from cryptography import x509
 from django.db import connection
 
-from machines.models import CertificateAuthority, Driver, Machine
+from machines.models import CertificateAuthority, Machine
 from machines.provision import certs
+
+from .fleet import make_machine
 
 
 @pytest.fixture
 def machine(db) -> Machine:
-    driver = Driver.objects.get_or_create(name="generic", defaults={"kind": "generic"})[0]
-    return Machine.objects.create(
-        name="web-1", driver=driver, ip="192.0.2.10", tls_san=["docker.example.com", "10.9.8.7"]
-    )
+    return make_machine(name="web-1", ip="192.0.2.10", tls_san=["docker.example.com", "10.9.8.7"])
 
 
 def _handshake(ca: CertificateAuthority, server_cert: str, server_key: str, name: str, tmp_path):

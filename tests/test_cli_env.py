@@ -13,10 +13,12 @@ import pytest
 from django.core.management import call_command
 
 from machines.lib.hostimage import BARE_HOST_IMAGE
-from machines.models import Driver, Machine
+from machines.models import Machine
 from machines.provision import certs
 
+from .fleet import make_machine
 from .helpers import MANAGE, run, user_env
+from .tinyimage import tiny_image_tar
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,10 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def machine(db, settings, tmp_path) -> Machine:
     settings.CERTS_DIR = tmp_path / "machines"
-    driver = Driver.objects.get_or_create(name="generic", defaults={"kind": "generic"})[0]
-    machine = Machine.objects.create(
-        name="web-1", driver=driver, ip="192.0.2.10", state=Machine.State.RUNNING
-    )
+    machine = make_machine(name="web-1", ip="192.0.2.10", state=Machine.State.RUNNING)
     certs.issue_server_cert(machine, certs.get_or_create_ca())
     machine.engine_url = "tcp://192.0.2.10:2376"
     machine.save()
@@ -168,8 +167,6 @@ def test_env_refuses_what_would_not_work(machine):
 def test_a_bare_host_end_to_end_with_the_real_docker_cli(tmp_path, engine_url, host_images, parent):
     """create (Docker installed from Debian, TLS on 2376), then `eval "$(machine env)"` and
     `docker run` with the real docker CLI; without a client certificate the port refuses."""
-    from .test_provision import tiny_image_tar
-
     data = tmp_path / "data"
     environ = user_env(data)
     manage = MANAGE

@@ -8,7 +8,9 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from machines.models import Driver, Machine, Operation
+from machines.models import Machine, Operation
+
+from .fleet import make_machine
 
 
 def _ls(*args: str) -> str:
@@ -19,11 +21,8 @@ def _ls(*args: str) -> str:
 
 @pytest.fixture
 def fleet(db, generic_machine):
-    none = Driver.objects.get(name="none")
-    Machine.objects.create(
-        name="edge-1", driver=none, engine_url="tcp://192.0.2.30:2376", state="stopped"
-    )
-    Machine.objects.create(name="edge-2", driver=none, state="error", last_error="boom")
+    make_machine("none", name="edge-1", engine_url="tcp://192.0.2.30:2376", state="stopped")
+    make_machine("none", name="edge-2", state="error", last_error="boom")
     return Machine.objects.all()
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import threading
+import os
 import uuid
 
 import pytest
@@ -14,50 +14,20 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.models import Session
-from django.test import Client
+from django.core.exceptions import SynchronousOnlyOperation
 from django.utils import timezone
 
-from dockerdash.asgi import application
 from machines import consumers, live
-from machines.lib.hostimage import BARE_HOST_IMAGE
-from machines.models import Container, Driver, Machine, Operation, OperationLogLine
+from machines.models import Container, Machine, Operation, OperationLogLine
+
+from .fleet import make_machine
+from .sockets import connect, follower_of, refused
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _cookie(user) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
-async def _communicator(user, path: str) -> WebsocketCommunicator:
-    cookie = await sync_to_async(_cookie)(user)
-    headers = [(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
-    return WebsocketCommunicator(application, path, headers=[*headers, (b"cookie", cookie)])
-
-
-async def connect(user, path: str) -> WebsocketCommunicator:
-    communicator = await _communicator(user, path)
-    connected, _ = await communicator.connect()
-    assert connected, path
-    return communicator
-
-
-async def refused(user, path: str) -> bool:
-    communicator = await _communicator(user, path)
-    connected, _ = await communicator.connect()
-    await communicator.disconnect()
-    return not connected
-
-
 async def nothing_more(communicator: WebsocketCommunicator) -> bool:
     return await communicator.receive_nothing(timeout=0.3)
-
-
-def _machine(name: str = "web-1", kind: str = "none", **fields) -> Machine:
-    driver = Driver.objects.get_or_create(name=kind, defaults={"kind": kind})[0]
-    return Machine.objects.create(name=name, driver=driver, state="running", **fields)
 
 
 def _container(machine: Machine, name: str, state: str = "running", **fields) -> Container:
@@ -77,7 +47,7 @@ def _container(machine: Machine, name: str, state: str = "running", **fields) ->
 
 
 async def test_list_rows_are_inserted_replaced_and_deleted_per_role(viewer, operator, admin_user):
-    first = await sync_to_async(_machine)("alpha")
+    first = await sync_to_async(make_machine)("none", name="alpha", state="running")
     sockets = {
         u.username: await connect(u, "/ws/machines/") for u in (viewer, operator, admin_user)
     }
@@ -87,7 +57,7 @@ async def test_list_rows_are_inserted_replaced_and_deleted_per_role(viewer, oper
         assert f'id="machine-{first.pk}"' in snapshot
 
     # A machine made elsewhere (the CLI, another page): appended to every open list.
-    second = await sync_to_async(_machine)("beta", kind="generic")
+    second = await sync_to_async(make_machine)(name="beta", state="running")
     await sync_to_async(live.machine_changed)(second)
     inserted = {name: await s.receive_from() for name, s in sockets.items()}
     for html in inserted.values():
@@ -119,7 +89,7 @@ async def test_list_rows_are_inserted_replaced_and_deleted_per_role(viewer, oper
 
 
 async def test_an_operation_shows_its_progress_in_the_list_row(operator):
-    machine = await sync_to_async(_machine)()
+    machine = await sync_to_async(make_machine)("none", name="web-1", state="running")
     socket = await connect(operator, "/ws/machines/")
     await socket.receive_from()
     op = await sync_to_async(Operation.objects.create)(
@@ -142,7 +112,9 @@ async def test_an_operation_shows_its_progress_in_the_list_row(operator):
 
 
 async def test_machine_page_gets_new_operations_and_its_summary(viewer):
-    machine = await sync_to_async(_machine)(engine_info={"os": "Debian GNU/Linux 12", "cpus": 2})
+    machine = await sync_to_async(make_machine)(
+        "none", name="web-1", state="running", engine_info={"os": "Debian GNU/Linux 12", "cpus": 2}
+    )
     older = await sync_to_async(Operation.objects.create)(
         machine=machine, machine_name=machine.name, kind="start", status="succeeded"
     )
@@ -177,7 +149,7 @@ async def test_machine_page_gets_new_operations_and_its_summary(viewer):
 
 
 async def test_operation_log_replays_then_streams_without_duplicates_then_closes(viewer):
-    machine = await sync_to_async(_machine)()
+    machine = await sync_to_async(make_machine)("none", name="web-1", state="running")
     op = await sync_to_async(Operation.objects.create)(
         machine=machine, machine_name=machine.name, kind="provision", status="running"
     )
@@ -207,7 +179,7 @@ async def test_operation_log_replays_then_streams_without_duplicates_then_closes
 
 
 async def test_container_table_follows_its_filter(viewer, operator):
-    machine = await sync_to_async(_machine)()
+    machine = await sync_to_async(make_machine)("none", name="web-1", state="running")
     web = await sync_to_async(_container)(machine, "web")
     await sync_to_async(_container)(machine, "batch", state="exited")
     path = f"/ws/machines/{machine.pk}/containers/?state=running"
@@ -243,8 +215,8 @@ async def test_container_table_follows_its_filter(viewer, operator):
 
 
 async def test_fleet_socket_shows_every_machine_and_searches_by_machine(viewer):
-    a = await sync_to_async(_machine)("alpha")
-    b = await sync_to_async(_machine)("beta")
+    a = await sync_to_async(make_machine)("none", name="alpha", state="running")
+    b = await sync_to_async(make_machine)("none", name="beta", state="running")
     await sync_to_async(_container)(a, "a-web")
     await sync_to_async(_container)(b, "b-web")
     socket = await connect(viewer, "/ws/containers/?q=BETA")
@@ -263,7 +235,7 @@ async def test_fleet_socket_shows_every_machine_and_searches_by_machine(viewer):
 
 
 async def test_a_process_joins_each_group_once_for_all_its_sockets(viewer):
-    machine = await sync_to_async(_machine)()
+    machine = await sync_to_async(make_machine)("none", name="web-1", state="running")
     await sync_to_async(_container)(machine, "web")
     layer = get_channel_layer()
     group = live.containers_group(machine.pk)
@@ -286,7 +258,7 @@ async def test_a_process_joins_each_group_once_for_all_its_sockets(viewer):
 
 
 async def test_a_late_failure_of_a_container_action_reaches_its_viewers(viewer):
-    machine = await sync_to_async(_machine)()
+    machine = await sync_to_async(make_machine)("none", name="web-1", state="running")
     web = await sync_to_async(_container)(machine, "web")
     page = await connect(viewer, f"/ws/machines/{machine.pk}/containers/?q=nothing")
     fleet = await connect(viewer, "/ws/containers/")
@@ -315,7 +287,7 @@ async def test_keepalive_pings_and_a_logout_ends_the_socket(viewer, monkeypatch)
 
 async def test_a_lost_role_ends_the_socket(operator, monkeypatch):
     monkeypatch.setattr(consumers, "KEEPALIVE", 0.2)
-    machine = await sync_to_async(_machine)()
+    machine = await sync_to_async(make_machine)("none", name="web-1", state="running")
     container = await sync_to_async(_container)(machine, "web")
     socket = await connect(
         operator, f"/ws/machines/{machine.pk}/containers/{container.container_id}/logs/"
@@ -327,41 +299,27 @@ async def test_a_lost_role_ends_the_socket(operator, monkeypatch):
     await socket.disconnect()
 
 
+# -- the ORM from async code ---------------------------------------------------------------------
+
+
+async def test_an_orm_call_from_async_code_fails_here_as_it_does_under_daphne():
+    """Consumers may touch the ORM only through database_sync_to_async; these tests would
+    not notice otherwise if the switch that allows it were on (it is, for browser tests
+    only, while their browser lives)."""
+    assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in os.environ
+    with pytest.raises(SynchronousOnlyOperation):
+        Machine.objects.count()
+
+
 # -- container logs (a real engine) --------------------------------------------------------------
 
 
 async def test_container_logs_are_for_operators(viewer, operator):
-    machine = await sync_to_async(_machine)()
+    machine = await sync_to_async(make_machine)("none", name="web-1", state="running")
     container = await sync_to_async(_container)(machine, "web")
     path = f"/ws/machines/{machine.pk}/containers/{container.container_id}/logs/"
     assert await refused(viewer, path)
     assert await refused(operator, f"/ws/machines/{machine.pk}/containers/nope/logs/")
-
-
-@pytest.fixture
-def log_of(engine_url, parent, host_images):
-    """A factory: a container on the test engine running a script, as its machine's watcher
-    stores it; gives the container and the path of its log socket."""
-    started = []
-
-    def start(script: str):
-        running = parent.containers.run(
-            host_images[BARE_HOST_IMAGE],
-            ["sh", "-c", script],
-            name=f"ui-logs-{uuid.uuid4().hex[:6]}",
-            detach=True,
-            network_mode="none",
-        )
-        started.append(running)
-        machine = _machine(engine_url=engine_url)
-        Container.objects.create(
-            machine=machine, container_id=running.id, name=running.name, state="running"
-        )
-        return running, f"/ws/machines/{machine.pk}/containers/{running.id}/logs/"
-
-    yield start
-    for running in started:
-        running.remove(force=True)
 
 
 @pytest.mark.engine
@@ -397,7 +355,7 @@ async def test_closing_the_log_panel_ends_the_stream(operator, log_of):
     socket = await connect(operator, path)
     await socket.receive_from()
     assert "tick" in await socket.receive_from(timeout=10)
-    [follower] = [t for t in threading.enumerate() if t.name == f"logs-{running.id[:12]}"]
+    follower = await follower_of(running.id)
     await socket.disconnect()
     for _ in range(50):
         if not follower.is_alive():

@@ -14,7 +14,7 @@ from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.lib.ssh import SSHSession, generate_key
 from machines.models import Driver, Machine, Operation
 
-from .fleet import run_operation
+from .fleet import make_machine, run_operation
 
 pytestmark = pytest.mark.engine
 
@@ -151,8 +151,7 @@ def _machine_on(engine: str, name: str) -> Machine:
     driver = Driver.objects.create(
         name=f"parent-{name}", kind="container", settings={"engine": engine}
     )
-    private, _ = generate_key()
-    return Machine.objects.create(name=name, driver=driver, ssh_private_key=private)
+    return make_machine(driver, name=name)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -103,3 +103,20 @@ def test_modules_and_functions_stay_small():
                 if length > 60:
                     too_long.append(f"{path.relative_to(ROOT)}: {node.name}() {length} lines")
     assert too_long == []
+
+
+def test_no_test_module_imports_another():
+    """Shared test helpers live in helper modules (tests/fleet.py, tests/helpers.py, ...), so
+    a test module can change or go without breaking another."""
+    borrowed = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or "", *(alias.name for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            if any(part.startswith("test_") for name in names for part in name.split(".")):
+                borrowed.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert borrowed == []

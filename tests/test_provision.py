@@ -9,12 +9,10 @@ from __future__ import annotations
 import http.server
 import io
 import os
-import re
 import shutil
 import socket
 import ssl
 import subprocess
-import tarfile
 import threading
 import uuid
 from pathlib import Path
@@ -24,59 +22,23 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from machines import engines, operations, runner
+from machines import clients, operations, runner
 from machines.drivers.container.driver import INSTANCE_LABEL, LABEL, NETWORK
 from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.lib.ssh import SSHSession
 from machines.models import CertificateAuthority, Driver, Machine, Operation
 from machines.provision import certs
 
-from .fleet import run_operation
+from .fleet import assert_succeeded, boot_host, log_of, make_machine, run_operation, ssh
+from .tinyimage import TINY, load_tiny_image, tiny_image_tar
 
 pytestmark = pytest.mark.engine
 
 DROPIN = "/etc/systemd/system/docker.service.d/zz-dockerdash.conf"
 FOREIGN = "/etc/systemd/system/docker.service.d/10-foreign.conf"
-TINY = "dockerdash-test/tiny:1"
 
 
-# -- helpers shared with the other provisioning tests -----------------------------------
-
-
-def ssh(machine: Machine, user: str | None = None) -> SSHSession:
-    """SSH to the host as the machine reaches it (its key, its pinned host key)."""
-    port = machine.ssh_port if machine.driver.kind == "generic" else 22
-    return SSHSession(
-        machine.ip, port, user or machine.ssh_user, machine.ssh_private_key, machine.ssh_host_key
-    )
-
-
-def boot_host(new_machine, image: str | None = None) -> Machine:
-    """A running host that nobody has provisioned: the container driver's create alone."""
-    host = new_machine(image=image) if image else new_machine()
-    host.get_driver().create(host, log=lambda _: None)
-    host.save()
-    return host
-
-
-def generic_machine(host: Machine, name: str | None = None, user: str = "root") -> Machine:
-    """A generic machine for an existing host, reached with the host's key (unpinned yet)."""
-    driver = Driver.objects.get_or_create(name="generic", defaults={"kind": "generic"})[0]
-    return Machine.objects.create(
-        name=name or f"g-{uuid.uuid4().hex[:8]}",
-        driver=driver,
-        ip=host.ip,
-        ssh_user=user,
-        ssh_private_key=host.ssh_private_key,
-    )
-
-
-def log_of(op: Operation) -> list[str]:
-    return [line.text for line in op.log_lines.order_by("seq")]
-
-
-def assert_succeeded(op: Operation) -> None:
-    assert op.status == Operation.Status.SUCCEEDED, "\n".join([op.error, *log_of(op)])
+# -- helpers -------------------------------------------------------------------------
 
 
 def assert_no_secret_logged(*machines: Machine) -> None:
@@ -96,35 +58,6 @@ def assert_no_secret_logged(*machines: Machine) -> None:
                 assert "PRIVATE KEY" not in text
                 for body in bodies:
                     assert body not in text
-
-
-def tiny_image_tar() -> bytes:
-    """A root filesystem with `true` and `sleep` and the libraries they load, taken from this
-    machine: no registry is reachable here to pull an image from."""
-    files: dict[str, str] = {}
-    for program in ("true", "sleep"):
-        binary = shutil.which(program)
-        assert binary, program
-        files[f"bin/{program}"] = binary
-        ldd = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
-        for library in re.findall(r"(/\S+) \(0x", ldd):
-            files[library.lstrip("/")] = library
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, source in sorted(files.items()):
-            data = Path(source).resolve().read_bytes()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o755
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def load_tiny_image(machine: Machine) -> None:
-    client = engines.client_for_machine(machine, timeout=60)
-    try:
-        client.api.import_image_from_data(tiny_image_tar(), repository=TINY.split(":")[0], tag="1")
-    finally:
-        client.close()
 
 
 def tls_refused_without_client_cert(machine: Machine) -> str:
@@ -182,7 +115,7 @@ def test_container_create_ends_with_a_tls_engine_and_a_numbered_log(running_mach
     assert machine.docker_version.startswith("20.10")
     assert machine.engine_reachable is True
     assert machine.tls_server_serial and machine.tls_server_expires_at
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     info = client.info()
     client.close()
     assert "provider=container" in info["Labels"]
@@ -250,7 +183,7 @@ def test_generic_takes_over_a_docker_host_with_a_foreign_dropin_without_reinstal
         assert "FOREIGN_MARKER=kept" in environ.splitlines()
         assert "DOCKERDASH_TEST=a b" in environ.splitlines()
         assert session.check("cat /proc/sys/kernel/hostname").strip() == name
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     info = client.info()
     assert client.version()["Version"] == machine.docker_version
     client.close()
@@ -273,7 +206,7 @@ def test_generic_takes_over_a_docker_host_with_a_foreign_dropin_without_reinstal
 
 def test_restart_of_a_generic_machine_reboots_the_host_and_waits(new_machine):
     host = boot_host(new_machine)
-    machine = generic_machine(host)
+    machine = make_machine(ip=host.ip, ssh_private_key=host.ssh_private_key)
     assert_succeeded(run_operation(machine, Operation.Kind.CREATE))
     machine.refresh_from_db()
     with ssh(machine) as session:
@@ -288,14 +221,14 @@ def test_restart_of_a_generic_machine_reboots_the_host_and_waits(new_machine):
     machine.refresh_from_db()
     with ssh(machine) as session:
         assert session.check("cut -d' ' -f22 /proc/1/stat") != boot
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     assert client.ping()
     client.close()
 
 
 def test_rm_purge_undoes_the_daemon_config_and_leaves_the_host(new_machine, parent):
     host = boot_host(new_machine)
-    machine = generic_machine(host)
+    machine = make_machine(ip=host.ip, ssh_private_key=host.ssh_private_key)
     assert_succeeded(run_operation(machine, Operation.Kind.CREATE))
     machine.refresh_from_db()
     op = run_operation(machine, Operation.Kind.REMOVE, purge=True)
@@ -313,7 +246,7 @@ def test_rm_purge_undoes_the_daemon_config_and_leaves_the_host(new_machine, pare
 def test_regenerate_certs_changes_the_serial_and_leaves_containers_running(running_machine):
     machine = running_machine
     load_tiny_image(machine)
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     container = client.containers.run(TINY, ["sleep", "3600"], detach=True)
     container.reload()
     started_at = container.attrs["State"]["StartedAt"]
@@ -335,7 +268,7 @@ def test_regenerate_certs_changes_the_serial_and_leaves_containers_running(runni
     ]
     machine.refresh_from_db()
     assert machine.tls_server_serial != serial
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     again = client.containers.get(container.id)
     served = client.api.inspect_container(container.id)
     client.close()
@@ -363,7 +296,7 @@ def test_a_new_ca_keeps_other_machines_reachable_until_they_move(new_machine):
     assert new_ca.pk != old_ca.pk and new_ca.cert != old_ca.cert
     for m, ca in ((a, new_ca), (b, old_ca)):
         assert certs.ca_for_machine(m).pk == ca.pk
-        client = engines.client_for_machine(m)
+        client = clients.client_for_machine(m)
         assert client.ping()
         client.close()
     op = a.operations.filter(kind=Operation.Kind.REGENERATE_CERTS).get()
@@ -371,7 +304,7 @@ def test_a_new_ca_keeps_other_machines_reachable_until_they_move(new_machine):
         log_of(op)
     )
     # The new client certificate is refused by b until b gets certificates of the new CA.
-    wrong = engines.client(
+    wrong = clients.client(
         b.url, ca=old_ca.cert, cert=new_ca.client_cert, key=new_ca.client_key, timeout=5
     )
     with pytest.raises(Exception, match=r"(?i)certificate|tls|ssl|reset"):
@@ -382,7 +315,7 @@ def test_a_new_ca_keeps_other_machines_reachable_until_they_move(new_machine):
     b.refresh_from_db()
     assert certs.ca_for_machine(b).pk == new_ca.pk
     assert list(CertificateAuthority.objects.values_list("pk", flat=True)) == [new_ca.pk]
-    client = engines.client_for_machine(b)
+    client = clients.client_for_machine(b)
     assert client.ping()
     client.close()
 
@@ -416,7 +349,7 @@ def test_a_new_ip_after_start_gets_a_new_certificate(running_machine, parent):
         assert machine.engine_url == f"tcp://{machine.ip}:2376"
         assert any(f"is now {machine.ip}" in line for line in log_of(op))
         assert certs.covers(machine.tls_server_cert, machine.ip)
-        client = engines.client_for_machine(machine)
+        client = clients.client_for_machine(machine)
         assert client.ping()
         client.close()
     finally:
@@ -426,7 +359,7 @@ def test_a_new_ip_after_start_gets_a_new_certificate(running_machine, parent):
 def test_an_ip_change_under_a_running_machine_is_healed_by_an_operation(running_machine, parent):
     machine = running_machine
     load_tiny_image(machine)
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     running = client.containers.run(TINY, ["sleep", "3600"], detach=True)
     client.close()
     assert operations.request_ip_heal(machine) is None  # nothing changed yet
@@ -446,7 +379,7 @@ def test_an_ip_change_under_a_running_machine_is_healed_by_an_operation(running_
         machine.refresh_from_db()
         assert machine.ip != old_ip and machine.engine_url == f"tcp://{machine.ip}:2376"
         assert f"The IP of {machine.name} changed from {old_ip} to {machine.ip}" in log_of(op)
-        client = engines.client_for_machine(machine)
+        client = clients.client_for_machine(machine)
         assert client.containers.get(running.id).status == "running"
         client.close()
         assert operations.request_ip_heal(machine) is None
@@ -546,7 +479,7 @@ def test_an_install_script_url_installs_docker_on_a_bare_host(new_machine, paren
     server = http.server.ThreadingHTTPServer((gateway, 0), Script)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        machine = generic_machine(host)
+        machine = make_machine(ip=host.ip, ssh_private_key=host.ssh_private_key)
         machine.engine_install_url = f"http://{gateway}:{server.server_address[1]}/install.sh"
         machine.save()
         op = run_operation(machine, Operation.Kind.CREATE)

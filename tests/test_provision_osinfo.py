@@ -11,7 +11,8 @@ import shlex
 import pytest
 
 from machines.models import Driver, Machine
-from machines.provision import engine
+from machines.provision import daemon, engine
+from machines.provision import facts as facts_mod
 from machines.provision.osinfo import ProvisionError, UnknownOS, detect, parse_os_release
 
 OS_RELEASES = {
@@ -69,8 +70,8 @@ def test_os_release_values_are_unquoted_as_a_shell_would():
     assert values == {"NAME": 'A "quoted" name', "ID": "x", "V": "1 2"}
 
 
-def _facts(os_name: str, init: str, **kw) -> engine.HostFacts:
-    return engine.HostFacts(
+def _facts(os_name: str, init: str, **kw) -> facts_mod.HostFacts:
+    return facts_mod.HostFacts(
         os=detect(OS_RELEASES[os_name]),
         init=init,
         managers=kw.pop("managers", {"apt"}),
@@ -128,7 +129,7 @@ def test_systemd_dropin_resets_execstart_and_escapes_for_systemd():
         units={"docker.socket": "loaded", "docker.service": "loaded"},
         vendor_exec="/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock",
     )
-    text = engine.render_dropin(machine, facts)
+    text = daemon.render_dropin(machine, facts)
     lines = text.splitlines()
     assert lines[1] == "[Service]"
     assert 'Environment="HTTP_PROXY=http://proxy:3128"' in lines
@@ -146,15 +147,15 @@ def test_systemd_dropin_resets_execstart_and_escapes_for_systemd():
 
 def test_without_socket_activation_the_daemon_listens_on_the_unix_socket_itself():
     facts = _facts("fedora", "systemd", units={"docker.service": "loaded"}, vendor_exec="")
-    args = engine.daemon_args(_machine(), facts)
+    args = daemon.daemon_args(_machine(), facts)
     assert args[:2] == ["-H", "unix:///var/run/docker.sock"]
 
 
 def test_a_swarm_node_or_an_explicit_flag_gets_no_live_restore():
-    assert "--live-restore" not in engine.daemon_args(
+    assert "--live-restore" not in daemon.daemon_args(
         _machine(), _facts("debian", "systemd", swarm=True)
     )
-    args = engine.daemon_args(
+    args = daemon.daemon_args(
         _machine(engine_opts=["--live-restore=false"]), _facts("debian", "systemd")
     )
     assert args.count("--live-restore=false") == 1 and "--live-restore" not in args
@@ -162,23 +163,23 @@ def test_a_swarm_node_or_an_explicit_flag_gets_no_live_restore():
 
 def test_openrc_and_sysv_get_docker_opts_and_refuse_what_they_cannot_carry():
     machine = _machine(engine_labels=["env=prod"], engine_env=["HTTP_PROXY=http://p:3128"])
-    openrc = engine.render_opts_file(machine, _facts("alpine", "openrc", managers={"apk"}))
+    openrc = daemon.render_opts_file(machine, _facts("alpine", "openrc", managers={"apk"}))
     assert 'DOCKER_OPTS="-H unix:///var/run/docker.sock -H tcp://0.0.0.0:2376 --tlsverify' in openrc
     assert "--label=env=prod" in openrc
     assert "export HTTP_PROXY=http://p:3128" in openrc
     assert "DOCKER_LOGFILE=/var/log/docker.log" in openrc
-    sysv = engine.daemon_files(machine, _facts("debian", "sysv"))
+    sysv = daemon.daemon_files(machine, _facts("debian", "sysv"))
     assert sysv[0].path == "/etc/default/docker"
     with pytest.raises(ProvisionError, match="no spaces or quotes"):
-        engine.render_opts_file(_machine(engine_labels=["a=b c"]), _facts("debian", "sysv"))
+        daemon.render_opts_file(_machine(engine_labels=["a=b c"]), _facts("debian", "sysv"))
 
 
 def test_files_travel_in_here_documents_with_their_modes():
     files = [
-        engine.RemoteFile("/etc/docker/dockerdash/server-key.pem", "SECRET\n", 0o600),
-        engine.RemoteFile("/etc/default/docker", "DOCKER_OPTS=x", 0o644),
+        daemon.RemoteFile("/etc/docker/dockerdash/server-key.pem", "SECRET\n", 0o600),
+        daemon.RemoteFile("/etc/default/docker", "DOCKER_OPTS=x", 0o644),
     ]
-    script = engine.write_files_script(files)
+    script = daemon.write_files_script(files)
     assert "umask 077" in script
     assert "chmod 600 /etc/docker/dockerdash/server-key.pem.dockerdash-partial" in script
     assert "mv -f /etc/docker/dockerdash/server-key.pem.dockerdash-partial" in script

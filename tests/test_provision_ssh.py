@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from machines import engines
+from machines import clients
 from machines.lib.ssh import SSHSession, SudoError
 from machines.models import Machine, Operation
 
-from .fleet import run_operation
-from .test_provision import assert_succeeded, boot_host, generic_machine, log_of, ssh
+from .fleet import assert_succeeded, boot_host, log_of, make_machine, run_operation, ssh
 
 pytestmark = pytest.mark.engine
 
@@ -28,14 +27,14 @@ def _add_user(host: Machine, user: str, sudoers: str) -> None:
 def test_a_non_root_user_with_passwordless_sudo_provisions(new_machine):
     host = boot_host(new_machine)
     _add_user(host, "deploy", "deploy ALL=(ALL) NOPASSWD:ALL")
-    machine = generic_machine(host, user="deploy")
+    machine = make_machine(ip=host.ip, ssh_user="deploy", ssh_private_key=host.ssh_private_key)
     op = run_operation(machine, Operation.Kind.CREATE)
     assert_succeeded(op)
     lines = log_of(op)
     assert f"[3/9] Connect to deploy@{host.ip}:22 over SSH" in lines
     assert "deploy becomes root with sudo -n" in lines
     machine.refresh_from_db()
-    client = engines.client_for_machine(machine)
+    client = clients.client_for_machine(machine)
     assert client.ping()
     client.close()
 
@@ -52,7 +51,7 @@ def test_a_non_root_user_with_passwordless_sudo_provisions(new_machine):
 def test_a_user_whose_sudo_wants_a_password_gets_told_so(new_machine):
     host = boot_host(new_machine)
     _add_user(host, "asker", "asker ALL=(ALL) ALL")
-    machine = generic_machine(host, user="asker")
+    machine = make_machine(ip=host.ip, ssh_user="asker", ssh_private_key=host.ssh_private_key)
     op = run_operation(machine, Operation.Kind.CREATE)
     assert op.status == Operation.Status.FAILED
     assert op.error.startswith(f"sudo asks asker for a password on {host.ip}: dockerdash runs")
@@ -89,7 +88,7 @@ def test_an_unknown_os_names_itself(new_machine):
             "rm -f /etc/os-release && printf '%s\\n' 'NAME=\"Plan 10\"' 'ID=plan10' "
             "'ID_LIKE=\"bell-labs\"' 'PRETTY_NAME=\"Plan 10 from Bell Labs\"' > /etc/os-release"
         )
-    machine = generic_machine(host)
+    machine = make_machine(ip=host.ip, ssh_private_key=host.ssh_private_key)
     op = run_operation(machine, Operation.Kind.CREATE)
     assert op.status == Operation.Status.FAILED
     assert op.error.startswith(

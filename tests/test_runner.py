@@ -14,9 +14,9 @@ from django.urls import reverse
 
 from machines import operations, runner
 from machines.lib.hostimage import BARE_HOST_IMAGE
-from machines.lib.ssh import generate_key
-from machines.models import Container, Driver, Machine, Operation
+from machines.models import Container, Machine, Operation
 
+from .fleet import make_machine
 from .helpers import BlackHole, Process, process_env, wait_until
 
 
@@ -41,21 +41,10 @@ def processes():
         process.close()
 
 
-def _generic(name: str, port: int) -> Machine:
-    private, _ = generate_key()
-    return Machine.objects.create(
-        name=name,
-        driver=Driver.objects.get_or_create(name="generic", defaults={"kind": "generic"})[0],
-        ip="127.0.0.1",
-        ssh_port=port,
-        ssh_private_key=private,
-    )
-
-
 @pytest.mark.django_db(transaction=True)
 def test_an_operation_survives_a_kill_9_of_its_runner(black_hole, processes):
     # Creating a generic machine whose SSH never answers keeps the operation running.
-    machine = _generic("stuck-1", black_hole.port)
+    machine = make_machine(name="stuck-1", ip="127.0.0.1", ssh_port=black_hole.port)
     op = operations.request(machine, Operation.Kind.CREATE, via="cli")
     first = processes("worker", ready="started")
 
@@ -91,7 +80,7 @@ def test_an_operation_survives_a_kill_9_of_its_runner(black_hole, processes):
 
 @pytest.mark.django_db(transaction=True)
 def test_sigterm_interrupts_what_cannot_finish_and_exits(black_hole, processes):
-    machine = _generic("stuck-2", black_hole.port)
+    machine = make_machine(name="stuck-2", ip="127.0.0.1", ssh_port=black_hole.port)
     op = operations.request(machine, Operation.Kind.CREATE, via="cli")
     worker = processes("worker", ready="started", DOCKERDASH_SHUTDOWN_GRACE="1")
     wait_until(lambda: Operation.objects.get(pk=op.pk).status == "running")
@@ -144,7 +133,7 @@ def test_two_concurrent_restarts_of_one_machine_run_once(running_machine):
 
 @pytest.mark.django_db(transaction=True)
 def test_cancel_pending_and_running_at_a_step_boundary(black_hole):
-    machine = _generic("cancel-1", black_hole.port)
+    machine = make_machine(name="cancel-1", ip="127.0.0.1", ssh_port=black_hole.port)
     op = operations.request(machine, Operation.Kind.CREATE)
     assert operations.cancel(op) is True
     op.refresh_from_db()
@@ -162,11 +151,8 @@ def test_cancel_pending_and_running_at_a_step_boundary(black_hole):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_engine_watcher_keeps_a_live_snapshot_of_containers(engine_url, parent, host_images):
-    machine = Machine.objects.create(
-        name="parent",
-        driver=Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0],
-        engine_url=engine_url,
-        state=Machine.State.RUNNING,
+    machine = make_machine(
+        "none", name="parent", engine_url=engine_url, state=Machine.State.RUNNING
     )
     watcher = runner.EngineWatcher(machine.pk)
     watcher.start()
@@ -193,14 +179,11 @@ def test_the_engine_watcher_keeps_a_live_snapshot_of_containers(engine_url, pare
 @pytest.mark.django_db(transaction=True)
 def test_a_stopped_engine_is_unreachable_at_once_and_back_when_it_returns(tmp_path, processes):
     # A real engine of its own, so the test can stop and start it.
-    from .engines import private_dockerd
+    from .private_engine import private_dockerd
 
     with private_dockerd(tmp_path) as engine:
-        machine = Machine.objects.create(
-            name="eng-1",
-            driver=Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0],
-            engine_url=engine.url,
-            state=Machine.State.RUNNING,
+        machine = make_machine(
+            "none", name="eng-1", engine_url=engine.url, state=Machine.State.RUNNING
         )
         watcher = runner.EngineWatcher(machine.pk)
         watcher.start()
@@ -223,11 +206,8 @@ def test_a_stopped_engine_is_unreachable_at_once_and_back_when_it_returns(tmp_pa
 @pytest.mark.django_db(transaction=True)
 def test_a_black_holed_host_does_not_delay_the_list_or_ls(tmp_path, admin_user):
     hole = BlackHole(str(tmp_path / "hole.sock"))
-    machine = Machine.objects.create(
-        name="hole-1",
-        driver=Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0],
-        engine_url=hole.address,
-        state=Machine.State.RUNNING,
+    machine = make_machine(
+        "none", name="hole-1", engine_url=hole.address, state=Machine.State.RUNNING
     )
     check = threading.Thread(target=runner.check_machine, args=(machine,), kwargs={"timeout": 5})
     check.start()
@@ -257,13 +237,10 @@ def test_stale_state_is_labelled_with_its_age(admin_client_, settings):
 
     from django.utils import timezone
 
-    none = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
-    fresh = Machine.objects.create(
-        name="fresh", driver=none, state="running", last_checked=timezone.now()
-    )
-    old = Machine.objects.create(
+    fresh = make_machine("none", name="fresh", state="running", last_checked=timezone.now())
+    old = make_machine(
+        "none",
         name="old",
-        driver=none,
         state="running",
         last_checked=timezone.now() - timedelta(seconds=4 * settings.HEALTH_CHECK_INTERVAL),
     )

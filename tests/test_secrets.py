@@ -11,6 +11,8 @@ from machines import fields
 from machines.lib.ssh import generate_key
 from machines.models import Driver, Machine
 
+from .fleet import make_machine
+
 
 def _raw_rows() -> str:
     """Every text cell of every table, as the database file holds it."""
@@ -39,9 +41,7 @@ def test_no_private_key_or_tls_key_is_stored_in_clear(keys):
         "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
     )
     driver = Driver.objects.create(name="cloud", kind="none", secrets={"token": "s3cr3t-t0ken"})
-    Machine.objects.create(
-        name="m1", driver=driver, ssh_private_key=private, tls_server_key=tls_key
-    )
+    make_machine(driver, name="m1", ssh_private_key=private, tls_server_key=tls_key)
     raw = _raw_rows()
     assert "PRIVATE KEY" not in raw
     assert private.splitlines()[1] not in raw
@@ -58,9 +58,7 @@ def test_no_private_key_or_tls_key_is_stored_in_clear(keys):
 @pytest.mark.django_db
 def test_a_wrong_key_raises_instead_of_returning_ciphertext(keys):
     private, _ = generate_key()
-    Machine.objects.create(
-        name="m1", driver=Driver.objects.get(name="generic"), ssh_private_key=private
-    )
+    make_machine(name="m1", ssh_private_key=private)
     keys.FIELD_KEYS = [Fernet.generate_key().decode()]
     fields.fernet.cache_clear()
     with pytest.raises(fields.DecryptionError, match="cannot be decrypted"):
@@ -70,9 +68,7 @@ def test_a_wrong_key_raises_instead_of_returning_ciphertext(keys):
 @pytest.mark.django_db
 def test_rotation_reencrypts_everything_with_the_newest_key(keys):
     private, _ = generate_key()
-    Machine.objects.create(
-        name="m1", driver=Driver.objects.get(name="generic"), ssh_private_key=private
-    )
+    make_machine(name="m1", ssh_private_key=private)
     old_key = keys.FIELD_KEYS_FILE.read_text().split()[0]
     call_command("rotate_field_keys", "--new-key")
     new_key = keys.FIELD_KEYS_FILE.read_text().split()[0]

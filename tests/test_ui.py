@@ -16,23 +16,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from machines.lib.hostimage import BARE_HOST_IMAGE
-from machines.models import Container, Driver, Machine, Operation
-from machines.provision import certs
+from machines.models import Container, Operation
+from machines.provision import certs, usercerts
 from machines.templatetags.dashboard import compact_duration, docker_status
 
-
-def _none_machine(name: str = "local", **fields) -> Machine:
-    driver = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
-    return Machine.objects.create(name=name, driver=driver, state="running", **fields)
-
-
-def _provisioned(machine: Machine) -> Machine:
-    machine.ip = "192.0.2.10"
-    machine.engine_url = "tcp://192.0.2.10:2376"
-    certs.issue_server_cert(machine, certs.get_or_create_ca())
-    machine.save()
-    return machine
-
+from .clientcerts import provisioned
+from .fleet import make_machine
 
 # -- the machine page ---------------------------------------------------------------------
 
@@ -48,7 +37,7 @@ def test_machine_page_shows_engine_info(viewer_client, generic_machine):
         "api_version": "1.41",
     }
     generic_machine.save()
-    _provisioned(generic_machine)
+    provisioned(generic_machine, trusted=False)
     page = viewer_client.get(reverse("machines:detail", args=["web-1"])).content.decode()
     for text in (
         "Debian GNU/Linux 12 (bookworm)",
@@ -72,7 +61,7 @@ def test_connect_panel_says_not_provisioned_yet(operator_client, generic_machine
 def test_connect_panel_gives_env_for_each_shell_and_a_docker_context(
     operator_client, viewer_client, generic_machine
 ):
-    _provisioned(generic_machine)
+    provisioned(generic_machine, trusted=False)
     url = reverse("machines:detail", args=["web-1"])
     page = operator_client.get(url).content.decode()
     certs_dir = "$HOME/.docker/dockerdash/web-1"
@@ -93,10 +82,14 @@ def test_connect_panel_gives_env_for_each_shell_and_a_docker_context(
 
 
 @pytest.mark.django_db
-def test_client_bundle_is_the_ca_and_client_certificate(operator_client, generic_machine):
+def test_client_bundle_is_the_ca_and_a_certificate_of_the_users_own(
+    operator_client, generic_machine
+):
     url = reverse("machines:client_bundle", args=["web-1"])
     assert operator_client.get(url).status_code == 404  # nothing to give yet
-    _provisioned(generic_machine)
+    provisioned(generic_machine, trusted=False)
+    # As provisioning records it once the engine runs with the users' client CA.
+    usercerts.record_trust(generic_machine, usercerts.get_or_create_ca())
     response = operator_client.get(url)
     assert response.status_code == 200
     assert response["Content-Type"] == "application/zip"
@@ -106,8 +99,8 @@ def test_client_bundle_is_the_ca_and_client_certificate(operator_client, generic
     with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
         assert sorted(bundle.namelist()) == ["ca.pem", "cert.pem", "key.pem"]
         assert bundle.read("ca.pem").decode() == ca.cert
-        assert bundle.read("cert.pem").decode() == ca.client_cert
-        assert bundle.read("key.pem").decode() == ca.client_key
+        assert bundle.read("cert.pem").decode() != ca.client_cert
+        assert bundle.read("key.pem").decode() != ca.client_key
         assert bundle.getinfo("key.pem").external_attr >> 16 == 0o600
 
 
@@ -123,7 +116,7 @@ def test_buttons_are_those_the_role_and_the_driver_allow(
     for action in ("start", "stop", "kill"):
         assert reverse("machines:action", args=["web-1", action]) not in page
     # An engine attached by URL: nothing to start or provision.
-    _none_machine("attached")
+    make_machine("none", name="attached", state="running")
     attached = operator_client.get(reverse("machines:detail", args=["attached"])).content
     assert b"/machines/attached/restart/" not in attached
     assert b"/machines/attached/provision/" not in attached
@@ -198,7 +191,8 @@ def test_docker_status_keeps_counting_from_when_it_was_observed():
 
 @pytest.mark.django_db
 def test_fleet_lists_every_machines_containers_with_search(viewer_client):
-    alpha, beta = _none_machine("alpha"), _none_machine("beta")
+    alpha = make_machine("none", name="alpha", state="running")
+    beta = make_machine("none", name="beta", state="running")
     now = timezone.now()
     for machine, name, state, image in (
         (alpha, "shop-web", "running", "nginx:1.27"),
@@ -240,7 +234,7 @@ def test_fleet_lists_every_machines_containers_with_search(viewer_client):
 @pytest.fixture
 def engine_container(db, engine_url, parent, host_images):
     """A factory: a container started on the test engine, stored as its machine's watcher would."""
-    machine = _none_machine(engine_url=engine_url)
+    machine = make_machine("none", name="local", state="running", engine_url=engine_url)
     started = []
 
     def start(command: str, **kwargs) -> Container:
@@ -334,7 +328,7 @@ def test_what_the_engine_refuses_is_said_in_the_notice(operator_client, engine_c
 
 @pytest.mark.django_db
 def test_container_actions_refuse_unknown_actions_and_containers(operator_client, viewer_client):
-    machine = _none_machine()
+    machine = make_machine("none", name="local", state="running")
     container = Container.objects.create(machine=machine, container_id="c0ffee", name="web")
     url = reverse("machines:container_action", args=["local", "c0ffee", "explode"])
     assert operator_client.post(url).status_code == 404
@@ -345,7 +339,7 @@ def test_container_actions_refuse_unknown_actions_and_containers(operator_client
 
 @pytest.mark.django_db
 def test_log_panel_is_for_operators(operator_client, viewer_client):
-    machine = _none_machine()
+    machine = make_machine("none", name="local", state="running")
     Container.objects.create(machine=machine, container_id="c0ffee", name="web")
     url = reverse("machines:container_logs", args=["local", "c0ffee"])
     panel = operator_client.get(url).content.decode()

@@ -14,6 +14,12 @@ def get_machine(name: str) -> Machine:
         raise CommandError(f"Host does not exist: {name!r}") from None
 
 
+def clean_only(machine: Machine, *names: str) -> None:
+    """Check some of a machine's stored fields against the model's rules (a row stored
+    before them, or edited behind dockerdash's back, is refused before it reaches a shell)."""
+    machine.clean_fields(exclude=[f.name for f in Machine._meta.fields if f.name not in names])
+
+
 def confirm(question: str, refused: str) -> None:
     answer = input(question)
     if answer.strip().lower() not in ("y", "yes"):

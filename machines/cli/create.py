@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
-from machines.drivers import all_drivers, driver_class, registered
+from machines.drivers import DriverError, all_drivers, driver_class, registered
 from machines.drivers.base import CLIFlag
 from machines.models import Driver, Machine, machine_name_validator
+from machines.validation import one_line
 
 from .follow import follow
 
@@ -76,26 +78,41 @@ def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None
         ) from None
     if Machine.objects.filter(name=name).exists():
         raise CommandError(f"Machine {name} already exists")
-    driver_row = _driver_for(driver, opts)
+    driver_row, made = _driver_for(driver, opts)
     impl = driver_row.get_driver()
-    form = impl.options_form(data=_options_data(type(impl), opts))
-    if not form.is_valid():
-        errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+    try:
+        form = impl.bind_options_form(data=_options_data(type(impl), opts))
+        errors = "" if form.is_valid() else _errors(form)
+    except DriverError as e:
+        errors = str(e)
+    if errors:
+        if made:  # an account made from flags that cannot create anything is not kept
+            driver_row.delete()
         raise CommandError(f"Invalid options for the {driver_row.kind} driver: {errors}")
     machine = Machine(name=name, driver=driver_row, **_engine_options(name, driver_row, opts))
     try:
         op = operations.create_machine(machine, form.cleaned_data, via="cli")
     except ValidationError as e:
-        raise CommandError(f"Invalid machine: {'; '.join(e.messages)}") from None
+        raise CommandError(f"Invalid machine: {one_line(e)}") from None
     cli.stdout.write(f"Creating machine {name} ({driver_row.kind})...")
     follow(cli, op, verbose)
 
 
+def _errors(form: forms.Form) -> str:
+    return "; ".join(
+        " ".join(v) if k == forms.forms.NON_FIELD_ERRORS else f"{k}: {' '.join(v)}"
+        for k, v in form.errors.items()
+    )
+
+
 def _given(driver: type, source: str, opts: dict) -> dict[str, str | bool]:
-    """The flags of one of the driver's forms that were given, files read."""
+    """The flags of one of the driver's forms that were given (else their environment
+    variable, as docker-machine's), files read."""
     given: dict[str, str | bool] = {}
     for flag in driver.cli_flags():
         value = opts.get(_dest(flag))
+        if value is None and flag.env:
+            value = os.environ.get(flag.env) or None
         if flag.form != source or value is None:
             continue
         given[flag.field] = _read_file(value, flag.flag) if flag.is_file else value
@@ -113,36 +130,39 @@ def _options_data(driver: type, opts: dict) -> dict:
     return data | _given(driver, "options", opts)
 
 
-def _driver_for(name: str, opts: dict) -> Driver:
+def _driver_for(name: str, opts: dict) -> tuple[Driver, bool]:
     """A kind's driver with the settings flags given (made once, then reused with the same
-    settings); else a configured driver by name, or the kind's default."""
+    settings); else a configured driver by name, or the kind's default. True if made now."""
     kinds = registered()
     if name in kinds and (given := _given(driver_class(name), "settings", opts)):
         return _driver_with(name, given)
     driver = Driver.objects.filter(name=name).first() or Driver.objects.filter(kind=name).first()
     if driver is not None:
-        return driver
+        return driver, False
     if name not in kinds:
         known = ", ".join(sorted({*kinds, *Driver.objects.values_list("name", flat=True)}))
         raise CommandError(f"Driver {name!r} not found (known: {known})")
-    return Driver.objects.create(name=_free_name(name), kind=name)
+    if driver_class(name).has_accounts:
+        flags = [f.flag for f in driver_class(name).cli_flags() if f.form == "settings"]
+        raise CommandError(
+            f"No {name} account yet: give {flags[0]} (or add one on the Providers page)"
+        )
+    return Driver.objects.create(name=_free_name(name), kind=name), True
 
 
-def _driver_with(kind: str, given: dict) -> Driver:
+def _driver_with(kind: str, given: dict) -> tuple[Driver, bool]:
     cls = driver_class(kind)
     form = cls.settings_form(data=given)
     if not form.is_valid():
-        errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
-        raise CommandError(f"Invalid settings for the {kind} driver: {errors}")
-    values = {k: v for k, v in form.cleaned_data.items() if v not in ("", None)}
-    secrets = {k: v for k, v in values.items() if k in cls.secret_fields}
-    settings = {k: v for k, v in values.items() if k not in cls.secret_fields}
+        raise CommandError(f"Invalid settings for the {kind} driver: {_errors(form)}")
+    settings, secrets = cls.split_settings(form.cleaned_data)
     for driver in Driver.objects.filter(kind=kind):
         if driver.settings == settings and driver.secrets == secrets:
-            return driver
-    return Driver.objects.create(
+            return driver, False
+    driver = Driver.objects.create(
         name=_free_name(kind), kind=kind, settings=settings, secrets=secrets
     )
+    return driver, True
 
 
 def _free_name(base: str) -> str:

@@ -6,30 +6,15 @@ import json
 import os
 import sys
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
+from machines import shellquote
 from machines.models import Machine
+from machines.shellquote import SHELLS
+from machines.validation import one_line
 
-from .common import get_machine
-
-SHELLS = ("bash", "fish", "powershell", "cmd", "tcsh", "emacs")
-# docker-machine's env output, per shell: (prefix, delimiter, suffix) to set and to unset.
-SHELL_SET = {
-    "fish": ("set -gx ", ' "', '";\n'),
-    "powershell": ("$Env:", ' = "', '"\n'),
-    "cmd": ("SET ", "=", "\n"),
-    "tcsh": ("setenv ", ' "', '";\n'),
-    "emacs": ('(setenv "', '" "', '")\n'),
-    "bash": ("export ", '="', '"\n'),
-}
-SHELL_UNSET = {
-    "fish": ("set -e ", "", ";\n"),
-    "powershell": ("Remove-Item Env:\\\\", "", "\n"),
-    "cmd": ("SET ", "=", "\n"),
-    "tcsh": ("unsetenv ", "", ";\n"),
-    "emacs": ('(setenv "', '" nil', ")\n"),
-    "bash": ("unset ", "", "\n"),
-}
+from .common import clean_only, get_machine
 
 
 def add_arguments(action: str, parser) -> None:
@@ -70,7 +55,6 @@ def _env(name: str | None, shell: str, unset: bool, no_proxy: bool) -> str:
     if unset:
         if name:
             raise CommandError("Error: Expected no machine name when the -u flag is present")
-        prefix, delimiter, suffix = SHELL_UNSET[shell]
         ip = ""
     else:
         if not name:
@@ -82,13 +66,18 @@ def _env(name: str | None, shell: str, unset: bool, no_proxy: bool) -> str:
             "DOCKER_CERT_PATH": str(certs.write_client_bundle(machine)),
             "DOCKER_MACHINE_NAME": machine.name,
         }
-        prefix, delimiter, suffix = SHELL_SET[shell]
         ip = machine.ip
     if no_proxy:
         var, value = _no_proxy(ip)
         values[var] = "" if unset else value
-    out = "".join(f"{prefix}{key}{delimiter}{value}{suffix}" for key, value in values.items())
-    return out + _usage_hint(shell, argv)
+    try:
+        lines = [
+            shellquote.unset_line(shell, k) if unset else shellquote.set_line(shell, k, v)
+            for k, v in values.items()
+        ]
+    except ValueError as e:
+        raise CommandError(f"Cannot write the environment for {shell}: {e}") from None
+    return "".join(lines) + _usage_hint(shell, argv)
 
 
 def _config(machine: Machine) -> str:
@@ -107,6 +96,10 @@ def connectable(machine: Machine) -> Machine:
     """The machine, if the docker CLI can reach it with the dashboard's certificates."""
     from machines.provision import certs
 
+    try:
+        clean_only(machine, "name", "ip", "engine_url")
+    except ValidationError as e:
+        raise CommandError(f"{machine.name!r} cannot be connected to: {one_line(e)}") from None
     if machine.state != Machine.State.RUNNING:
         raise CommandError(
             f"{machine.name} is not running. Please start it in order to use the connection "

@@ -10,11 +10,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
 from machines.models import Machine
+from machines.validation import one_line
 
-from .common import get_machine
+from .common import clean_only, get_machine
 
 
 def add_arguments(action: str, parser) -> None:
@@ -35,12 +37,9 @@ def run(action: str, cli, **options) -> None:
 
 
 def _ssh(name: str, command: list[str]) -> None:
-    machine = get_machine(name)
+    machine = _ssh_checked(get_machine(name))
     with _ssh_files([machine]) as (identity_args, known_hosts):
-        args = ["ssh", *identity_args, *_ssh_options(known_hosts), "-p", str(machine.ssh_port)]
-        args += ["-t"] if not command else []
-        args += [f"{machine.ssh_user}@{machine.ip}", *command]
-        status = subprocess.call(args)
+        status = subprocess.call(ssh_argv(machine, identity_args, known_hosts, command))
     if status:
         sys.exit(status)  # the remote command's own exit status, as ssh gives it
 
@@ -50,7 +49,7 @@ def _scp(recursive: bool, source: str, destination: str) -> None:
     for spec in (source, destination):
         name, sep, path = spec.partition(":")
         if sep and "/" not in name and Machine.objects.filter(name=name).exists():
-            machine = get_machine(name)
+            machine = _ssh_checked(get_machine(name))
             machines.append(machine)
             paths.append(f"{machine.ssh_user}@{_ssh_host(machine.ip)}:{path}")
         else:
@@ -61,16 +60,47 @@ def _scp(recursive: bool, source: str, destination: str) -> None:
     if len(ports) > 1:
         raise CommandError("Copying between machines with different SSH ports is not supported")
     with _ssh_files(machines) as (identity_args, known_hosts):
-        # -3: between two machines the copy passes through here (neither trusts the other).
-        args = ["scp", "-3", *identity_args, *_ssh_options(known_hosts), "-P", str(ports.pop())]
-        args += ["-r"] if recursive else []
-        status = subprocess.call([*args, *paths])
+        argv = scp_argv(ports.pop(), identity_args, known_hosts, recursive, paths)
+        status = subprocess.call(argv)
     if status:
         raise CommandError(f"scp failed (exit {status})")
 
 
 def _ssh_host(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
+
+
+def _ssh_checked(machine: Machine) -> Machine:
+    """The machine, if its SSH user and address are what the model allows (a row stored
+    before these rules, or edited behind dockerdash's back, is refused here)."""
+    try:
+        clean_only(machine, "ip", "ssh_user")
+    except ValidationError as e:
+        raise CommandError(f"Cannot reach {machine.name} over SSH: {one_line(e)}") from None
+    if not machine.ip:
+        raise CommandError(f"{machine.name} has no IP address yet")
+    return machine
+
+
+def ssh_argv(
+    machine: Machine, identity_args: list[str], known_hosts: Path, command: list[str]
+) -> list[str]:
+    """ssh's command line: the user by -l and the host after '--', so that neither is ever
+    taken for an option, whatever they hold."""
+    args = ["ssh", *identity_args, *_ssh_options(known_hosts), "-p", str(machine.ssh_port)]
+    args += ["-l", machine.ssh_user]
+    args += ["-t"] if not command else []
+    return [*args, "--", machine.ip, *command]
+
+
+def scp_argv(
+    port: int, identity_args: list[str], known_hosts: Path, recursive: bool, paths: list[str]
+) -> list[str]:
+    # -3: between two machines the copy passes through here (neither trusts the other).
+    args = ["scp", "-3", *identity_args, *_ssh_options(known_hosts), "-P", str(port)]
+    args += ["-r"] if recursive else []
+    # scp has no -l: the user goes in user@host (validated); '--' ends the options.
+    return [*args, "--", *paths]
 
 
 @contextlib.contextmanager

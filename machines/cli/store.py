@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from django.core.management.base import CommandError
@@ -26,7 +25,10 @@ def run(action: str, cli, storage_path: str, **_) -> None:
         raise CommandError(str(e)) from None
     cli.stdout.write(
         f"Imported {len(result.imported)} machines"
-        + (f", skipped {len(result.skipped)}" if result.skipped else "")
+        + (f", refused {len(result.refused)}" if result.refused else "")
     )
-    if result.skipped and not result.imported:
-        sys.exit(1)
+    # Any refusal fails the command (the others are imported all the same): a script
+    # moving a store must notice a machine left behind.
+    if result.refused:
+        names = ", ".join(name for name, _ in result.refused)
+        raise CommandError(f"Not imported: {names} (the reasons are above)")

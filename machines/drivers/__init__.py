@@ -21,6 +21,8 @@ REGISTRY: dict[str, str] = {
     "generic": "machines.drivers.generic.driver.GenericDriver",
     "container": "machines.drivers.container.driver.ContainerDriver",
     "none": "machines.drivers.none.driver.NoneDriver",
+    "digitalocean": "machines.drivers.digitalocean.driver.DigitalOceanDriver",
+    "hetzner": "machines.drivers.hetzner.driver.HetznerDriver",
     "kvm": "machines.drivers.kvm.driver.KVMDriver",
 }
 
@@ -37,6 +39,16 @@ def driver_class(kind: str) -> type[BaseDriver]:
     except KeyError:
         raise DriverError(f"Unknown driver kind {kind!r}") from None
     return import_string(path)
+
+
+def for_docker_machine(name: str) -> tuple[str, bool]:
+    """Our kind for a docker-machine driver (config.json's DriverName), and whether it is
+    that driver; any other machine is imported as an engine attached by its URL."""
+    drivers = all_drivers()
+    for kind, cls in drivers:
+        if cls.docker_machine_name and cls.docker_machine_name == name:
+            return kind, True
+    return next(kind for kind, cls in drivers if cls.attaches_engines), False
 
 
 def kind_choices() -> list[tuple[str, str]]:
@@ -56,6 +68,7 @@ __all__ = [
     "SSHAddress",
     "all_drivers",
     "driver_class",
+    "for_docker_machine",
     "kind_choices",
     "registered",
 ]

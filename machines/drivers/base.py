@@ -10,6 +10,7 @@ remove the host?", "which flags does `create` take?") is answered here, from the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -19,9 +20,6 @@ from machines.errors import DriverError, NotSupported
 
 if TYPE_CHECKING:
     from machines.models import Machine
-
-# The lifecycle methods a driver may leave out (then they raise NotSupported).
-LIFECYCLE = ("start", "stop", "restart", "kill")
 
 
 @dataclass(frozen=True)
@@ -40,6 +38,7 @@ class CLIFlag:
     form: str  # "options" (per machine) or "settings" (the configured driver)
     help: str
     is_file: bool  # the flag takes a path; the field gets the file's text
+    env: str = ""  # the environment variable that gives its value when the flag is not given
 
 
 class DriverSettingsForm(forms.Form):
@@ -61,6 +60,11 @@ class BaseDriver:
     #: Settings of the row every installation gets (None: no default row, e.g. needs a token).
     #: `machine create` without -d uses this driver (docker-machine's none: attach by URL).
     cli_default: ClassVar[bool] = False
+    #: Its machines are an engine reached by URL: what an imported docker-machine machine
+    #: becomes when its driver is not one of dockerdash's.
+    attaches_engines: ClassVar[bool] = False
+    #: The name of the same driver in docker-machine's stores (config.json's DriverName).
+    docker_machine_name: ClassVar[str] = ""
     default_settings: ClassVar[dict | None] = None
 
     # Capabilities: every "can it?" question is answered by these (and `supports()`).
@@ -77,10 +81,17 @@ class BaseDriver:
     cli_file_fields: ClassVar[frozenset[str]] = frozenset()
     #: CLI flags named otherwise than `--<kind>-<field>` (docker-machine's names), by field.
     cli_flag_names: ClassVar[dict[str, str]] = {}
+    #: Environment variables giving a flag's value when it is not given, by field
+    #: (docker-machine's DIGITALOCEAN_ACCESS_TOKEN and the like).
+    cli_env: ClassVar[dict[str, str]] = {}
+    #: Configured as provider accounts (a token, an API URL) on the dashboard's Providers page.
+    has_accounts: ClassVar[bool] = False
 
     def __init__(self, settings: dict | None = None, secrets: dict | None = None) -> None:
         self.settings = settings or {}
         self.secrets = secrets or {}
+        #: Where a lifecycle method reports progress (an operation sets its log here).
+        self.log: Callable[[str], None] = lambda text: None
 
     @classmethod
     def supports(cls, action: str) -> bool:
@@ -97,11 +108,31 @@ class BaseDriver:
                 if any(f.flag == name for f in flags):
                     continue  # a per-machine option wins over the driver's default of it
                 help_text = str(form_field.help_text or form_field.label or field)
-                flags.append(CLIFlag(name, field, source, help_text, field in cls.cli_file_fields))
+                env = cls.cli_env.get(field, "")
+                if env:
+                    help_text = f"{help_text} (env {env})"
+                is_file = field in cls.cli_file_fields
+                flags.append(CLIFlag(name, field, source, help_text, is_file, env))
         return flags
 
     def _unsupported(self, action: str) -> NotSupported:
         return NotSupported(f"{self.kind} driver cannot {action} a host")
+
+    @classmethod
+    def split_settings(cls, values: dict) -> tuple[dict, dict]:
+        """A cleaned settings form as (settings, secrets): secrets are stored encrypted."""
+        given = {k: v for k, v in values.items() if v not in ("", None)}
+        secrets = {k: v for k, v in given.items() if k in cls.secret_fields}
+        return {k: v for k, v in given.items() if k not in cls.secret_fields}, secrets
+
+    def bind_options_form(self, data=None, **kwargs) -> forms.Form:
+        """The options form for this configured driver: a cloud account fills its choices
+        (regions, sizes, images) from its provider's API."""
+        return self.options_form(data, **kwargs)
+
+    def test_connection(self) -> str:
+        """What the provider says of these settings, in a sentence (raises DriverError)."""
+        raise self._unsupported("test the connection of")
 
     def apply_options(self, machine: Machine, options: dict) -> None:
         """Store the cleaned options form on the machine (fields or driver_options)."""

@@ -1,8 +1,10 @@
-"""The dashboard's CA, the engines' server certificates and the client certificate.
+"""The dashboard's CA, the engines' server certificates and the dashboard's client certificate.
 
 One CA per dashboard signs a server certificate per machine and one client certificate that the
-dashboard and the CLI present to every engine. Keys are ECDSA P-256: fast to make, and accepted
-by Go (dockerd, the docker CLI) and by Python's ssl.
+dashboard and its own CLI (`machine env` on the dashboard's host) present to every engine. That
+client key never leaves the dashboard: people get certificates of their own from the users'
+client CA (usercerts.py), which engines trust next to this one. Keys are ECDSA P-256: fast
+to make, and accepted by Go (dockerd, the docker CLI) and by Python's ssl.
 
 Python 3.13 verifies chains strictly (VERIFY_X509_STRICT): a CA needs a critical basicConstraints
 CA=true, keyUsage keyCertSign/cRLSign and key identifiers, and leaf certificates need an authority
@@ -131,10 +133,11 @@ def _sign(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _make_ca(name: str) -> CertificateAuthority:
+def new_ca_cert(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A self-signed CA certificate (and its key) that may sign leaf certificates only."""
     key = _new_key()
     cert = _sign(
-        _name(f"dockerdash CA {timezone.now():%Y-%m-%d %H:%M:%S}"),
+        _name(f"{common_name} {timezone.now():%Y-%m-%d %H:%M:%S}"),
         key.public_key(),
         None,
         key,
@@ -144,15 +147,23 @@ def _make_ca(name: str) -> CertificateAuthority:
             (_key_usage(ca=True), True),
         ],
     )
-    client_key = _new_key()
-    client = _sign(
-        _name("dockerdash client"),
-        client_key.public_key(),
-        cert,
-        key,
-        CERT_DAYS,
-        _leaf_usage(server=False),
+    return cert, key
+
+
+def sign_client_cert(
+    common_name: str, issuer_cert: x509.Certificate, issuer_key, days: int
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A client certificate (and its new key) for TLS client authentication only."""
+    key = _new_key()
+    cert = _sign(
+        _name(common_name), key.public_key(), issuer_cert, issuer_key, days, _leaf_usage(False)
     )
+    return cert, key
+
+
+def _make_ca(name: str) -> CertificateAuthority:
+    cert, key = new_ca_cert("dockerdash CA")
+    client, client_key = sign_client_cert("dockerdash client", cert, key, CERT_DAYS)
     return CertificateAuthority(
         name=name,
         cert=_cert_pem(cert),
@@ -187,6 +198,7 @@ def rotate_ca() -> CertificateAuthority:
             old.save(update_fields=["name"])
         ca = _make_ca(CURRENT)
         ca.save()
+    prune_tls_cache()
     return ca
 
 
@@ -233,7 +245,25 @@ def prune_retired_cas() -> int:
     retired = CertificateAuthority.objects.filter(name__startswith="retired-").exclude(
         pk__in=in_use
     )
-    return retired.delete()[0]
+    deleted = retired.delete()[0]
+    if deleted:
+        prune_tls_cache()
+    return deleted
+
+
+def is_dashboards(ca: CertificateAuthority) -> bool:
+    """Whether dockerdash made this CA (current or retired), rather than an imported store or
+    an attached engine: only engines under such a CA have dockerdash's trusted bundle."""
+    return ca.name == CURRENT or ca.name.startswith("retired-")
+
+
+def prune_tls_cache() -> int:
+    """Delete the cached key files of credentials no CA row holds any more (rotated CAs'),
+    and make what stays private again. Returns how many entries went."""
+    from machines import clients
+
+    live = [(ca.cert, ca.client_cert, ca.client_key) for ca in CertificateAuthority.objects.all()]
+    return clients.prune_tls_cache(live)
 
 
 def _san(value: str) -> x509.GeneralName:

@@ -26,153 +26,35 @@ nothing.
 
 from __future__ import annotations
 
-import hashlib
-import re
-import secrets
-import shlex
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import docker.errors
 import requests
 
-from machines import engines
+from machines import clients
 from machines.lib.ssh import SSHError, SSHSession, quote
 
-from .osinfo import OSInfo, ProvisionError, detect, package_manager
+from .facts import (
+    API_POLL,
+    API_TIMEOUT,
+    BACKUP_SUFFIX,
+    CERT_DIR,
+    DROPIN,
+    INSTALL_TIMEOUT,
+    LOG_FILES,
+    LOG_TAIL,
+    OPTS_FILES,
+    RESTART,
+    RESTART_TIMEOUT,
+    HostFacts,
+    Line,
+    tail,
+)
+from .osinfo import ProvisionError, package_manager
 
 if TYPE_CHECKING:
-    from machines.models import CertificateAuthority, Machine
-
-Line = Callable[[str], None]
-
-CERT_DIR = "/etc/docker/dockerdash"
-CA_FILE = f"{CERT_DIR}/ca.pem"
-CERT_FILE = f"{CERT_DIR}/server.pem"
-KEY_FILE = f"{CERT_DIR}/server-key.pem"
-DROPIN_DIR = "/etc/systemd/system/docker.service.d"
-DROPIN = f"{DROPIN_DIR}/zz-dockerdash.conf"
-OPTS_FILES = {"openrc": "/etc/conf.d/docker", "sysv": "/etc/default/docker"}
-LOG_FILES = {"openrc": "/var/log/docker.log", "sysv": "/var/log/docker.log"}
-RESTART = {
-    "systemd": "systemctl restart docker.service",
-    "openrc": "rc-service docker restart",
-    "sysv": "service docker restart",
-}
-# Prints the daemon's state (active, inactive, failed, ...) per init system.
-ACTIVE = {
-    "systemd": "systemctl is-active docker.service",
-    "openrc": "rc-service docker status >/dev/null 2>&1 && echo active || echo inactive",
-    "sysv": "service docker status >/dev/null 2>&1 && echo active || echo inactive",
-}
-BACKUP_SUFFIX = ".dockerdash-orig"
-MANAGED_FILES = (CA_FILE, CERT_FILE, KEY_FILE, DROPIN, *OPTS_FILES.values())
-
-INSTALL_TIMEOUT = 600  # longest silence of a package install (slow mirrors, big downloads)
-RESTART_TIMEOUT = 120
-API_TIMEOUT = 60
-API_POLL = 0.1
-LOG_TAIL = 25
-
-
-# -- what the host is -------------------------------------------------------------------
-
-
-@dataclass
-class HostFacts:
-    os: OSInfo
-    init: str  # systemd, openrc or sysv
-    managers: set[str]
-    dockerd: str  # path, empty when Docker is not installed
-    docker_version: str
-    hostname: str
-    swarm: bool
-    units: dict[str, str] = field(default_factory=dict)  # unit -> LoadState (systemd)
-    vendor_exec: str = ""  # ExecStart of the vendor docker.service
-    active: bool = False
-    #: Whether the loaded docker.service runs the ExecStart of our drop-in (systemd).
-    exec_ours: bool = False
-    hashes: dict[str, str] = field(default_factory=dict)  # managed file -> sha256
-
-    @property
-    def runs_our_config(self) -> bool:
-        """Docker runs, with the daemon configuration as we last wrote it."""
-        return self.active and (self.init != "systemd" or self.exec_ours)
-
-    @property
-    def socket_activated(self) -> bool:
-        return self.units.get("docker.socket") == "loaded" and "fd://" in self.vendor_exec
-
-
-FACTS_SCRIPT = r"""
-echo "hostname=$(cat /proc/sys/kernel/hostname)"
-if [ -d /run/systemd/system ]; then init=systemd
-elif command -v openrc-run >/dev/null 2>&1 || [ -d /run/openrc ]; then init=openrc
-else init=sysv; fi
-echo "init=$init"
-for m in apt-get dnf yum apk; do command -v "$m" >/dev/null 2>&1 && echo "manager=${m%-get}"; done
-if d=$(command -v dockerd 2>/dev/null); then
-  echo "dockerd=$d"
-  echo "docker_version=$("$d" --version 2>/dev/null | head -n 1)"
-fi
-[ -e /var/lib/docker/swarm/docker-state.json ] && echo "swarm=1"
-case $init in
-systemd)
-  for u in docker.service docker.socket; do
-    echo "unit=$u $(systemctl show -p LoadState --value "$u")"
-  done
-  f=$(systemctl show -p FragmentPath --value docker.service)
-  [ -n "$f" ] && [ -r "$f" ] && echo "vendor_exec=$(sed -n 's/^ExecStart=//p' "$f" | tail -n 1)"
-  systemctl show -p ExecStart --value docker.service | grep -qF CERT_DIR/ && echo "exec_ours=1"
-  systemctl is-active -q docker.service && echo "active=1" ;;
-openrc) rc-service docker status >/dev/null 2>&1 && echo "active=1" ;;
-*) service docker status >/dev/null 2>&1 && echo "active=1" ;;
-esac
-for f in FILES; do [ -f "$f" ] && echo "hash=$(sha256sum "$f")"; done
-echo "--os-release--"
-cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null || true
-""".replace("FILES", " ".join(MANAGED_FILES)).replace("CERT_DIR", CERT_DIR)
-
-
-def gather_facts(session: SSHSession) -> HostFacts:
-    """One round trip: the OS, init system, Docker's presence and our files' current state."""
-    status, output = session.run_script(FACTS_SCRIPT, timeout=60)
-    if status != 0:
-        raise ProvisionError(f"Inspecting {session.host} failed (exit {status}): {output[-500:]}")
-    head, _, os_release = output.partition("--os-release--\n")
-    values: dict[str, list[str]] = {}
-    for line in head.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values.setdefault(key, []).append(value.strip())
-
-    def one(key: str) -> str:
-        return (values.get(key) or [""])[-1]
-
-    units = {}
-    for item in values.get("unit", []):
-        unit, _, state = item.partition(" ")
-        units[unit] = state
-    hashes = {}
-    for item in values.get("hash", []):
-        digest, _, path = item.partition("  ")
-        hashes[path] = digest
-    return HostFacts(
-        os=detect(os_release),
-        init=one("init") or "sysv",
-        managers=set(values.get("manager", [])),
-        dockerd=one("dockerd"),
-        docker_version=one("docker_version"),
-        hostname=one("hostname"),
-        swarm=one("swarm") == "1",
-        units=units,
-        vendor_exec=one("vendor_exec"),
-        active=one("active") == "1",
-        exec_ours=one("exec_ours") == "1",
-        hashes=hashes,
-    )
+    from machines.models import Machine
 
 
 # -- install and upgrade ----------------------------------------------------------------
@@ -224,7 +106,7 @@ def install(session: SSHSession, facts: HostFacts, install_url: str, on_line: Li
         what = f"the script {install_url}" if install_url else "the distribution's package"
         raise ProvisionError(
             f"Installing Docker on {session.host} from {what} failed (exit {status}):\n"
-            + _tail(output)
+            + tail(output)
         )
 
 
@@ -255,200 +137,8 @@ def upgrade(session: SSHSession, facts: HostFacts, on_line: Line) -> None:
         )
     if status != 0:
         raise ProvisionError(
-            f"Upgrading Docker on {session.host} failed (exit {status}):\n{_tail(output)}"
+            f"Upgrading Docker on {session.host} failed (exit {status}):\n{tail(output)}"
         )
-
-
-# -- daemon configuration ---------------------------------------------------------------
-
-# Words that need no quoting in ExecStart= nor in a DOCKER_OPTS that init scripts word-split.
-SAFE_OPT = re.compile(r"^[A-Za-z0-9_@%+=:,./\-]+$")
-
-
-def _systemd_word(value: str) -> str:
-    """One argument of ExecStart=, quoted for systemd where needed (it splits on blanks and
-    expands %, $ and backslashes)."""
-    if "\n" in value or "\r" in value:
-        raise ProvisionError(f"Daemon arguments cannot contain line breaks: {value!r}")
-    if SAFE_OPT.match(value) and "%" not in value:
-        return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
-    return f'"{escaped}"'
-
-
-def _systemd_env(value: str) -> str:
-    if "\n" in value or "\r" in value:
-        raise ProvisionError(f"Engine environment values cannot contain line breaks: {value!r}")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
-
-
-def daemon_args(machine: Machine, facts: HostFacts) -> list[str]:
-    """dockerd's arguments (without the program) for this machine's engine."""
-    if facts.init == "systemd" and facts.socket_activated:
-        args = ["-H", "fd://"]
-    else:
-        args = ["-H", "unix:///var/run/docker.sock"]
-    args += [
-        "-H",
-        f"tcp://0.0.0.0:{machine.engine_port}",
-        "--tlsverify",
-        f"--tlscacert={CA_FILE}",
-        f"--tlscert={CERT_FILE}",
-        f"--tlskey={KEY_FILE}",
-    ]
-    # The vendor unit may name the system containerd; without it dockerd could start its own.
-    args += [w for w in shlex.split(facts.vendor_exec) if w.startswith("--containerd=")]
-    args.append(f"--label=provider={machine.driver.kind}")
-    args += [f"--label={label}" for label in machine.engine_labels]
-    args += [f"--insecure-registry={r}" for r in machine.engine_insecure_registries]
-    args += [f"--registry-mirror={m}" for m in machine.engine_registry_mirrors]
-    if machine.engine_storage_driver:
-        args.append(f"--storage-driver={machine.engine_storage_driver}")
-    extra = [word for opt in machine.engine_opts for word in shlex.split(opt)]
-    if not facts.swarm and not any(w.startswith("--live-restore") for w in extra):
-        args.append("--live-restore")
-    return args + extra
-
-
-def _env_pairs(machine: Machine) -> list[tuple[str, str]]:
-    pairs = []
-    for item in machine.engine_env:
-        key, sep, value = item.partition("=")
-        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            raise ProvisionError(f"Engine environment {item!r} is not of the form KEY=value")
-        pairs.append((key, value))
-    return pairs
-
-
-def render_dropin(machine: Machine, facts: HostFacts) -> str:
-    lines = [
-        f"# Written by dockerdash for the machine {machine.name}; `machine rm --purge` removes it.",
-        "[Service]",
-        *(f"Environment={_systemd_env(f'{k}={v}')}" for k, v in _env_pairs(machine)),
-        "ExecStart=",
-        "ExecStart="
-        + " ".join(_systemd_word(w) for w in [facts.dockerd, *daemon_args(machine, facts)]),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def render_opts_file(machine: Machine, facts: HostFacts) -> str:
-    """/etc/default/docker or /etc/conf.d/docker: sourced by the init script, which word-splits
-    DOCKER_OPTS without any quoting, so no argument may contain blanks or quotes."""
-    args = daemon_args(machine, facts)
-    for arg in args:
-        if not SAFE_OPT.match(arg):
-            raise ProvisionError(
-                f"The daemon argument {arg!r} cannot be passed through {OPTS_FILES[facts.init]} "
-                "(no spaces or quotes there); change the engine option"
-            )
-    lines = [
-        f"# Written by dockerdash for the machine {machine.name}; `machine rm --purge` restores "
-        f"the previous file ({BACKUP_SUFFIX}).",
-        f'DOCKER_OPTS="{" ".join(args)}"',
-        *(f"export {k}={shlex.quote(v)}" for k, v in _env_pairs(machine)),
-    ]
-    if facts.init == "openrc":
-        lines.append(f"DOCKER_LOGFILE={LOG_FILES['openrc']}")
-    return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    path: str
-    content: str
-    mode: int
-
-    @property
-    def text(self) -> str:
-        """The content as written (a here-document always ends with a newline)."""
-        return self.content if self.content.endswith("\n") else self.content + "\n"
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()
-
-
-def cert_files(machine: Machine, ca: CertificateAuthority) -> list[RemoteFile]:
-    return [
-        RemoteFile(CA_FILE, ca.cert, 0o644),
-        RemoteFile(CERT_FILE, machine.tls_server_cert, 0o644),
-        RemoteFile(KEY_FILE, machine.tls_server_key, 0o600),
-    ]
-
-
-def daemon_files(machine: Machine, facts: HostFacts) -> list[RemoteFile]:
-    if facts.init == "systemd":
-        return [RemoteFile(DROPIN, render_dropin(machine, facts), 0o644)]
-    return [RemoteFile(OPTS_FILES[facts.init], render_opts_file(machine, facts), 0o644)]
-
-
-def write_files_script(files: list[RemoteFile]) -> str:
-    """Shell writing each file atomically (partial file, mode, rename), contents in
-    here-documents with a delimiter that cannot occur in them."""
-    parts = ["set -e", "umask 077", f"mkdir -p {quote(CERT_DIR)}", f"chmod 700 {quote(CERT_DIR)}"]
-    for f in files:
-        content = f.text
-        delimiter = "DOCKERDASH_EOF"
-        while delimiter in content:
-            delimiter = f"DOCKERDASH_{secrets.token_hex(8).upper()}"
-        partial = quote(f.path + ".dockerdash-partial")
-        folder = f.path.rsplit("/", 1)[0]
-        if f.path in OPTS_FILES.values():
-            # The distribution's own file, kept once for `rm --purge`.
-            backup = quote(f.path + BACKUP_SUFFIX)
-            parts.append(
-                f"if [ -e {quote(f.path)} ] && [ ! -e {backup} ] && "
-                f"! grep -q dockerdash {quote(f.path)}; then cp -p {quote(f.path)} {backup}; fi"
-            )
-        parts += [
-            f"(umask 022; mkdir -p {quote(folder)})",
-            f"cat > {partial} <<'{delimiter}'\n{content}{delimiter}",
-            f"chmod {f.mode:o} {partial}",
-            f"mv -f {partial} {quote(f.path)}",
-            f"echo {quote('Wrote ' + f.path)}",
-        ]
-    return "\n".join(parts) + "\n"
-
-
-def hostname_script(name: str) -> str:
-    """Set the host name (now and at boot) and make it resolve, as docker-machine did."""
-    q = quote(name)
-    return (
-        f"name={q}\n"
-        "current=$(cat /proc/sys/kernel/hostname)\n"
-        'if [ "$current" != "$name" ]; then\n'
-        '  hostname "$name" 2>/dev/null || printf %s "$name" > /proc/sys/kernel/hostname\n'
-        '  echo "$name" > /etc/hostname\n'
-        '  echo "Host name set to $name (was $current)"\n'
-        "fi\n"
-        'grep -qwF -- "$name" /etc/hosts || echo "127.0.1.1 $name" >> /etc/hosts\n'
-    )
-
-
-def write_files(
-    session: SSHSession,
-    facts: HostFacts,
-    files: list[RemoteFile],
-    on_line: Line,
-    hostname: str = "",
-) -> list[str]:
-    """Write the files whose content differs on the host; return their paths."""
-    changed = [f for f in files if facts.hashes.get(f.path) != f.sha256]
-    script = write_files_script(changed) if changed else ""
-    if hostname and hostname != facts.hostname:
-        script += hostname_script(hostname)
-    if not script:
-        return []
-    status, output = session.run_script(script, on_line=on_line, timeout=60)
-    if status != 0:
-        raise ProvisionError(
-            f"Writing the Docker configuration on {session.host} failed (exit {status}):\n"
-            + _tail(output)
-        )
-    for f in changed:
-        facts.hashes[f.path] = f.sha256
-    return [f.path for f in changed]
 
 
 # -- restart, logs, wait ------------------------------------------------------------------
@@ -506,7 +196,7 @@ def restart(session: SSHSession, facts: HostFacts, on_line: Line) -> None:
         )
     if status != 0:
         raise ProvisionError(
-            f"Docker did not start on {session.host} (exit {status}): {_tail(output, 3)}\n"
+            f"Docker did not start on {session.host} (exit {status}): {tail(output, 3)}\n"
             f"Last lines of the Docker daemon's log:\n{log_tail(session, facts)}"
         )
     facts.active = True
@@ -543,7 +233,7 @@ def wait_for_api(machine: Machine, timeout: float = API_TIMEOUT) -> tuple[dict, 
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while True:
-        client = engines.client_for_machine(machine, timeout=min(5, timeout))
+        client = clients.client_for_machine(machine, timeout=min(5, timeout))
         try:
             return client.version(), client.info()
         except (requests.RequestException, docker.errors.DockerException, OSError) as e:
@@ -582,9 +272,5 @@ def purge(session: SSHSession, facts: HostFacts, on_line: Line) -> None:
     if status != 0:
         raise ProvisionError(
             f"Undoing the Docker configuration on {session.host} failed (exit {status}):\n"
-            + _tail(output)
+            + tail(output)
         )
-
-
-def _tail(output: str, lines: int = 15) -> str:
-    return "\n".join(output.strip().splitlines()[-lines:])

@@ -16,6 +16,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from machines import shellquote
+from machines.shellquote import HOME
+
 register = template.Library()
 
 
@@ -74,16 +77,16 @@ def _since(t: datetime) -> str:
 # Docker's own words for durations (go-units HumanDuration), as seconds.
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 _UNITS |= {"month": 30 * 86400, "year": 365 * 86400}
-_DURATION = re.compile(r"^(?:(\d+)|an?|about an?) (second|minute|hour|day|week|month|year)s?$")
-_UP = re.compile(r"^Up (.+?)( \(.+\))?$")
-_AGO = re.compile(r"^((?:Exited|Restarting) \(-?\d+\)) (.+) ago$")
+_DURATION = re.compile(r"(?:(\d+)|an?|about an?) (second|minute|hour|day|week|month|year)s?")
+_UP = re.compile(r"Up (.+?)( \(.+\))?")
+_AGO = re.compile(r"((?:Exited|Restarting) \(-?\d+\)) (.+) ago")
 
 
 def _docker_duration(text: str) -> timedelta | None:
     text = text.strip().lower()
     if text == "less than a second":
         return timedelta(0)
-    m = _DURATION.match(text)
+    m = _DURATION.fullmatch(text)
     if not m:
         return None
     return timedelta(seconds=int(m[1] or 1) * _UNITS[m[2]])
@@ -98,12 +101,84 @@ def docker_status(container) -> str:
     """
     status = container.status or ""
     observed = container.updated_at or timezone.now()
-    if m := _UP.match(status):
+    if m := _UP.fullmatch(status):
         duration = _docker_duration(m[1])
         if duration is not None:
             return format_html("Up {}{}", _since(observed - duration), m[2] or "")
-    elif m := _AGO.match(status):
+    elif m := _AGO.fullmatch(status):
         duration = _docker_duration(m[2])
         if duration is not None:
             return format_html("{} {} ago", m[1], _since(observed - duration))
     return status
+
+
+# -- the Connect panel's copy-paste snippets ---------------------------------------------
+# Written by machines.shellquote, as `machine env` writes them, with the certificates under
+# the user's $HOME (where the zip is unpacked) instead of this server's folder.
+
+
+def _pre_text(text: str) -> str:
+    """Text for the inside of <pre>/<code>: '&', '<' and '>' escaped, which is all element
+    text needs; the shell's quotes stay as they are in the page's source (these tags are
+    never used inside an attribute)."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return mark_safe(escaped)  # noqa: S308 - escaped for element text just above
+
+
+def _cert_path(machine, shell: str) -> tuple:
+    sep = "\\" if shell == "powershell" else "/"
+    return (HOME, sep.join(["", ".docker", "dockerdash", machine.name]))
+
+
+def _snippet(build) -> str:
+    try:
+        return _pre_text(build().rstrip("\n"))
+    except ValueError as e:
+        return _pre_text(f"(cannot be written safely for this shell: {e})")
+
+
+@register.simple_tag
+def connect_env(machine, shell: str, host_only: bool = False) -> str:
+    """The lines pointing the docker CLI at the machine, for bash/zsh, fish or PowerShell."""
+
+    def build() -> str:
+        if host_only:
+            return shellquote.set_line(shell, "DOCKER_HOST", machine.url)
+        return "".join(
+            shellquote.set_line(shell, key, *value)
+            for key, value in (
+                ("DOCKER_TLS_VERIFY", ("1",)),
+                ("DOCKER_HOST", (machine.url,)),
+                ("DOCKER_CERT_PATH", _cert_path(machine, shell)),
+                ("DOCKER_MACHINE_NAME", (machine.name,)),
+            )
+        )
+
+    return _snippet(build)
+
+
+@register.simple_tag
+def connect_context(machine) -> str:
+    """`docker context create` and `use` for the machine (a POSIX shell)."""
+
+    def build() -> str:
+        (home, path), name = _cert_path(machine, "bash"), shellquote.word("bash", machine.name)
+        spec: list = [f"host={machine.url}"]
+        for file in ("ca", "cert", "key"):
+            spec += [f",{file}=", home, f"{path}/{file}.pem"]
+        docker = shellquote.quote("bash", *spec)
+        return f"docker context create {name} --docker {docker}\ndocker context use {name}"
+
+    return _snippet(build)
+
+
+@register.simple_tag
+def connect_unzip(machine) -> str:
+    """Unpacking the client certificates' zip where the snippets expect them."""
+
+    def build() -> str:
+        folder = shellquote.quote("bash", *_cert_path(machine, "bash"))
+        archive = shellquote.word("bash", f"{machine.name}-certs.zip")
+        return f"mkdir -p {folder} && unzip -o {archive} -d {folder}"
+
+    return _snippet(build)

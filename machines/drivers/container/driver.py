@@ -17,7 +17,7 @@ import requests
 from django import forms
 from django.conf import settings
 
-from machines import engines
+from machines import clients
 from machines.drivers.base import BaseDriver, DriverError, SSHAddress
 from machines.lib.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
 from machines.lib.ssh import public_key_of, wait_for_ssh
@@ -89,18 +89,18 @@ class ContainerDriver(BaseDriver):
     # -- the parent engine -------------------------------------------------------------
     @property
     def engine_url(self) -> str:
-        return self.settings.get("engine") or engines.default_engine_url()
+        return self.settings.get("engine") or clients.default_engine_url()
 
     def client(self, timeout: float = 15) -> docker.DockerClient:
         try:
-            return engines.client(
+            return clients.client(
                 self.engine_url,
                 ca=self.settings.get("tls_ca", ""),
                 cert=self.settings.get("tls_cert", ""),
                 key=self.secrets.get("tls_key", ""),
                 timeout=timeout,
             )
-        except engines.EngineError as e:
+        except clients.EngineError as e:
             raise DriverError(str(e)) from None
         except docker.errors.DockerException as e:
             raise DriverError(f"Parent engine {self.engine_url} is not usable: {e}") from None

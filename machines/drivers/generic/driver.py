@@ -7,7 +7,6 @@ import time
 from typing import TYPE_CHECKING
 
 from django import forms
-from django.core.validators import RegexValidator
 
 from machines.drivers.base import BaseDriver, DriverError, SSHAddress
 from machines.lib.ssh import (
@@ -17,6 +16,7 @@ from machines.lib.ssh import (
     public_key_of,
     wait_for_ssh,
 )
+from machines.validation import is_host, validate_ssh_user
 
 if TYPE_CHECKING:
     from machines.models import Machine
@@ -49,7 +49,7 @@ class GenericOptionsForm(forms.Form):
         initial="root",
         max_length=64,
         help_text="--generic-ssh-user; a non-root user needs passwordless sudo",
-        validators=[RegexValidator(r"^[a-z_][a-z0-9_.-]*$", "Not a valid user name.")],
+        validators=[validate_ssh_user],
     )
     ssh_port = forms.IntegerField(
         label="SSH port", initial=22, min_value=1, max_value=65535, help_text="--generic-ssh-port"
@@ -74,7 +74,8 @@ class GenericOptionsForm(forms.Form):
 
     def clean_ip_address(self) -> str:
         value = self.cleaned_data["ip_address"].strip()
-        if any(c.isspace() for c in value) or value.startswith("-"):
+        # The same rule as the model's (Machine.ip), with the form's own short message.
+        if not is_host(value):
             raise forms.ValidationError("Enter an IP address or a host name.")
         return value
 
@@ -88,6 +89,7 @@ class GenericDriver(BaseDriver):
     # As docker-machine: rm forgets the machine and leaves the host (--purge undoes our config).
     removes_host = False
     can_purge = True
+    docker_machine_name = "generic"
     cli_file_fields = frozenset({"ssh_key"})
 
     def apply_options(self, machine: Machine, options: dict) -> None:

@@ -10,6 +10,7 @@ from django import forms
 
 from machines.drivers.base import BaseDriver
 from machines.lib.ssh import public_key_of
+from machines.validation import validate_engine_url
 
 if TYPE_CHECKING:
     from machines.models import Machine
@@ -51,8 +52,7 @@ class NoneOptionsForm(forms.Form):
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"].strip()
-        if not url.startswith(("tcp://", "ssh://", "unix://")):
-            raise forms.ValidationError("The URL must start with tcp://, ssh:// or unix://.")
+        validate_engine_url(url)  # the model's own parser: what it accepts, env can print
         return url
 
     def clean_tls_ca_cert(self) -> str:
@@ -95,6 +95,8 @@ class NoneDriver(BaseDriver):
     default_settings = {}
     provisioned = False
     cli_default = True
+    attaches_engines = True
+    docker_machine_name = "none"
     removes_host = False
     issues_certificates = False
     # docker-machine's none driver took `--url`; the TLS files are paths on the command line.

@@ -8,9 +8,9 @@ import docker.errors
 import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from machines import clients
 from machines.lib.hostimage import ALL_IMAGES, HostImageError, ensure_host_images
 
-API_VERSION = "1.41"  # Debian 12's dockerd 20.10; newer engines still speak it
 NAMES = {tag.rpartition(":")[2]: tag for tag in ALL_IMAGES}
 
 
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--engine",
-            default=os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock",
+            default=clients.default_engine_url(),
             help="Docker Engine URL (default: $DOCKER_HOST, else the system socket)",
         )
         parser.add_argument(
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         # engine outlasts the SDK's default 60 s read timeout.
         client = docker.from_env(
             environment={**os.environ, "DOCKER_HOST": str(options["engine"])},
-            version=API_VERSION,
+            version=clients.API_VERSION,
             timeout=600,
         )
         client.api.trust_env = False

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import docker.errors
 from django import forms
 
-from machines import engines
+from machines import clients
 from machines.drivers.base import BaseDriver, DriverError, SSHAddress
 from machines.lib.ssh import public_key_of, wait_for_ssh
 
@@ -39,7 +39,7 @@ class FakeSSHDriver(BaseDriver):
     removes_host = False  # the test that started the host removes it
 
     def _container(self, machine: Machine):
-        client = engines.client(self.settings["engine"], timeout=15)
+        client = clients.client(self.settings["engine"], timeout=15)
         try:
             return client.containers.get(machine.driver_options["container"])
         except docker.errors.NotFound:

@@ -20,7 +20,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 
-from .models import Machine
+from machines.models import Machine
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _group_send(group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    # A process joins each group once for all its sockets (consumers.LocalGroups).
+    # A process joins each group once for all its sockets (hub.LocalGroups).
     event = {**event, "group": group}
     try:
         loop = _loop

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("machines", "0003_runner_and_tls"),
+        ("machines", "0005_client_certificates"),
     ]
 
     operations = [

@@ -12,8 +12,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.db import close_old_connections
 
-from . import live
-from .models import Machine
+from machines import live
+from machines.models import Machine
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _act_on_container(machine: Machine, container_id: str, action: str) -> None:
     import docker.errors
     import requests.exceptions
 
-    from .engines import EngineError, client_for_machine
+    from machines.clients import EngineError, client_for_machine
 
     slow = action in ("stop", "restart")
     try:

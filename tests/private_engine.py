@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from machines import engines
+from machines import clients
 
 from .helpers import wait_until
 
@@ -55,7 +55,7 @@ class PrivateEngine:
     def answers(self) -> bool:
         """the private engine answers"""
         try:
-            engines.client(self.url, timeout=2).ping()
+            clients.client(self.url, timeout=2).ping()
         except Exception:
             return False
         return True

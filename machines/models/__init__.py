@@ -5,16 +5,26 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from .drivers import BaseDriver, driver_class, kind_choices
-from .errors import DriverError
-from .fields import EncryptedJSONField, EncryptedTextField
+from machines.drivers import BaseDriver, driver_class, kind_choices
+from machines.errors import DriverError
+from machines.fields import EncryptedJSONField, EncryptedTextField
+from machines.validation import (
+    validate_engine_env,
+    validate_engine_labels,
+    validate_engine_opts,
+    validate_engine_url,
+    validate_host,
+    validate_ssh_user,
+    validate_storage_driver,
+    validate_text_list,
+)
 
-# docker-machine's own rule for host names.
-MACHINE_NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9\-\.]*$"
+# docker-machine's own rule for host names (\A...\Z: '$' would let a final newline through).
+MACHINE_NAME_RE = r"\A[a-zA-Z0-9][a-zA-Z0-9\-\.]*\Z"
 machine_name_validator = RegexValidator(
     MACHINE_NAME_RE,
     "Use letters, digits, '-' and '.', starting with a letter or digit (as docker-machine).",
@@ -57,24 +67,37 @@ class Machine(models.Model):
     driver_options = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.NONE)
 
-    ip = models.CharField("IP", max_length=255, blank=True)
-    engine_url = models.CharField(max_length=255, blank=True)
+    ip = models.CharField("IP", max_length=255, blank=True, validators=[validate_host])
+    engine_url = models.CharField(max_length=255, blank=True, validators=[validate_engine_url])
     engine_port = models.PositiveIntegerField(default=2376, validators=port_validators)
 
-    ssh_user = models.CharField(max_length=64, default="root")
+    ssh_user = models.CharField(max_length=64, default="root", validators=[validate_ssh_user])
     ssh_port = models.PositiveIntegerField(default=22, validators=port_validators)
     ssh_host_key = models.TextField(blank=True, help_text="Pinned on first contact.")
     ssh_private_key = EncryptedTextField(blank=True)
 
     # Engine options, as docker-machine's --engine-* flags.
-    engine_labels = models.JSONField(default=list, blank=True)
-    engine_insecure_registries = models.JSONField(default=list, blank=True)
-    engine_registry_mirrors = models.JSONField(default=list, blank=True)
-    engine_storage_driver = models.CharField(max_length=32, blank=True)
-    engine_env = models.JSONField(default=list, blank=True)
-    engine_opts = models.JSONField(default=list, blank=True, help_text="Extra daemon flags.")
+    engine_labels = models.JSONField(default=list, blank=True, validators=[validate_engine_labels])
+    engine_insecure_registries = models.JSONField(
+        default=list, blank=True, validators=[validate_text_list]
+    )
+    engine_registry_mirrors = models.JSONField(
+        default=list, blank=True, validators=[validate_text_list]
+    )
+    engine_storage_driver = models.CharField(
+        max_length=32, blank=True, validators=[validate_storage_driver]
+    )
+    engine_env = models.JSONField(default=list, blank=True, validators=[validate_engine_env])
+    engine_opts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Extra daemon flags.",
+        validators=[validate_engine_opts],
+    )
     engine_install_url = models.URLField(blank=True)
-    tls_san = models.JSONField("extra TLS SANs", default=list, blank=True)
+    tls_san = models.JSONField(
+        "extra TLS SANs", default=list, blank=True, validators=[validate_text_list]
+    )
 
     # The engine's server certificate (issued by the dashboard's CA).
     tls_server_cert = models.TextField(blank=True)
@@ -147,6 +170,19 @@ class Machine(models.Model):
         self.save()
         return self.state
 
+    def record_failure(self, message: str) -> None:
+        """What an operation that failed leaves on its machine: the error, and the state
+        observed now (or `error`, when the host is the very thing that is broken)."""
+        self.refresh_from_db()
+        self.last_error = message
+        try:
+            self.observe()
+        except Exception as e:
+            self.state = self.State.ERROR
+            self.last_error = f"{message} (state unknown: {e})"
+            self.last_checked = timezone.now()
+            self.save()
+
     @property
     def stale(self) -> bool:
         """What is stored was observed longer ago than a few health-check rounds (is a
@@ -174,6 +210,7 @@ class Operation(models.Model):
         REMOVE = "rm", "Remove"
         REGENERATE_CERTS = "regenerate-certs", "Regenerate certificates"
         UPGRADE = "upgrade", "Upgrade"
+        ROTATE_CLIENT_CA = "rotate-client-ca", "Rotate client CA"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -235,7 +272,7 @@ class Operation(models.Model):
         last = self.log_lines.order_by("-seq").values_list("seq", flat=True).first() or 0
         lines = [
             OperationLogLine(
-                operation=self, seq=last + i, step=self.step_name, kind=kind, text=text
+                operation=self, seq=last + i, step=self.step_name, kind=kind, text=_capped(text)
             )
             for i, text in enumerate(texts, 1)
         ]
@@ -244,12 +281,14 @@ class Operation(models.Model):
     def interrupt(self, error: str, line: str) -> bool:
         """Mark a running operation whose runner went away as interrupted (once: False when
         another process got there first), with `line` as the last line of its log."""
-        if not Operation.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
-            status=self.Status.INTERRUPTED, finished_at=timezone.now(), error=error
-        ):
-            return False
-        self.refresh_from_db()
-        self.append_log([line], kind=OperationLogLine.Kind.OUTCOME)
+        # One transaction: whoever sees the status also sees the line that explains it.
+        with transaction.atomic():
+            if not Operation.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+                status=self.Status.INTERRUPTED, finished_at=timezone.now(), error=error
+            ):
+                return False
+            self.refresh_from_db()
+            self.append_log([line], kind=OperationLogLine.Kind.OUTCOME)
         return True
 
     @property
@@ -257,6 +296,18 @@ class Operation(models.Model):
         if self.started_at:
             return (self.finished_at or timezone.now()) - self.started_at
         return None
+
+
+# A log line holds what a remote command printed: at most this many bytes of it.
+LOG_LINE_BYTES = 4096
+
+
+def _capped(text: str) -> str:
+    """A log line of at most LOG_LINE_BYTES bytes (UTF-8), and a mark where it was cut."""
+    raw = text.encode()
+    if len(raw) <= LOG_LINE_BYTES:
+        return text
+    return raw[:LOG_LINE_BYTES].decode(errors="ignore") + f" … [line cut at {LOG_LINE_BYTES} bytes]"
 
 
 class OperationLogLine(models.Model):
@@ -309,7 +360,7 @@ class Container(models.Model):
         return f"{self.machine_id}/{self.name}"
 
 
-class Worker(models.Model):
+class RunnerProcess(models.Model):
     """A live runner process (serve, worker or a CLI running an operation itself)."""
 
     name = models.CharField(max_length=128, unique=True)
@@ -321,21 +372,18 @@ class Worker(models.Model):
         return self.name
 
 
-class CertificateAuthority(models.Model):
-    """The dashboard's CA, and the client certificate it issued to the dashboard and CLI."""
+# The TLS side: the dashboard's CA and the users' client certificates (models/tls.py).
+from .tls import CertificateAuthority, ClientCA, ClientCertificate  # noqa: E402
 
-    name = models.CharField(max_length=64, unique=True, default="default")
-    cert = models.TextField()
-    key = EncryptedTextField()
-    client_cert = models.TextField()
-    client_key = EncryptedTextField()
-    expires_at = models.DateTimeField()
-    client_expires_at = models.DateTimeField()
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        verbose_name = "certificate authority"
-        verbose_name_plural = "certificate authorities"
-
-    def __str__(self) -> str:
-        return self.name
+__all__ = [
+    "CertificateAuthority",
+    "ClientCA",
+    "ClientCertificate",
+    "Container",
+    "Driver",
+    "Machine",
+    "Operation",
+    "OperationLogLine",
+    "RunnerProcess",
+    "machine_name_validator",
+]

@@ -1,0 +1,1 @@
+"""The digitalocean driver: see driver.py."""

@@ -1,0 +1,1 @@
+"""The hetzner driver: see driver.py."""

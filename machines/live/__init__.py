@@ -1,0 +1,42 @@
+"""Live pages: what changed, pushed to the browsers that show it.
+
+- `publish`: the only place that knows group names and sends (models -> HTML fragments ->
+  the channel layer). Everything else calls it as `live.machine_changed(...)`, re-exported
+  here.
+- `hub`: one membership per group per process, handed to that process's sockets (used by
+  the consumers only; imported from there so that publishing never loads it).
+"""
+
+from __future__ import annotations
+
+from .publish import (
+    FLEET,
+    MACHINES,
+    bind_loop,
+    container_changed,
+    container_notice,
+    container_removed,
+    containers_group,
+    log_lines_added,
+    machine_changed,
+    machine_group,
+    machine_removed,
+    operation_changed,
+    operation_group,
+)
+
+__all__ = [
+    "FLEET",
+    "MACHINES",
+    "bind_loop",
+    "container_changed",
+    "container_notice",
+    "container_removed",
+    "containers_group",
+    "log_lines_added",
+    "machine_changed",
+    "machine_group",
+    "machine_removed",
+    "operation_changed",
+    "operation_group",
+]

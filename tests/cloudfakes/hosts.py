@@ -1,0 +1,131 @@
+"""The real machines behind the fake clouds' VMs: host containers of the test fleet.
+
+A VM the fake "creates" is a host container booted from the fleet's host image (systemd,
+sshd, Docker) on the test engine, with the public keys registered for it in root's
+authorized_keys; its address on the engine's network is the VM's public IPv4. Everything
+after the provider's API (SSH, provisioning, TLS, `machine env`, `docker run`) is real.
+Power actions stop, kill, start and restart the container, as a console's buttons would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tarfile
+import threading
+import uuid
+from types import SimpleNamespace
+
+import docker.errors
+
+from machines.drivers.container.driver import NETWORK, ContainerDriver
+from machines.lib.hostimage import HOST_IMAGE
+
+
+class _Maker(ContainerDriver):
+    """The container driver's own code paths, with the VM's registered keys installed."""
+
+    def _install_key(self, container, machine) -> None:
+        keys = "".join(f"{key.strip()}\n" for key in machine.public_keys).encode()
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            ssh_dir = tarfile.TarInfo("root/.ssh")
+            ssh_dir.type, ssh_dir.mode = tarfile.DIRTYPE, 0o700
+            tar.addfile(ssh_dir)
+            info = tarfile.TarInfo("root/.ssh/authorized_keys")
+            info.size, info.mode = len(keys), 0o600
+            tar.addfile(info, io.BytesIO(keys))
+        container.put_archive("/", archive.getvalue())
+
+
+class Host:
+    """One VM's machine: a running host container and its address."""
+
+    def __init__(self, hosts: Hosts, stand_in: SimpleNamespace, container) -> None:
+        self.hosts, self.stand_in, self.container = hosts, stand_in, container
+
+    @property
+    def ip(self) -> str:
+        return self.stand_in.ip
+
+    def _refresh_ip(self) -> None:
+        self.stand_in.ip = self.hosts.maker._ip_of(self.container)
+
+    def stop(self) -> None:
+        with self.hosts.lock:
+            self.container.stop(timeout=10)
+
+    def kill(self) -> None:
+        with self.hosts.lock:
+            self.container.kill()
+
+    def start(self) -> None:
+        with self.hosts.lock:
+            self.container.start()
+            self._refresh_ip()
+
+    def restart(self) -> None:
+        with self.hosts.lock:
+            self.container.restart(timeout=10)
+            self._refresh_ip()
+
+    def pause(self) -> None:
+        """Frozen: its SSH port still accepts connections (the kernel does), then silence."""
+        with self.hosts.lock:
+            self.container.pause()
+
+    def remove(self) -> None:
+        with self.hosts.lock:
+            self.hosts.made.pop(self.stand_in.name, None)
+            self._remove()
+
+    def _remove(self) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.container.remove(force=True, v=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            self.hosts.client.volumes.get(self.hosts.maker.volume_name(self.stand_in)).remove(
+                force=True
+            )
+
+
+class Hosts:
+    """Boots and keeps track of the fleet hosts behind one fake cloud."""
+
+    def __init__(self, engine_url: str) -> None:
+        self.maker = _Maker({"engine": engine_url})
+        self.client = self.maker.client(timeout=120)
+        self.info = self.client.info()
+        self.maker._ensure_network(self.client)
+        self.made: dict[str, Host] = {}
+        self.booted: list[str] = []
+        # One Docker client (a requests session) for the fake's threads: one call at a time.
+        self.lock = threading.RLock()
+
+    def boot(self, public_keys: list[str]) -> Host:
+        stand_in = SimpleNamespace(
+            name=f"cloudvm-{uuid.uuid4().hex[:10]}",
+            driver_options={"image": HOST_IMAGE},
+            public_keys=public_keys,
+            ip="",
+        )
+        with self.lock:
+            container = self.maker._create_container(
+                self.client, stand_in, HOST_IMAGE, NETWORK, self.info, lambda text: None
+            )
+            host = self.made[stand_in.name] = Host(self, stand_in, container)
+            self.booted.append(container.name)
+            self.maker._start(self.client, stand_in, container, self.info, lambda text: None)
+            # (Started again without --privileged where the engine refuses it: a new id.)
+            host.container = self.client.containers.get(stand_in.driver_options["container_id"])
+        return host
+
+    def alive(self) -> list[str]:
+        """The host containers ever booted here that are still on the engine."""
+        with self.lock:
+            existing = {c.name for c in self.client.containers.list(all=True)}
+        return sorted(existing & set(self.booted))
+
+    def close(self) -> None:
+        for host in list(self.made.values()):
+            host.remove()
+        self.client.close()
