@@ -191,7 +191,7 @@ class KVMDriver(BaseDriver):
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, machine: Machine) -> None:
         with self.hypervisor() as hv:
-            self._boot(hv, self._domain(hv, machine), machine)
+            self._boot(hv, self._domain(hv, machine), machine, self.log)
 
     def stop(self, machine: Machine) -> None:
         """ACPI shutdown (the power button), then pulling the plug after STOP_TIMEOUT."""
@@ -201,14 +201,17 @@ class KVMDriver(BaseDriver):
             pressed = 0.0
             while hv.call("reading the VM's state", dom.isActive):
                 if time.monotonic() > deadline:
-                    hv.call("stopping the VM", dom.destroy)
+                    self.log(f"{dom.name()} did not shut down within {STOP_TIMEOUT} s: power off")
+                    self._unless_stopped(hv, dom, "stopping the VM", dom.destroy)
                     return
                 # A press while the guest is still starting up may go unheard: press again.
                 if time.monotonic() - pressed > 15:
                     flag = hv.libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN
                     self._unless_stopped(hv, dom, "shutting the VM down", dom.shutdownFlags, flag)
+                    self.log(f"Pressed the power button of {dom.name()} (ACPI shutdown)")
                     pressed = time.monotonic()
                 time.sleep(0.5)
+            self.log(f"{dom.name()} is shut off")
 
     def restart(self, machine: Machine) -> None:
         self.stop(machine)
