@@ -100,6 +100,12 @@ def remove_vm(domain: str) -> None:
                     pool.storageVolLookupByName(volume).delete(0)
 
 
+def delete_volume(name: str) -> None:
+    libvirt = libvirt_module()
+    with hypervisor() as conn, contextlib.suppress(libvirt.libvirtError):
+        conn.storagePoolLookupByName(POOL).storageVolLookupByName(name).delete(0)
+
+
 def _answers(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)

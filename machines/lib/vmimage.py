@@ -47,6 +47,8 @@ VM_PACKAGES = (
     "ifupdown",
     "isc-dhcp-client",
     "qemu-guest-agent",
+    # Debian's kernels enable AppArmor: Docker then needs the parser for its default profile.
+    "apparmor",
 )
 ROOT_LABEL = "dockerdash"
 # The root file system's size; each VM's overlay is larger and cloud-init grows it at first boot.
@@ -57,7 +59,7 @@ GRUB_MODULES = ("biosdisk", "part_msdos", "ext2", "normal", "linux", "boot", "co
 GRUB_DIR = Path(os.environ.get("DOCKERDASH_GRUB_DIR", "/usr/lib/grub/i386-pc"))
 GRUB_CFG = f"""\
 set timeout=0
-linux /vmlinuz root=LABEL={ROOT_LABEL} ro console=tty0 console=ttyS0,115200n8
+linux /vmlinuz root=LABEL={ROOT_LABEL} ro console=tty0 console=ttyS0,115200n8 quiet
 initrd /initrd.img
 boot
 """
@@ -76,6 +78,8 @@ VM_FILES = {
     "ExecStart=/bin/sh -c 'test -e /etc/ssh/ssh_host_ed25519_key || "
     'ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key\'\n',
     "boot/grub/grub.cfg": GRUB_CFG,
+    # Package descriptions in other languages: megabytes to fetch and parse on every update.
+    "etc/apt/apt.conf.d/90dockerdash-no-translations": 'Acquire::Languages "none";\n',
 }
 # Masked for host containers (rootfs.MASKED_UNITS); a VM has its own kernel and consoles.
 VM_UNMASKED_UNITS = (
@@ -85,7 +89,9 @@ VM_UNMASKED_UNITS = (
     "sys-kernel-tracing.mount",
     "systemd-modules-load.service",
 )
-CLEAN_APT = "apt-get clean\nrm -rf /var/lib/apt/lists/*\n"
+# The package lists stay: a VM's first `apt-get update` then fetches only what changed since the
+# image was built (most of a minute less under software emulation).
+CLEAN_APT = "apt-get clean\n"
 BUILD_TOOLS = {
     "mkfs.ext4": "e2fsprogs",
     "qemu-img": "qemu-utils",

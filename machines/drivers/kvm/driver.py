@@ -31,6 +31,9 @@ ADDRESS_WAIT = 300
 SSH_WAIT = 300
 STOP_TIMEOUT = 90
 SLOW_NOTE = "slow: no KVM acceleration on this host"
+# Shared images in the pool; "_" never occurs in a machine's name, so never in its volumes'.
+BASE_PREFIX = "dockerdash_base_"  # + the cached file's name: vm-bookworm-<hash>.qcow2
+IMAGE_PREFIX = "dockerdash_image_"  # + the hash of a user's image's content
 
 
 class KVMDriver(BaseDriver):
@@ -146,16 +149,19 @@ class KVMDriver(BaseDriver):
             if source:
                 path = vmimage.fetch_image(source, log)
                 fmt = vmimage.image_format(path)
-                name = f"dockerdash-image-{vmimage.file_digest(path)}.{fmt}"
+                name = f"{IMAGE_PREFIX}{vmimage.file_digest(path)}.{fmt}"
                 log(f"Image {source} ({fmt})")
             else:
                 if not vmimage.vm_image_path(vmimage.VM_IMAGE).exists():
                     log("Building the VM base image (once; it is cached for every later VM)")
                 path = vmimage.ensure_vm_images((vmimage.VM_IMAGE,), log=log)[vmimage.VM_IMAGE]
-                name = f"dockerdash-{path.name}"
+                name = f"{BASE_PREFIX}{path.name}"
         except HostImageError as e:
             raise DriverError(str(e)) from None
-        return hv.upload(pool, name, path, log)
+        volume = hv.upload(pool, name, path, log)
+        if not source:
+            hv.prune(pool, BASE_PREFIX, name, log)
+        return volume
 
     def _boot(self, hv: Hypervisor, dom: Any, machine: Machine, log=print) -> None:
         started = time.monotonic()
@@ -197,6 +203,7 @@ class KVMDriver(BaseDriver):
         """ACPI shutdown (the power button), then pulling the plug after STOP_TIMEOUT."""
         with self.hypervisor() as hv:
             dom = self._domain(hv, machine)
+            running = hv.libvirt.VIR_DOMAIN_RUNNING
             deadline = time.monotonic() + STOP_TIMEOUT
             pressed = 0.0
             while hv.call("reading the VM's state", dom.isActive):
@@ -204,8 +211,9 @@ class KVMDriver(BaseDriver):
                     self.log(f"{dom.name()} did not shut down within {STOP_TIMEOUT} s: power off")
                     self._unless_stopped(hv, dom, "stopping the VM", dom.destroy)
                     return
-                # A press while the guest is still starting up may go unheard: press again.
-                if time.monotonic() - pressed > 15:
+                # A press while the guest is still starting up may go unheard: press again
+                # (not while it is shutting down: libvirt refuses that).
+                if self._state(hv, dom) == running and time.monotonic() - pressed > 15:
                     flag = hv.libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN
                     self._unless_stopped(hv, dom, "shutting the VM down", dom.shutdownFlags, flag)
                     self.log(f"Pressed the power button of {dom.name()} (ACPI shutdown)")
@@ -222,12 +230,16 @@ class KVMDriver(BaseDriver):
             dom = self._domain(hv, machine)
             self._unless_stopped(hv, dom, "stopping the VM", dom.destroy)
 
+    def _state(self, hv: Hypervisor, dom: Any) -> int:
+        state, _reason = hv.call("reading the VM's state", dom.state)
+        return state
+
     def _unless_stopped(self, hv: Hypervisor, dom: Any, what: str, fn, *args: Any) -> None:
-        """Call fn; that it failed because the VM is not running (any more) is no failure."""
+        """Call fn; that it failed because the VM stopped or is stopping is no failure."""
         try:
             hv.call(what, fn, *args)
         except DriverError:
-            if hv.call("reading the VM's state", dom.isActive):
+            if self._state(hv, dom) == hv.libvirt.VIR_DOMAIN_RUNNING:
                 raise
 
     def remove(self, machine: Machine) -> None:
@@ -250,7 +262,7 @@ class KVMDriver(BaseDriver):
 
     def state(self, machine: Machine) -> str:
         with self.hypervisor() as hv:
-            state, _reason = hv.call("reading the VM's state", self._domain(hv, machine).state)
+            state = self._state(hv, self._domain(hv, machine))
             lib = hv.libvirt
         return {
             lib.VIR_DOMAIN_RUNNING: machine.State.RUNNING,

@@ -200,6 +200,17 @@ class Hypervisor:
         self.call("finishing the upload", stream.finish)
         return vol
 
+    def prune(self, pool: Any, prefix: str, keep: str, log: Callable[[str], object]) -> None:
+        """Delete the volumes named prefix* (but `keep`) that no VM's disk is backed by:
+        base images of earlier recipes, once their last VM is gone."""
+        names = self.call("listing the pool", pool.listVolumes)
+        vols = [v for v in (self.volume(pool, n) for n in names) if v is not None]
+        backing = {_backing(v) for v in vols}
+        for vol in vols:
+            if vol.name().startswith(prefix) and vol.name() != keep and vol.path() not in backing:
+                log(f"Deleting {vol.name()} from the pool (an earlier base image no VM uses)")
+                self.call(f"deleting the volume {vol.name()}", vol.delete, 0)
+
     def overlay(self, pool: Any, name: str, base: Any, capacity_mib: int) -> Any:
         """A copy-on-write qcow2 on `base`, at least as large as the base's disk."""
         if vol := self.volume(pool, name):
@@ -247,6 +258,11 @@ class Hypervisor:
 def _physical(vol: Any) -> int:
     node = ET.fromstring(vol.XMLDesc(0)).find("physical")  # noqa: S314
     return int(node.text) if node is not None and node.text else -1
+
+
+def _backing(vol: Any) -> str:
+    node = ET.fromstring(vol.XMLDesc(0)).find("backingStore/path")  # noqa: S314
+    return node.text or "" if node is not None else ""
 
 
 def _format(vol: Any) -> str:
