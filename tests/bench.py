@@ -436,11 +436,18 @@ def bench_provision() -> None:
     run()
 
 
+def bench_kvm() -> None:
+    from tests.bench_kvm import bench_kvm as run
+
+    run()
+
+
 SECTIONS = {
     "ls": bench_ls,
     "worker": bench_idle_worker,
     "provision": bench_provision,
     "live": bench_live,
+    "kvm": bench_kvm,
 }
 
 
