@@ -8,18 +8,28 @@ over SSH and booted from a user's image, is created in the background meanwhile.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
 from django.urls import reverse
 
 from machines.drivers.kvm.driver import IMAGE_PREFIX
-from machines.lib.vmimage import BARE_VM_IMAGE, ensure_vm_images, file_digest
+from machines.lib.rootfs import HostImageError
+from machines.lib.vmimage import (
+    BARE_VM_IMAGE,
+    ensure_vm_images,
+    fetch_image,
+    file_digest,
+    image_format,
+)
 from machines.models import Driver
 
 from . import helpers
@@ -80,7 +90,7 @@ def remote(cli, tmp_path_factory):
     """A VM created in the background through qemu+ssh://root@127.0.0.1/system, from the bare
     image given by path as a user gives theirs (no Docker in it: provisioning installs it)."""
     with root_ssh(tmp_path_factory.mktemp("ssh")) as key:
-        uri = f"qemu+ssh://root@127.0.0.1/system?keyfile={key}&no_verify=1&no_tty=1"
+        uri = f"qemu+ssh://root@127.0.0.1/system?keyfile={key}&no_verify=1"
         image = ensure_vm_images((BARE_VM_IMAGE,))[BARE_VM_IMAGE]
         # As a user's image new to the hypervisor: it goes through the SSH connection.
         delete_volume(f"{IMAGE_PREFIX}{file_digest(image)}.qcow2")
@@ -166,6 +176,33 @@ def test_without_libvirt_the_list_works_and_kvm_says_what_is_missing(tmp_path):
     failed = cli("machine", "create", "-d", "kvm", "--kvm-connect-uri", down, "vm-2", check=False)
     assert failed.returncode == 1
     assert f"libvirt is not installed/running: cannot connect to {down}" in failed.stderr
+
+
+def test_an_image_url_is_downloaded_once_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKERDASH_CACHE_DIR", str(tmp_path / "cache"))
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "debian-12-genericcloud-amd64.qcow2").write_bytes(b"QFI\xfb" + bytes(4096))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=served)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        lines: list[str] = []
+        path = fetch_image(f"{base}/debian-12-genericcloud-amd64.qcow2", lines.append)
+        assert path.read_bytes()[:4] == b"QFI\xfb" and image_format(path) == "qcow2"
+        assert any(line.startswith("Downloaded") for line in lines)
+        (served / "debian-12-genericcloud-amd64.qcow2").unlink()  # the cache answers now
+        again = fetch_image(f"{base}/debian-12-genericcloud-amd64.qcow2", lines.append)
+        assert again == path
+        with pytest.raises(HostImageError, match=r"Downloading .*/missing.qcow2 failed: 404"):
+            fetch_image(f"{base}/missing.qcow2")
+        with pytest.raises(HostImageError, match="does not exist"):
+            fetch_image(str(tmp_path / "nothing.qcow2"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not list((tmp_path / "cache" / "images").glob("*.partial"))
 
 
 # -- real VMs ------------------------------------------------------------------------------

@@ -47,6 +47,14 @@ def connect_uri(configured: str) -> str:
     return configured or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_URI
 
 
+def _batch(uri: str) -> str:
+    """An SSH URI that never asks for a password: operations run without a terminal, where
+    ssh would wait for one forever (libvirt's no_tty)."""
+    if "+ssh://" not in uri.split("?", 1)[0] or "no_tty=" in uri:
+        return uri
+    return uri + ("&" if "?" in uri else "?") + "no_tty=1"
+
+
 class Hypervisor:
     """One open connection (a context manager); every call's failure is a DriverError."""
 
@@ -54,7 +62,7 @@ class Hypervisor:
         self.uri = uri
         self.libvirt = load_libvirt()
         try:
-            self.conn = self.libvirt.open(uri)
+            self.conn = self.libvirt.open(_batch(uri))
         except self.libvirt.libvirtError as e:
             raise DriverError(
                 f"libvirt is not installed/running: cannot connect to {uri}: "
