@@ -77,6 +77,11 @@ def domain_state(name: str) -> str:
     return names.get(state, str(state))
 
 
+def domain_xml(name: str) -> str:
+    with hypervisor() as conn:
+        return conn.lookupByName(name).XMLDesc(0)
+
+
 def pool_volumes(prefix: str) -> list[str]:
     with hypervisor() as conn:
         pool = conn.storagePoolLookupByName(POOL)
