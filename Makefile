@@ -30,12 +30,25 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	echo "Using $$py ($$($$py --version))"; \
 	$$py -m venv $(VENV) || { echo "Creating the venv failed: install python3-venv for $$py" >&2; exit 1; }
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q --require-hashes -r requirements.lock
+	@# libvirt-python builds against libvirt-dev: it comes in with venv-kvm, so that `make run`
+	@# works where libvirt is not installed (the kvm driver then says what is missing).
+	@awk '/^[a-z]/ {kvm = /^libvirt-python==/} !kvm' requirements.lock >$(VENV)/base.lock
+	$(VENV)/bin/pip install -q --require-hashes -r $(VENV)/base.lock
 	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(VENV)/bin/pip install -q --no-deps -e .
 	@touch $@
 
 .PHONY: venv
 venv: $(VENV)/.installed
+
+# The kvm driver's libvirt binding, built from its source against the system's libvirt.
+$(VENV)/.libvirt: $(VENV)/.installed
+	@pkg-config --exists libvirt 2>/dev/null || { echo "libvirt-python needs libvirt-dev, pkg-config and gcc: apt-get install -y $(KVM_BUILD_PACKAGES)" >&2; exit 1; }
+	@awk '/^[a-z]/ {kvm = /^libvirt-python==/} kvm' requirements.lock >$(VENV)/kvm.lock
+	$(VENV)/bin/pip install -q --require-hashes -r $(VENV)/kvm.lock
+	@touch $@
+
+.PHONY: venv-kvm
+venv-kvm: $(VENV)/.libvirt
 
 .PHONY: run
 run: venv
@@ -54,9 +67,13 @@ lint: venv
 # registry (no public one is reachable) for the image pull tests, sshfs and rsync for
 # `machine mount` and `machine scp -d`.
 APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates fish tcsh zsh docker-registry sshfs rsync
+# The kvm driver's: libvirt and QEMU, what libvirt-python builds with, the VM image builder's
+# tools, genisoimage for cloud-init seeds, and sshd for the qemu+ssh:// test.
+KVM_BUILD_PACKAGES := libvirt-dev pkg-config gcc
+KVM_APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients dnsmasq-base grub-pc-bin genisoimage openssh-server $(KVM_BUILD_PACKAGES)
 .PHONY: system-deps
 system-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	@missing=$$(for p in $(APT_PACKAGES) $(KVM_APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "Missing packages: $$missing (run as root or apt-get install them)" >&2; exit 1; fi; \
 	  echo "Installing $$missing"; \
@@ -65,14 +82,17 @@ system-deps:
 
 # The private test engine's DOCKER_HOST and the services' URLs, exported for what follows.
 TEST_ENV = set -a; eval "$$(scripts/test-engine env 2>/dev/null)"; \
-	eval "$$(scripts/test-services env 2>/dev/null)"; set +a; \
+	eval "$$(scripts/test-services env 2>/dev/null)"; \
+	eval "$$(scripts/test-libvirt env 2>/dev/null)"; set +a; \
 	export DOCKERDASH_DATA_DIR=$(CURDIR)/var/test;
 
 .PHONY: test-fleet
-test-fleet: system-deps venv
+test-fleet: system-deps venv venv-kvm
 	scripts/test-engine start
 	scripts/test-services start
 	export "$$(scripts/test-engine env)" && $(PY) manage.py build_host_image
+	scripts/test-libvirt start
+	$(PY) manage.py build_vm_image
 
 .PHONY: test
 test: lint

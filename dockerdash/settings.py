@@ -273,6 +273,11 @@ LOGGING = {
 # "Adding a driver").
 EXTRA_DRIVERS = dict(item.split("=", 1) for item in envlist("DOCKERDASH_EXTRA_DRIVERS"))
 
+# VMs on libvirt: the network they join unless one is given, and the domain type (kvm, or qemu
+# for software emulation) when the probe of the hypervisor should be overridden.
+KVM_NETWORK = os.getenv("DOCKERDASH_KVM_NETWORK", "default")
+KVM_DOMAIN_TYPE = os.getenv("DOCKERDASH_KVM_DOMAIN_TYPE", "")
+
 # Runner knobs.
 HEALTH_CHECK_INTERVAL = envint("DOCKERDASH_HEALTH_CHECK_INTERVAL", 30)
 HEALTH_CHECK_TIMEOUT = envint("DOCKERDASH_HEALTH_CHECK_TIMEOUT", 3)

@@ -466,6 +466,12 @@ def bench_import() -> None:
     run()
 
 
+def bench_kvm() -> None:
+    from tests.bench_kvm import bench_kvm as run
+
+    run()
+
+
 SECTIONS = {
     "ls": bench_ls,
     "import": bench_import,
@@ -476,6 +482,7 @@ SECTIONS = {
     "live": bench_live,
     "terminal": bench_terminal,
     "stats": bench_stats,
+    "kvm": bench_kvm,
 }
 
 

@@ -18,11 +18,11 @@ from machines.models import Machine
 TINY = "dockerdash-test/tiny:1"
 
 
-def tiny_image_tar() -> bytes:
-    """A root filesystem with `true` and `sleep` and the libraries they load, taken from this
-    machine: no registry is reachable here to pull an image from."""
+def tiny_image_tar(programs: tuple[str, ...] = ("true", "sleep")) -> bytes:
+    """A root filesystem with `true` and `sleep` (or the programs given) and the libraries they
+    load, taken from this machine: no registry is reachable here to pull an image from."""
     files: dict[str, str] = {}
-    for program in ("true", "sleep"):
+    for program in programs:
         binary = shutil.which(program)
         assert binary, program
         files[f"bin/{program}"] = binary

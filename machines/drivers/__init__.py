@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "none": "machines.drivers.none.driver.NoneDriver",
     "digitalocean": "machines.drivers.digitalocean.driver.DigitalOceanDriver",
     "hetzner": "machines.drivers.hetzner.driver.HetznerDriver",
+    "kvm": "machines.drivers.kvm.driver.KVMDriver",
 }
 
 

@@ -1,0 +1,1 @@
+"""The kvm driver: see driver.py."""
