@@ -19,6 +19,7 @@ help:
 	@echo "make test   install what the tests need (apt, venv, test engine, host images) and run them"
 	@echo "make bench  print the benchmark figures"
 	@echo "make lint   ruff check + ruff format --check"
+	@echo "make venv-kvm  add the kvm driver's libvirt binding (needs libvirt-dev, pkg-config, gcc)"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@py="$$($(find_python))"; \

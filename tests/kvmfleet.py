@@ -120,7 +120,7 @@ def _answers(port: int) -> bool:
 @contextlib.contextmanager
 def root_ssh(tmp: Path) -> Iterator[Path]:
     """This machine's sshd letting a key of the test's own in as root (started for the test
-    when none listens on port 22); root's authorized_keys and known_hosts are put back after.
+    when none listens on port 22); root's ~/.ssh is put back as it was after.
     Yields the private key's path."""
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(sshd).exists():
@@ -128,8 +128,10 @@ def root_ssh(tmp: Path) -> Iterator[Path]:
     key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
     ssh_dir = Path.home() / ".ssh"
-    files = [ssh_dir / "authorized_keys", ssh_dir / "known_hosts"]
+    # ssh keeps the previous known_hosts as known_hosts.old when it learns a host's keys.
+    files = [ssh_dir / n for n in ("authorized_keys", "known_hosts", "known_hosts.old")]
     saved = {path: path.read_bytes() if path.exists() else None for path in files}
+    made_dir = not ssh_dir.exists()
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     with files[0].open("a") as f:
         f.write(Path(f"{key}.pub").read_text())
@@ -153,3 +155,5 @@ def root_ssh(tmp: Path) -> Iterator[Path]:
                 path.unlink(missing_ok=True)
             else:
                 path.write_bytes(content)
+        if made_dir and not any(ssh_dir.iterdir()):
+            ssh_dir.rmdir()
