@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "none": "machines.drivers.none.driver.NoneDriver",
     "digitalocean": "machines.drivers.digitalocean.driver.DigitalOceanDriver",
     "hetzner": "machines.drivers.hetzner.driver.HetznerDriver",
+    "amazonec2": "machines.drivers.amazonec2.driver.AmazonEC2Driver",
 }
 
 

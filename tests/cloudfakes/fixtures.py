@@ -86,3 +86,23 @@ def machine_cli(transactional_db):
         return run(f"{MANAGE} machine {args}", environ, check, timeout=300)
 
     return cli
+
+
+@pytest.fixture
+def ec2(engine_url, parent, host_images):
+    """moto's EC2 (tests/cloudfakes/amazonec2.py) whose instances are fleet hosts."""
+    from .amazonec2 import EC2Fake
+
+    fake = EC2Fake(Hosts(engine_url))
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def ec2_api():
+    """moto's EC2 without hosts: for what never boots an instance (accounts, forms)."""
+    from .amazonec2 import EC2Fake
+
+    fake = EC2Fake(None)
+    yield fake
+    fake.close()
