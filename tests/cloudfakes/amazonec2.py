@@ -85,6 +85,24 @@ class EC2Fake:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}"
 
+    def client(self, region: str = "us-east-1"):
+        """A boto3 client of this account: what a test sees, it sees through EC2's API."""
+        import boto3
+
+        return boto3.client(
+            "ec2",
+            region_name=region,
+            endpoint_url=self.url,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+
+    def flags(self, access_key: str = ACCESS_KEY) -> str:
+        return (
+            f"-d amazonec2 --amazonec2-access-key {access_key} --amazonec2-secret-key "
+            f"{SECRET_KEY} --amazonec2-endpoint {self.url}"
+        )
+
     def backend(self, region: str):
         return ec2_backends[DEFAULT_ACCOUNT_ID][region]
 
