@@ -106,3 +106,30 @@ def ec2_api():
     fake = EC2Fake(None)
     yield fake
     fake.close()
+
+
+@pytest.fixture
+def azure(engine_url, parent, host_images):
+    """A Resource Manager fake (tests/cloudfakes/azure.py) whose VMs are fleet hosts."""
+    from .azure import AzureFake
+
+    fake = AzureFake(hosts=Hosts(engine_url))
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def azure_api(settings):
+    """The Resource Manager fake without hosts, and this process's azure driver on a static
+    token (the CLI's processes get it from DOCKERDASH_EXTRA_DRIVERS)."""
+    from machines.drivers import driver_class
+
+    from .azure import DRIVER, AzureFake
+
+    kind, path = DRIVER.split("=")
+    settings.EXTRA_DRIVERS = {**settings.EXTRA_DRIVERS, kind: path}
+    driver_class.cache_clear()
+    fake = AzureFake()
+    yield fake
+    fake.close()
+    driver_class.cache_clear()

@@ -29,9 +29,10 @@ from machines.drivers.cloud import (
     Size,
 )
 from machines.drivers.cloud.lifecycle import PROGRESS_EVERY
+from machines.drivers.cloud.resources import Made
 from machines.lib.ssh import public_key_of
 
-from . import api, network
+from . import api, network, removal
 from .forms import DEFAULT_IMAGE, DEFAULT_LOCATION, AzureOptionsForm, AzureSettingsForm
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class AzureDriver(CloudDriver):
     label = "Microsoft Azure"
     description = "a VM in Microsoft Azure"
     provider = "Azure"
+    vm_noun = "virtual machine"
     public_api_url = "https://management.azure.com"
     api_url_setting = "resource_manager_url"
     settings_form = AzureSettingsForm
@@ -360,9 +362,16 @@ class AzureDriver(CloudDriver):
         return NOUNS.get(kind) or super()._noun(kind)
 
     def delete(self, resource: Resource) -> bool | None:
-        from .removal import delete
+        return removal.delete(self, resource)
 
-        return delete(self, resource)
+    def remove(self, machine: Machine) -> None:
+        """As create's cleanup, plus the shared parts it uses that another machine of this
+        dashboard made (deleted if nothing else is in them now): the last one out of a
+        resource group or network that dockerdash made deletes it."""
+        made = Made(machine)
+        for shared in removal.shared_parts(self, machine, Names.of(machine)):
+            made.add_once(shared)
+        self._delete_all(machine, Names.of(machine), made)
 
     def leftovers(self, machine: Machine, names: Names) -> list[Resource]:
         name = names.machine.replace("'", "''")

@@ -49,6 +49,7 @@ def _secret(label: str, help_text: str = "") -> forms.CharField:
 
 class AzureSettingsForm(forms.Form):
     environment = forms.ChoiceField(
+        required=False,
         initial="AzurePublicCloud",
         choices=[(e, e) for e in ENVIRONMENTS],
         help_text="the Azure cloud: its Resource Manager and sign-in endpoints",

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from machines.drivers.cloud import Resource
+from machines.drivers.cloud import Names, Resource
 
 from .api import ArmId
 
 if TYPE_CHECKING:
+    from machines.models import Machine
+
     from .driver import AzureDriver
 
 DELETE = {
@@ -96,3 +98,37 @@ def _users(driver: AzureDriver, resource: Resource, arm: ArmId) -> int | None:
         return None
     subnets = found["properties"].get("subnets") or []
     return sum(len(s.get("properties", {}).get("ipConfigurations") or []) for s in subnets)
+
+
+def shared_parts(driver: AzureDriver, machine: Machine, names: Names) -> list[Resource]:
+    """The group, network and availability set the machine uses that this dashboard made
+    (for it or for another machine): tagged dockerdash-made-for with this instance."""
+    opts = machine.driver_options
+    rg = opts.get("resource_group")
+    if not rg:
+        return []
+    vnet_group, _, vnet = opts.get("vnet", "").rpartition(":")
+    candidates = [
+        ("group", "resource.resource_groups.get", (rg,), driver.arm_id(rg), rg),
+        (
+            "vnet",
+            "network.virtual_networks.get",
+            (vnet_group or rg, vnet),
+            driver.arm_id(vnet_group or rg, "Microsoft.Network/virtualNetworks", vnet),
+            vnet,
+        ),
+    ]
+    if aset := opts.get("availability_set"):
+        arm_id = driver.arm_id(rg, "Microsoft.Compute/availabilitySets", aset)
+        candidates.append(
+            ("availability_set", "compute.availability_sets.get", (rg, aset), arm_id, aset)
+        )
+    found = []
+    for kind, path, args, arm_id, name in candidates:
+        item = driver._sdk(
+            f"looking up the {driver._noun(kind)} {name}", path, *args, missing_ok=True
+        )
+        tags = (item or {}).get("tags") or {}
+        if tags.get("dockerdash-instance") == names.instance and "dockerdash-made-for" in tags:
+            found.append(Resource(kind, arm_id, name))
+    return found
