@@ -169,6 +169,8 @@ class AzureFake(FakeAPI):
         return body
 
     def _answer(self, method: str, path: str, query: str, headers, raw: bytes) -> Answer:
+        if headers.get("Authorization") != f"Bearer {self.token}":
+            return self.error(401, "InvalidAuthenticationToken", "The access token is invalid.")
         version = re.search(r"api-version=([\w-]+)", query)
         expected = self._version(path)
         if "/operations/" not in path and (not version or version[1] != expected):

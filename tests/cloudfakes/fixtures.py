@@ -109,7 +109,22 @@ def ec2_api():
 
 
 @pytest.fixture
-def azure(engine_url, parent, host_images):
+def azure_token(settings):
+    """This process's azure driver on a static token (the CLI's processes get the same from
+    DOCKERDASH_EXTRA_DRIVERS): Entra ID's sign-in is never asked."""
+    from machines.drivers import driver_class
+
+    from .azure import DRIVER
+
+    kind, path = DRIVER.split("=")
+    settings.EXTRA_DRIVERS = {**settings.EXTRA_DRIVERS, kind: path}
+    driver_class.cache_clear()
+    yield
+    driver_class.cache_clear()
+
+
+@pytest.fixture
+def azure(azure_token, engine_url, parent, host_images):
     """A Resource Manager fake (tests/cloudfakes/azure.py) whose VMs are fleet hosts."""
     from .azure import AzureFake
 
@@ -119,17 +134,10 @@ def azure(engine_url, parent, host_images):
 
 
 @pytest.fixture
-def azure_api(settings):
-    """The Resource Manager fake without hosts, and this process's azure driver on a static
-    token (the CLI's processes get it from DOCKERDASH_EXTRA_DRIVERS)."""
-    from machines.drivers import driver_class
+def azure_api(azure_token):
+    """The Resource Manager fake without hosts: for what never boots a VM."""
+    from .azure import AzureFake
 
-    from .azure import DRIVER, AzureFake
-
-    kind, path = DRIVER.split("=")
-    settings.EXTRA_DRIVERS = {**settings.EXTRA_DRIVERS, kind: path}
-    driver_class.cache_clear()
     fake = AzureFake()
     yield fake
     fake.close()
-    driver_class.cache_clear()

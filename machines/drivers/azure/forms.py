@@ -48,12 +48,6 @@ def _secret(label: str, help_text: str = "") -> forms.CharField:
 
 
 class AzureSettingsForm(forms.Form):
-    environment = forms.ChoiceField(
-        required=False,
-        initial="AzurePublicCloud",
-        choices=[(e, e) for e in ENVIRONMENTS],
-        help_text="the Azure cloud: its Resource Manager and sign-in endpoints",
-    )
     subscription_id = forms.CharField(
         label="Subscription ID", validators=[_regex(rf"\A{GUID}\Z", "A subscription's GUID.")]
     )
@@ -68,6 +62,12 @@ class AzureSettingsForm(forms.Form):
         help_text="of a service principal with the role the README names on the subscription",
     )
     client_secret = _secret("Client secret")
+    environment = forms.ChoiceField(
+        required=False,
+        initial="AzurePublicCloud",
+        choices=[(e, e) for e in ENVIRONMENTS],
+        help_text="the Azure cloud: its Resource Manager and sign-in endpoints",
+    )
     resource_manager_url = api_url_field("the environment's Resource Manager")
     dashboard_address = dashboard_address_field()
 

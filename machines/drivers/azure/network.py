@@ -32,6 +32,12 @@ def shared_tags(names: Names) -> dict[str, str]:
     return {"dockerdash-instance": names.instance, "dockerdash-made-for": names.machine}
 
 
+def _sources(sources: list[str]) -> dict:
+    if sources == ["0.0.0.0/0", "::/0"]:
+        return {"sourceAddressPrefix": "*"}  # Azure's word for any address
+    return {"sourceAddressPrefixes": sources}
+
+
 def group(driver: AzureDriver, machine: Machine, names: Names, made) -> None:
     opts = machine.driver_options
     name = opts["resource_group"]
@@ -93,7 +99,7 @@ def security_group(driver: AzureDriver, machine: Machine, names: Names, made) ->
             "name": f"allow-{proto.lower()}-{port}",
             "properties": {
                 "protocol": proto,
-                "sourceAddressPrefixes": ["*"] if sources == ["0.0.0.0/0", "::/0"] else sources,
+                **_sources(sources),
                 "sourcePortRange": "*",
                 "destinationAddressPrefix": "*",
                 "destinationPortRange": str(port),
