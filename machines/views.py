@@ -15,7 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from . import containers, operations
 from .consumers import LOG_TAIL
-from .drivers import DriverError
+from .drivers import DriverError, driver_class
 from .forms import (
     ConfirmRemoveForm,
     ContainerFilterForm,
@@ -253,7 +253,11 @@ def driver_fields(request: HttpRequest) -> HttpResponse:
 def _accounts():
     kinds = dict(account_kinds())
     accounts = Driver.objects.filter(kind__in=kinds).annotate(machine_count=Count("machines"))
-    return accounts.order_by("name")
+    accounts = list(accounts.order_by("name"))
+    for account in accounts:  # each provider names its API URL setting its own way
+        setting = getattr(driver_class(account.kind), "api_url_setting", "api_url")
+        account.api_url = account.settings.get(setting, "")
+    return accounts
 
 
 def _tested(account: Driver) -> tuple[str, bool]:
