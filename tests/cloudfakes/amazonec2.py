@@ -20,6 +20,7 @@ owner are added to moto's images of each region.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
 import re
 import threading
@@ -53,7 +54,7 @@ logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request ot
 
 
 def ami_id(region: str, name: str) -> str:
-    return f"ami-{abs(hash((region, name))) % 16**17:017x}"
+    return f"ami-{hashlib.sha256(f'{region}/{name}'.encode()).hexdigest()[:17]}"
 
 
 @dataclass
