@@ -21,7 +21,6 @@ NIC's private IP) is the host's address. The driver authenticates with a static 
 
 from __future__ import annotations
 
-import itertools
 import re
 import time
 import uuid
@@ -32,10 +31,9 @@ from azure.core.credentials import AccessToken
 from machines.drivers.azure.driver import AzureDriver
 
 from . import azure_rules as rules
+from .azure_catalog import SUBSCRIPTION, TENANT, CatalogRoutes
 from .server import Answer, FakeAPI, Request
 
-SUBSCRIPTION = "5c5f3e63-2b1e-4c2b-9d4e-3f1a7c0d9e21"
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "0f8fad5b-d9cb-469f-a165-70867728950e"
 SECRET = "Zx8Q~fake.client.secret_for-tests"
 DRIVER = "azure=tests.cloudfakes.azure.StaticTokenAzureDriver"
@@ -46,24 +44,6 @@ VERSIONS = {
     "resources": "2025-04-01",
     "subscriptions": "2022-12-01",
 }
-LOCATIONS = [
-    ("westus", "West US", "Physical"),
-    ("eastus", "East US", "Physical"),
-    ("westeurope", "West Europe", "Physical"),
-    ("northeurope", "North Europe", "Physical"),
-    ("europe", "Europe", "Logical"),
-]
-# name, cores, memory MB, locations (None: everywhere)
-SIZES = [
-    ("Standard_B1ls", 1, 512, None),
-    ("Standard_B1s", 1, 1024, None),
-    ("Standard_B1ms", 1, 2048, None),
-    ("Standard_B2s", 2, 4096, None),
-    ("Standard_D2s_v5", 2, 8192, None),
-    ("Standard_D2ps_v5", 2, 8192, None),
-    ("Standard_NV6ads_A10_v5", 6, 56320, ["westeurope"]),
-]
-IMAGES = {("Debian", "debian-12"): ["12", "12-arm64", "12-gen2"], ("Debian", "debian-11"): ["11"]}
 SUB = rf"/subscriptions/({SUBSCRIPTION})"
 RG = SUB + r"/resourcegroups/([\w().-]+)"
 NET = RG + r"/providers/microsoft\.network"
@@ -97,7 +77,7 @@ class StaticTokenAzureDriver(AzureDriver):
         return StaticToken(self.secrets.get("client_secret", ""))
 
 
-class AzureFake(FakeAPI):
+class AzureFake(CatalogRoutes, FakeAPI):
     routes = [
         ("GET", r"(?i)" + SUB + r"/locations", "list_locations"),
         ("GET", r"(?i)" + SUB, "get_subscription"),
@@ -131,10 +111,8 @@ class AzureFake(FakeAPI):
         self.items: dict[str, dict] = {}  # lower-case id -> resource
         self.ops: dict[str, dict] = {}
         self.machines: dict[str, object] = {}  # VM id -> its fleet host
-        self.polls = itertools.count()
         self.withhold_ip = False
         self.silent_ssh = False
-        self.quota_left = 10
 
     @property
     def url(self) -> str:
@@ -228,30 +206,6 @@ class AzureFake(FakeAPI):
         self.ops[op_id].update(status="Failed" if failed else "Succeeded", fail=failed)
 
     # -- subscriptions and groups ---------------------------------------------------------------
-    def list_locations(self, req: Request, sub: str) -> Answer:
-        value = [
-            {
-                "id": f"/subscriptions/{SUBSCRIPTION}/locations/{name}",
-                "name": name,
-                "displayName": display,
-                "regionalDisplayName": display,
-                "metadata": {"regionType": kind, "regionCategory": "Recommended"},
-            }
-            for name, display, kind in LOCATIONS
-        ]
-        return self.ok({"value": value})
-
-    def get_subscription(self, req: Request, sub: str) -> Answer:
-        return self.ok(
-            {
-                "id": f"/subscriptions/{SUBSCRIPTION}",
-                "subscriptionId": SUBSCRIPTION,
-                "tenantId": TENANT,
-                "displayName": "Ops (Pay-As-You-Go)",
-                "state": "Enabled",
-            }
-        )
-
     def _no_group(self, name: str) -> Answer:
         return self.error(
             404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found."
@@ -311,37 +265,6 @@ class AzureFake(FakeAPI):
             if not wanted or (r.get("tags") or {}).get(wanted[1]) == wanted[2].replace("''", "'")
         ]
         return self.ok(self.page(req, "value", items))
-
-    # -- catalog --------------------------------------------------------------------------------
-    def sizes(self, req: Request, sub: str, location: str) -> Answer:
-        value = [
-            {
-                "name": name,
-                "numberOfCores": cores,
-                "memoryInMB": memory,
-                "osDiskSizeInMB": 1047552,
-                "resourceDiskSizeInMB": 4096,
-                "maxDataDiskCount": 4,
-            }
-            for name, cores, memory, where in SIZES
-            if where is None or location in where
-        ]
-        return self.ok({"value": value})
-
-    def skus(self, req: Request, sub: str, location: str, publisher: str, offer: str) -> Answer:
-        names = IMAGES.get((publisher, offer))
-        if names is None:
-            return self.error(404, "NotFound", "Artifact: VMImage was not found.")
-        value = [
-            {
-                "name": sku,
-                "location": location,
-                "id": f"/Subscriptions/{SUBSCRIPTION}/Providers/Microsoft.Compute/Locations/"
-                f"{location}/Publishers/{publisher}/ArtifactTypes/VMImage/Offers/{offer}/Skus/{sku}",
-            }
-            for sku in names
-        ]
-        return self.ok(value)  # a JSON array, as this operation answers
 
     # -- resources ------------------------------------------------------------------------------
     def _item(self, group: str, kind: str, name: str) -> dict | None:

@@ -45,7 +45,7 @@ def check_put(fake, kind: str, body: dict) -> tuple[str, str] | None:
 
 
 def _check_vm(fake, body: dict, props: dict) -> tuple[str, str] | None:
-    from .azure import IMAGES, SIZES
+    from .azure_catalog import IMAGES, SIZES
 
     nic = _by_id(fake, props["networkProfile"]["networkInterfaces"][0]["id"])
     if nic is None:

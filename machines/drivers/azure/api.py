@@ -22,11 +22,12 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 from django.conf import settings
 
-from machines.drivers.cloud import Failure
+from machines.drivers.cloud import Failure, Size
 
 from .forms import ENVIRONMENTS
 
 NO_PRICE = "price not given by the API"
+OS_DISK_GB = 30  # what Debian's images give the OS disk
 LOCATIONS_API = "2022-12-01"  # Microsoft.Resources subscriptions: locations, the subscription
 
 
@@ -137,3 +138,19 @@ def arch_of_size(name: str) -> str:
     """Azure's Arm sizes have a 'p' after the vCPU count (Standard_D2ps_v5, Standard_B2pts_v2);
     the size list does not say the architecture."""
     return "arm" if re.fullmatch(r"[A-Za-z]+_[A-Z]+\d+p[a-z]*_v\d+", name) else "x86"
+
+
+def size_of(size: dict, region: str) -> Size:
+    return Size(
+        slug=size["name"],
+        vcpus=int(size.get("numberOfCores") or 0),
+        memory_mb=int(size.get("memoryInMB") or 0),
+        disk_gb=OS_DISK_GB,
+        regions=frozenset({region}),
+        architecture=arch_of_size(size["name"]),
+        note=NO_PRICE,
+    )
+
+
+def arch(sku: dict) -> str:
+    return "arm" if "arm64" in sku["name"] else "x86"

@@ -10,7 +10,6 @@ Every long-running operation is waited on with progress. rm deletes what the mac
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import TYPE_CHECKING
 
@@ -26,14 +25,13 @@ from machines.drivers.cloud import (
     Names,
     Region,
     Resource,
-    Size,
 )
 from machines.drivers.cloud.lifecycle import PROGRESS_EVERY
 from machines.drivers.cloud.resources import Made
-from machines.lib.ssh import public_key_of
 
 from . import api, network, removal
 from .forms import DEFAULT_IMAGE, DEFAULT_LOCATION, AzureOptionsForm, AzureSettingsForm
+from .vm import vm_body
 
 if TYPE_CHECKING:
     from machines.models import Machine
@@ -62,7 +60,6 @@ NOUNS = {
     "availability_set": "availability set",
     "group": "resource group",
 }
-OS_DISK_GB = 30  # what Debian's images give the OS disk
 
 
 class AzureDriver(CloudDriver):
@@ -195,12 +192,12 @@ class AzureDriver(CloudDriver):
             "debian-12",
         )
         images = [
-            Image(f"Debian:debian-12:{s['name']}:latest", f"Debian 12 ({s['name']})", _arch(s))
+            Image(f"Debian:debian-12:{s['name']}:latest", f"Debian 12 ({s['name']})", api.arch(s))
             for s in sorted(skus, key=lambda s: ("gen2" not in s["name"], s["name"]))
         ]
         return Catalog(
             regions=sorted(locations, key=lambda r: r.slug),
-            sizes=[_size(s, region) for s in sizes],
+            sizes=[api.size_of(s, region) for s in sizes],
             images=images,
             preferred_region=region,
             preferred_image=DEFAULT_IMAGE,
@@ -239,46 +236,8 @@ class AzureDriver(CloudDriver):
 
     def _create_vm(self, machine: Machine, names: Names, made, nic: str, aset) -> None:
         opts = machine.driver_options
-        rg, user = opts["resource_group"], machine.ssh_user
-        publisher, offer, sku, version = opts["image"].split(":")
-        disk = f"{machine.name}-osdisk"
-        key = {
-            "path": f"/home/{user}/.ssh/authorized_keys",
-            "keyData": public_key_of(machine.ssh_private_key),
-        }
-        os_profile: dict = {
-            "computerName": machine.name[:64],
-            "adminUsername": user,
-            "linuxConfiguration": {
-                "disablePasswordAuthentication": True,
-                "ssh": {"publicKeys": [key]},
-            },
-        }
-        if opts.get("custom_data"):
-            os_profile["customData"] = base64.b64encode(opts["custom_data"].encode()).decode()
-        properties: dict = {
-            "hardwareProfile": {"vmSize": opts["size"]},
-            "storageProfile": {
-                "imageReference": {
-                    "publisher": publisher, "offer": offer, "sku": sku, "version": version
-                },
-                "osDisk": {
-                    "name": disk,
-                    "createOption": "FromImage",
-                    "managedDisk": {"storageAccountType": opts.get("storage_type", "Standard_LRS")},
-                    "deleteOption": "Delete",
-                },
-            },
-            "osProfile": os_profile,
-            "networkProfile": {"networkInterfaces": [{"id": nic, "properties": {"primary": True}}]},
-        }  # fmt: skip
-        if aset:
-            properties["availabilitySet"] = {"id": aset}
-        body = {
-            "location": opts["location"],
-            "tags": network.machine_tags(names, opts.get("tags")),
-            "properties": properties,
-        }
+        rg, disk = opts["resource_group"], f"{machine.name}-osdisk"
+        body = vm_body(machine, names, nic, aset, disk)
         vm_id = self.arm_id(rg, "Microsoft.Compute/virtualMachines", machine.name)
         disk_id = self.arm_id(rg, "Microsoft.Compute/disks", disk)
 
@@ -392,19 +351,3 @@ class AzureDriver(CloudDriver):
         ):  # Azure does not pass a VM's tags on to the OS disk it makes
             found.append(Resource("disk", self.arm_id(rg, "Microsoft.Compute/disks", disk), disk))
         return found
-
-
-def _size(size: dict, region: str) -> Size:
-    return Size(
-        slug=size["name"],
-        vcpus=int(size.get("numberOfCores") or 0),
-        memory_mb=int(size.get("memoryInMB") or 0),
-        disk_gb=OS_DISK_GB,
-        regions=frozenset({region}),
-        architecture=api.arch_of_size(size["name"]),
-        note=api.NO_PRICE,
-    )
-
-
-def _arch(sku: dict) -> str:
-    return "arm" if "arm64" in sku["name"] else "x86"
