@@ -266,6 +266,8 @@ class EC2Fake:
         # Whichever address the instance has is its host's: the public one when it has one.
         instance.fleet_public = instance.nics[0].public_ip is not None
         instance.nics[0].public_ip = None
+        if self.withhold_ip:  # it stays pending: no host is needed behind it
+            return
         key = self.backend(region).key_pairs.get(instance.key_name)
         public_key = key.material_public.decode() if key is not None else ""
         threading.Thread(target=self._boot, args=(instance, public_key), daemon=True).start()
@@ -279,8 +281,7 @@ class EC2Fake:
             self.machines[instance.id] = host
             if self.silent_ssh:
                 host.pause()
-            if not self.withhold_ip:
-                self._running(instance, host)
+            self._running(instance, host)
 
     def _running(self, instance, host) -> None:
         with self.lock:
