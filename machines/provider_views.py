@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from .drivers import DriverError
+from .drivers import DriverError, driver_class
 from .forms import ProviderAccountForm, account_kinds
 from .models import Driver
 
@@ -17,7 +17,11 @@ from .models import Driver
 def _accounts():
     kinds = dict(account_kinds())
     accounts = Driver.objects.filter(kind__in=kinds).annotate(machine_count=Count("machines"))
-    return accounts.order_by("name")
+    accounts = list(accounts.order_by("name"))
+    for account in accounts:  # each provider names its API URL setting its own way
+        setting = getattr(driver_class(account.kind), "api_url_setting", "api_url")
+        account.api_url = account.settings.get(setting, "")
+    return accounts
 
 
 def _tested(account: Driver) -> tuple[str, bool]:

@@ -157,8 +157,12 @@ def _driver_for(name: str, opts: dict) -> tuple[Driver, bool]:
     """A kind's driver with the settings flags given (made once, then reused with the same
     settings); else a configured driver by name, or the kind's default. True if made now."""
     kinds = registered()
-    if name in kinds and (given := _given(driver_class(name), "settings", opts)):
-        return _driver_with(name, given)
+    if name in kinds:
+        given = driver_class(name).complete_cli_settings(
+            _given(driver_class(name), "settings", opts)
+        )
+        if given:
+            return _driver_with(name, given)
     driver = Driver.objects.filter(name=name).first() or Driver.objects.filter(kind=name).first()
     if driver is not None:
         return driver, False

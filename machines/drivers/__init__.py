@@ -24,6 +24,8 @@ REGISTRY: dict[str, str] = {
     "digitalocean": "machines.drivers.digitalocean.driver.DigitalOceanDriver",
     "hetzner": "machines.drivers.hetzner.driver.HetznerDriver",
     "kvm": "machines.drivers.kvm.driver.KVMDriver",
+    "amazonec2": "machines.drivers.amazonec2.driver.AmazonEC2Driver",
+    "azure": "machines.drivers.azure.driver.AzureDriver",
 }
 
 

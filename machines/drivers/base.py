@@ -115,6 +115,12 @@ class BaseDriver:
                 flags.append(CLIFlag(name, field, source, help_text, is_file, env))
         return flags
 
+    @classmethod
+    def complete_cli_settings(cls, given: dict) -> dict:
+        """The settings flags given to `machine create`, completed from where the provider's
+        own tools look when a flag is left out (AWS's shared credentials files)."""
+        return given
+
     def _unsupported(self, action: str) -> NotSupported:
         return NotSupported(f"{self.kind} driver cannot {action} a host")
 

@@ -86,3 +86,58 @@ def machine_cli(transactional_db):
         return run(f"{MANAGE} machine {args}", environ, check, timeout=300)
 
     return cli
+
+
+@pytest.fixture
+def ec2(engine_url, parent, host_images):
+    """moto's EC2 (tests/cloudfakes/amazonec2.py) whose instances are fleet hosts."""
+    from .amazonec2 import EC2Fake
+
+    fake = EC2Fake(Hosts(engine_url))
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def ec2_api():
+    """moto's EC2 without hosts: for what never boots an instance (accounts, forms)."""
+    from .amazonec2 import EC2Fake
+
+    fake = EC2Fake(None)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def azure_token(settings):
+    """This process's azure driver on a static token (the CLI's processes get the same from
+    DOCKERDASH_EXTRA_DRIVERS): Entra ID's sign-in is never asked."""
+    from machines.drivers import driver_class
+
+    from .azure import DRIVER
+
+    kind, path = DRIVER.split("=")
+    settings.EXTRA_DRIVERS = {**settings.EXTRA_DRIVERS, kind: path}
+    driver_class.cache_clear()
+    yield
+    driver_class.cache_clear()
+
+
+@pytest.fixture
+def azure(azure_token, engine_url, parent, host_images):
+    """A Resource Manager fake (tests/cloudfakes/azure.py) whose VMs are fleet hosts."""
+    from .azure import AzureFake
+
+    fake = AzureFake(hosts=Hosts(engine_url))
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def azure_api(azure_token):
+    """The Resource Manager fake without hosts: for what never boots a VM."""
+    from .azure import AzureFake
+
+    fake = AzureFake()
+    yield fake
+    fake.close()

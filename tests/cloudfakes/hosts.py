@@ -38,6 +38,20 @@ class _Maker(ContainerDriver):
         container.put_archive("/", archive.getvalue())
 
 
+def _add_user(container, user: str, public_keys: list[str]) -> None:
+    keys = "".join(f"{key.strip()}\n" for key in public_keys)
+    script = (
+        'useradd -m -s /bin/bash "$1" && install -d -m 700 -o "$1" -g "$1" "/home/$1/.ssh" && '
+        'keys="/home/$1/.ssh/authorized_keys" && printf %s "$2" > "$keys" && '
+        'chown "$1:$1" "$keys" && chmod 600 "$keys" && '
+        'echo "$1 ALL=(ALL) NOPASSWD:ALL" > "/etc/sudoers.d/90-$1" && '
+        ": > /root/.ssh/authorized_keys"
+    )
+    code, out = container.exec_run(["sh", "-c", script, "sh", user, keys])
+    if code != 0:
+        raise RuntimeError(f"adding the user {user} failed: {out.decode(errors='replace')}")
+
+
 class Host:
     """One VM's machine: a running host container and its address."""
 
@@ -101,7 +115,9 @@ class Hosts:
         # One Docker client (a requests session) for the fake's threads: one call at a time.
         self.lock = threading.RLock()
 
-    def boot(self, public_keys: list[str]) -> Host:
+    def boot(self, public_keys: list[str], user: str = "root") -> Host:
+        """A running host whose `user` logs in with these keys (another user than root gets
+        passwordless sudo, as a cloud image's default user: Debian's admin on EC2)."""
         stand_in = SimpleNamespace(
             name=f"cloudvm-{uuid.uuid4().hex[:10]}",
             driver_options={"image": HOST_IMAGE},
@@ -117,6 +133,8 @@ class Hosts:
             self.maker._start(self.client, stand_in, container, self.info, lambda text: None)
             # (Started again without --privileged where the engine refuses it: a new id.)
             host.container = self.client.containers.get(stand_in.driver_options["container_id"])
+            if user != "root":
+                _add_user(host.container, user, public_keys)
         return host
 
     def alive(self) -> list[str]:

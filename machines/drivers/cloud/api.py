@@ -25,8 +25,24 @@ RATE_LIMIT_CODES = {
     "Throttling",
     "ThrottlingException",
 }
+# AWS's answers to keys it does not know or cannot check (with 400 or 403).
+UNAUTHORIZED_CODES = {
+    "unauthorized",
+    "AuthFailure",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidAuthenticationToken",
+}
 # Another action holds the resource for a moment; trying again is what the providers advise.
-BUSY_CODES = {"conflict", "locked", "resource_in_use"}
+BUSY_CODES = {
+    "conflict",
+    "locked",
+    "resource_in_use",
+    "AnotherOperationInProgress",
+    "DependencyViolation",
+}
 
 
 class CloudError(DriverError):
@@ -48,11 +64,12 @@ class Failure:
 
     @property
     def unauthorized(self) -> bool:
-        return self.status == 401 or self.code in ("unauthorized", "AuthFailure")
+        return self.status == 401 or self.code in UNAUTHORIZED_CODES
 
     @property
     def not_found(self) -> bool:
-        return self.status == 404 or self.code == "not_found"
+        # EC2 answers 400 with codes such as InvalidInstanceID.NotFound.
+        return self.status == 404 or self.code == "not_found" or self.code.endswith(".NotFound")
 
     @property
     def busy(self) -> bool:
@@ -76,20 +93,25 @@ class ProviderFailure(Exception):
         self.failure = failure
 
 
-def sentence(provider: str, what: str, failure: Failure) -> str:
+def sentence(
+    provider: str,
+    what: str,
+    failure: Failure,
+    credentials: str = "API token",
+    access_hint: str = "the token needs read and write access",
+) -> str:
     """What the user reads when a call finally failed."""
     if failure.status is None:
         return f"{provider}'s API did not answer while {what}: {failure.message}"
     if failure.unauthorized:
+        noun = credentials.split()[-1]
+        other = "valid ones" if noun.endswith("s") else "a valid one"
         return (
-            f"{provider} refused the API token ({failure.detail()}): check the token of the "
-            "account, or give a valid one"
+            f"{provider} refused the {credentials} ({failure.detail()}): check the {noun} of "
+            f"the account, or give {other}"
         )
     if failure.status == 403:
-        return (
-            f"{provider} did not allow {what} ({failure.detail()}): the token needs read and "
-            "write access"
-        )
+        return f"{provider} did not allow {what} ({failure.detail()}): {access_hint}"
     if failure.rate_limited:
         return (
             f"{provider} kept refusing requests as too many (rate limit) while {what}, "
@@ -120,6 +142,8 @@ def with_retries[T](
     missing_ok: bool = False,
     retries: int = RETRIES,
     sleep: Callable[[float], None] = time.sleep,
+    credentials: str = "API token",
+    access_hint: str = "the token needs read and write access",
 ) -> T | None:
     """Run one API call; retry what may be retried, a bounded number of times, saying so.
     With `missing_ok`, "not found" is an answer (None), not a failure."""
@@ -134,7 +158,9 @@ def with_retries[T](
             if missing_ok and failure.not_found:
                 return None
             if attempt >= retries or not retryable(failure, idempotent):
-                raise CloudError(sentence(provider, what, failure)) from None
+                raise CloudError(
+                    sentence(provider, what, failure, credentials, access_hint)
+                ) from None
             wait = min(MAX_WAIT, failure.retry_after or backoff(attempt))
             reason = "rate limit" if failure.rate_limited else failure.detail()
             log(

@@ -44,6 +44,8 @@ class Size:
     regions: frozenset[str] | None = None
     architecture: str = "x86"
     available: bool = True
+    #: Said instead of a price when the provider's API gives none ("price not given by the API").
+    note: str = ""
 
     def offered_in(self, region: str) -> bool:
         return self.available and (self.regions is None or region in self.regions)
@@ -63,7 +65,9 @@ class Size:
         if self.architecture != "x86":
             text += f", {self.architecture}"
         price = self.price_in(region)
-        return f"{text}, {self.currency}{price:.2f}/month" if price is not None else text
+        if price is None:
+            return f"{text}, {self.note}" if self.note else text
+        return f"{text}, {self.currency}{price:.2f}/month"
 
 
 @dataclass(frozen=True)

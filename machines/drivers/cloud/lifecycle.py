@@ -49,11 +49,21 @@ class CloudDriver(BaseDriver):
     #: The setting that overrides the provider's public API (an endpoint, a proxy, a fake).
     api_url_setting: ClassVar[str] = "api_url"
     public_api_url: ClassVar[str]
+    #: Where a regional catalog's region list is asked for, when no region is given.
+    default_region: ClassVar[str] = ""
     #: The firewall is given to the VM at its creation (else applied once the VM exists).
     firewall_first: ClassVar[bool] = False
     #: The kinds of resources it makes, in the order they are deleted: what uses the others
     #: first (a firewall applied to a VM is "in use"). Resources of other kinds go last.
     delete_order: ClassVar[tuple[str, ...]] = ("vm", "firewall", "key", "tag")
+    #: Its sizes and images differ by region (EC2, Azure): the catalog is fetched per region,
+    #: with `fetch_catalog(region)`.
+    regional: ClassVar[bool] = False
+    #: What the user's credentials are called in messages, and what they need when refused.
+    credential_noun: ClassVar[str] = "API token"
+    access_hint: ClassVar[str] = "the token needs read and write access"
+    #: Retries of a failed call that may be retried (a driver's flag may change it).
+    api_retries: int = RETRIES
 
     # -- provider primitives ---------------------------------------------------------------
     def failure_of(self, error: BaseException) -> Failure | None:
@@ -86,8 +96,9 @@ class CloudDriver(BaseDriver):
         """Run "on", "shutdown", "off" or "reboot" and wait for the provider's action."""
         raise NotImplementedError
 
-    def delete(self, resource: Resource) -> None:
-        """Delete it and wait until it is gone (already gone is fine)."""
+    def delete(self, resource: Resource) -> bool | None:
+        """Delete it and wait until it is gone (already gone is fine). False: kept on
+        purpose (something it made for others too, still in use by them), said in the log."""
         raise NotImplementedError
 
     def leftovers(self, machine: Machine, names: Names) -> list[Resource]:
@@ -115,19 +126,34 @@ class CloudDriver(BaseDriver):
             idempotent=idempotent,
             missing_ok=missing_ok,
             # An observation (a health check) does not wait: the next one comes soon.
-            retries=0 if getattr(self, "_observing", False) else RETRIES,
+            retries=0 if getattr(self, "_observing", False) else self.api_retries,
+            credentials=self.credential_noun,
+            access_hint=self.access_hint,
         )
 
-    def catalog(self) -> Catalog:
+    def catalog(self, region: str = "") -> Catalog:
         key = catalogs.cache_key(self.kind, self.settings, self.secrets)
-        return catalogs.cached(key, self.fetch_catalog)
+        if not self.regional:
+            return catalogs.cached(key, self.fetch_catalog)
+        return catalogs.cached(f"{key}:{region}", lambda: self.fetch_catalog(region))
 
     def bind_options_form(self, data=None, **kwargs):
+        region = self._asked_region(data, kwargs) if self.regional else ""
         try:
-            catalog, error = self.catalog(), ""
+            catalog, error = self.catalog(region), ""
         except CloudError as e:
             catalog, error = None, str(e)
         return self.options_form(data, catalog=catalog, catalog_error=error, **kwargs)
+
+    def _asked_region(self, data, kwargs) -> str:
+        """The region a regional catalog is fetched for: the one given, else the field's
+        default (docker-machine's), else the provider's default region."""
+        field = self.options_form.region_field
+        prefix = kwargs.get("prefix")
+        given = (data or {}).get(f"{prefix}-{field}" if prefix else field)
+        given = given or (kwargs.get("initial") or {}).get(field)
+        default = self.options_form.base_fields[field].initial
+        return str(given or default or self.default_region).strip()
 
     def test_connection(self) -> str:
         return self.describe_account()
@@ -351,8 +377,8 @@ class CloudDriver(BaseDriver):
             targets.setdefault((found.kind, found.id), found)
         order = {kind: n for n, kind in enumerate(self.delete_order)}
         for resource in sorted(targets.values(), key=lambda r: order.get(r.kind, len(order))):
-            self.delete(resource)
-            self.log(f"Deleted {self._noun(resource.kind)} {_named(resource)}")
+            if self.delete(resource) is not False:
+                self.log(f"Deleted {self._noun(resource.kind)} {_named(resource)}")
         left = self.leftovers(machine, names)
         if left:
             listed = ", ".join(f"{self._noun(r.kind)} {_named(r)}" for r in left)

@@ -59,6 +59,12 @@ class Made:
         self._save()
         return resource
 
+    def add_once(self, resource: Resource) -> Resource:
+        """Recorded unless it already is (an operation sent again after a refusal)."""
+        if resource not in self.resources:
+            self.add(resource)
+        return resource
+
     def clear(self) -> None:
         self.resources = []
         self._save()

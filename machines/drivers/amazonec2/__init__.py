@@ -1,0 +1,1 @@
+"""The amazonec2 driver: see driver.py."""
