@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import re
@@ -17,9 +15,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
 from django.core.management import call_command
 
 from machines import runner
@@ -27,7 +24,7 @@ from machines.drivers.container.driver import INSTANCE_LABEL
 from machines.lib.ssh import SSHSession
 from machines.models import Machine
 
-from .dmstores import configure_as_docker_machine
+from .dmstores import configure_as_docker_machine, go_style_cert
 from .helpers import MANAGE, ROOT, run, user_env, wait_until
 
 pytestmark = pytest.mark.engine
@@ -177,43 +174,6 @@ def test_ssh_refuses_a_changed_host_key(shell):
 # -- import-docker-machine -------------------------------------------------------------
 
 
-def _go_style_cert(
-    subject_org, public_key, issuer_org, issuer_key, *, ca=False, server=False, hosts=()
-):
-    """A certificate as docker-machine (Go 1.12's crypto/x509) made them: RSA 2048, no key
-    identifiers, Organization only."""
-    now = dt.datetime.now(dt.UTC)
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        key_encipherment=True,
-        key_agreement=True,
-        key_cert_sign=ca,
-        content_commitment=False,
-        data_encipherment=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, subject_org)]))
-        .issuer_name(x509.Name([x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, issuer_org)]))
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1080))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(usage, critical=True)
-    )
-    if not ca:
-        eku = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-    if hosts:
-        names = [x509.IPAddress(ipaddress.ip_address(h)) for h in hosts]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 def _pem(obj) -> str:
     if isinstance(obj, x509.Certificate):
         return obj.public_bytes(serialization.Encoding.PEM).decode()
@@ -233,9 +193,9 @@ def _docker_machine_store(store: Path, name: str, ip: str, driver: str) -> dict[
     if not (certs / "ca.pem").exists():
         certs.mkdir(parents=True)
         ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        ca = _go_style_cert("alice", ca_key.public_key(), "alice", ca_key, ca=True)
+        ca = go_style_cert("alice", ca_key.public_key(), "alice", ca_key, ca=True)
         client_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        client = _go_style_cert("alice", client_key.public_key(), "alice", ca_key)
+        client = go_style_cert("alice", client_key.public_key(), "alice", ca_key)
         for fname, obj in [
             ("ca.pem", ca),
             ("ca-key.pem", ca_key),
@@ -246,7 +206,7 @@ def _docker_machine_store(store: Path, name: str, ip: str, driver: str) -> dict[
     ca = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
     ca_key = serialization.load_pem_private_key((certs / "ca-key.pem").read_bytes(), None)
     server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    server = _go_style_cert(
+    server = go_style_cert(
         f"alice.{name}",
         server_key.public_key(),
         "alice",
