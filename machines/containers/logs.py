@@ -266,15 +266,16 @@ class LogFollower(threading.Thread):
             self.queue.put(last)
 
 
-class LogStreams:
-    """How many logs each user follows in this process (one per loop: tests run several)."""
+class PerUserSlots:
+    """How many streams of one kind (logs, terminals) each user holds in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
         self.by_user: dict[int, set[object]] = collections.defaultdict(set)
 
     def claim(self, user_id: int, owner: object) -> bool:
         held = self.by_user[user_id]
-        if owner not in held and len(held) >= STREAMS_PER_USER:
+        if owner not in held and len(held) >= self.limit:
             return False
         held.add(owner)
         return True
@@ -285,11 +286,16 @@ class LogStreams:
             del self.by_user[user_id]
 
 
-_log_streams: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# One set of counters per event loop (tests run several), per kind of stream.
+_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def log_streams() -> LogStreams:
-    loop = asyncio.get_running_loop()
-    if loop not in _log_streams:
-        _log_streams[loop] = LogStreams()
-    return _log_streams[loop]
+def slots(kind: str, limit: int) -> PerUserSlots:
+    per_loop = _slots.setdefault(asyncio.get_running_loop(), {})
+    if kind not in per_loop:
+        per_loop[kind] = PerUserSlots(limit)
+    return per_loop[kind]
+
+
+def log_streams() -> PerUserSlots:
+    return slots("logs", STREAMS_PER_USER)

@@ -20,11 +20,12 @@ import select
 import shlex
 import socket
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Protocol
 
 from django.db import close_old_connections
+
+from .logs import PerUserSlots, slots
 
 log = logging.getLogger(__name__)
 
@@ -217,30 +218,5 @@ class TerminalSession(threading.Thread):
                 backend.resize(*value)
 
 
-class TerminalSlots:
-    """How many terminals each user has open in this process (one per loop)."""
-
-    def __init__(self) -> None:
-        self.by_user: dict[int, set[object]] = collections.defaultdict(set)
-
-    def claim(self, user_id: int, owner: object) -> bool:
-        held = self.by_user[user_id]
-        if owner not in held and len(held) >= TERMINALS_PER_USER:
-            return False
-        held.add(owner)
-        return True
-
-    def release(self, user_id: int, owner: object) -> None:
-        self.by_user[user_id].discard(owner)
-        if not self.by_user[user_id]:
-            del self.by_user[user_id]
-
-
-_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def terminal_slots() -> TerminalSlots:
-    loop = asyncio.get_running_loop()
-    if loop not in _slots:
-        _slots[loop] = TerminalSlots()
-    return _slots[loop]
+def terminal_slots() -> PerUserSlots:
+    return slots("terminals", TERMINALS_PER_USER)
