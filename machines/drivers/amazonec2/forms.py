@@ -54,6 +54,7 @@ class AmazonEC2SettingsForm(forms.Form):
 class AmazonEC2OptionsForm(CloudOptionsForm):
     size_field = "instance_type"
     image_field = "ami"
+    any_image = True
 
     region = forms.CharField(
         initial=DEFAULT_REGION,
@@ -230,17 +231,6 @@ class AmazonEC2OptionsForm(CloudOptionsForm):
                 "security_group_readonly", "Name the groups to use (--amazonec2-security-group)."
             )
         return cleaned
-
-    def _check_choices(self, catalog, cleaned: dict) -> None:
-        ami = cleaned.get("ami")
-        if not ami or catalog.image(ami) is not None:
-            super()._check_choices(catalog, cleaned)
-            return
-        # Any AMI of the region may be given (a private one, another system): the driver
-        # looks it up before making anything.
-        cleaned["ami"] = ""
-        super()._check_choices(catalog, cleaned)
-        cleaned["ami"] = ami
 
 
 def split_commas(text: str) -> list[str]:

@@ -74,6 +74,7 @@ class AzureSettingsForm(forms.Form):
 
 class AzureOptionsForm(CloudOptionsForm):
     region_field = "location"
+    any_image = True
 
     resource_group = forms.CharField(
         label="Resource group",
@@ -197,13 +198,3 @@ class AzureOptionsForm(CloudOptionsForm):
         if cleaned.get("no_public_ip") and cleaned.get("dns"):
             self.add_error("dns", "A DNS label needs a public IP.")
         return cleaned
-
-    def _check_choices(self, catalog, cleaned: dict) -> None:
-        image = cleaned.get("image")
-        if not image or catalog.image(image) is not None:
-            super()._check_choices(catalog, cleaned)
-            return
-        # Any image URN may be given: Azure says at the VM's creation whether it exists.
-        cleaned["image"] = ""
-        super()._check_choices(catalog, cleaned)
-        cleaned["image"] = image

@@ -95,6 +95,9 @@ class CloudOptionsForm(forms.Form):
     region_field = "region"
     size_field = "size"
     image_field = "image"
+    #: An image the catalog does not list may be given all the same (a private AMI, any
+    #: Azure URN): the provider says at create whether it exists.
+    any_image = False
 
     def __init__(self, *args, catalog: Catalog | None = None, catalog_error: str = "", **kw):
         super().__init__(*args, **kw)
@@ -160,12 +163,14 @@ class CloudOptionsForm(forms.Form):
         if size not in offered:
             self.add_error(self.size_field, _unknown(size, f"size offered in {region}", offered))
             return
-        image = cleaned.get(self.image_field) or catalog.default_image(size)
+        given = cleaned.get(self.image_field)
+        unlisted = bool(self.any_image and given and catalog.image(given) is None)
+        image = (None if unlisted else given) or catalog.default_image(size)
         usable = [i.slug for i in catalog.images_for(catalog.size(size))]
         if image not in usable:
             self.add_error(self.image_field, _unknown(image, f"image for {size}", usable))
             return
-        cleaned.update({names[0]: region, names[1]: size, names[2]: image})
+        cleaned.update({names[0]: region, names[1]: size, names[2]: given if unlisted else image})
 
 
 def _unknown(value: str, what: str, known: list[str]) -> str:
