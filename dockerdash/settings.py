@@ -79,6 +79,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "channels",
     "axes",
+    # django-ninja: the REST API; listed for its vendored Swagger UI (no CDN).
+    "ninja",
     "machines",
 ]
 
@@ -305,3 +307,11 @@ BULK_CONCURRENCY = envint("DOCKERDASH_BULK_CONCURRENCY", 10)
 # The machine list's page size (the containers page: CONTAINER_LIST_PAGE_SIZE).
 MACHINE_LIST_PAGE_SIZE = envint("DOCKERDASH_MACHINE_LIST_PAGE_SIZE", 50)
 CONTAINER_LIST_PAGE_SIZE = envint("DOCKERDASH_CONTAINER_LIST_PAGE_SIZE", 100)
+
+# The REST API (/api/v1/): a token's default and longest life, and how many requests one
+# token may make per minute (counted in the cache, so per process unless CACHES is shared).
+API_TOKEN_DAYS = envint("DOCKERDASH_API_TOKEN_DAYS", 90)
+API_TOKEN_MAX_DAYS = envint("DOCKERDASH_API_TOKEN_MAX_DAYS", 366)
+API_RATE_LIMIT = envint("DOCKERDASH_API_RATE_LIMIT", 600)
+# Outgoing webhooks: failed deliveries in a row before a hook is disabled.
+WEBHOOK_MAX_FAILURES = envint("DOCKERDASH_WEBHOOK_MAX_FAILURES", 5)

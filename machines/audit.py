@@ -82,6 +82,10 @@ def record(
 ) -> AuditEntry | None:
     """Write one entry. Never fails the action it records: a failure is logged instead."""
     request = _request.get()
+    # A request authenticated by an API token: the entry names the token that acted.
+    token = getattr(request, "api_token", None)
+    if token is not None and via in (None, "web"):
+        via = "api"
     who, name, via = _actor(user, via, request)
     try:
         return AuditEntry.objects.create(
@@ -96,6 +100,7 @@ def record(
             target=target[:255],
             detail=detail,
             operation=operation,
+            api_token=token,
         )
     except Exception:
         log.exception("Recording %r in the audit log failed", what)

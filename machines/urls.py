@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import audit_views, engine_views, fleet_views, provider_views, terminal_views, views
+from . import (
+    audit_views,
+    engine_views,
+    fleet_views,
+    provider_views,
+    terminal_views,
+    token_views,
+    views,
+)
 
 app_name = "machines"
 urlpatterns = [
@@ -56,6 +64,9 @@ urlpatterns = [
         engine_views.engine_action,
         name="engine_action",
     ),
+    path("api-tokens/", token_views.api_tokens, name="api_tokens"),
+    path("api-tokens/<int:pk>/revoke/", token_views.revoke_api_token, name="revoke_api_token"),
+    path("api-tokens/revoke-all/", token_views.revoke_all_api_tokens, name="revoke_all_api_tokens"),
     path("audit/", audit_views.audit_log, name="audit"),
     path("audit/export.csv", audit_views.audit_export, name="audit_export"),
     path("machines/<str:name>/<str:action>/", views.machine_action, name="action"),

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import audit, bulk, containers, listing, operations
+from . import bulk, containers, listing, operations
 from .consumers import LOG_TAIL
 from .forms import (
     ConfirmRemoveForm,
@@ -24,7 +24,7 @@ from .forms import (
 from .lib.ssh import public_key_of
 from .listing import MachineFilterForm
 from .models import ClientCertificate, Container, Driver, Machine, Operation
-from .provision import certs, usercerts
+from .provision import usercerts
 
 
 def _roles(request: HttpRequest) -> dict:
@@ -145,21 +145,14 @@ def client_bundle(request: HttpRequest, name: str) -> HttpResponse:
         raise Http404(f"{machine.name} has no TLS certificates yet (not provisioned)")
     if problem := usercerts.download_problem(machine):
         return HttpResponse(problem, status=409, content_type="text/plain; charset=utf-8")
-    record, cert, key_pem = usercerts.issue(request.user, machine)
-    audit.record(
-        audit.Action.CERTIFICATE,
-        "downloaded client certificates",
-        user=request.user,
-        machine=machine,
-        detail=f"serial {record.serial}, expires {record.expires_at:%Y-%m-%d}",
-    )
+    files = usercerts.issue_download(request.user, machine)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for filename, pem in (("ca.pem", certs.ca_for_machine(machine).cert), ("cert.pem", cert)):
-            bundle.writestr(filename, pem)
+        for filename in ("ca.pem", "cert.pem"):
+            bundle.writestr(filename, files[filename])
         key = zipfile.ZipInfo("key.pem")
         key.external_attr = 0o600 << 16  # unzip keeps the private key private
-        bundle.writestr(key, key_pem, zipfile.ZIP_DEFLATED)
+        bundle.writestr(key, files["key.pem"], zipfile.ZIP_DEFLATED)
     response = HttpResponse(buffer.getvalue(), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{machine.name}-certs.zip"'
     response["Cache-Control"] = "no-store"

@@ -370,8 +370,10 @@ from .audit import AuditEntry  # noqa: E402
 from .bulk import BulkAction  # noqa: E402
 from .engine import Container, EngineObject  # noqa: E402
 from .tls import CertificateAuthority, ClientCA, ClientCertificate  # noqa: E402
+from .tokens import ApiToken  # noqa: E402
 
 __all__ = [
+    "ApiToken",
     "AuditEntry",
     "BulkAction",
     "CertificateAuthority",

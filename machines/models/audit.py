@@ -42,6 +42,11 @@ class AuditEntry(models.Model):
     operation = models.ForeignKey(
         "machines.Operation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A write through the REST API: the token that made it (its name and key stay in `via`
+    # and `detail` once it is deleted).
+    api_token = models.ForeignKey(
+        "machines.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # Terminal sessions: when they ended (their length); never what was typed.
     ended_at = models.DateTimeField(null=True, blank=True)
 

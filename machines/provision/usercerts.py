@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from machines import audit
 from machines.drivers import NotSupported
 from machines.models import ClientCA, ClientCertificate, Machine
 
@@ -156,6 +157,25 @@ def issue(user, machine: Machine) -> tuple[ClientCertificate, str, str]:
         record.expires_at.isoformat(),
     )
     return record, certs._cert_pem(cert), certs._key_pem(key)
+
+
+def issue_download(user, machine: Machine) -> dict[str, str]:
+    """What a user downloads for the docker CLI (the page's zip, the API's bundle): the
+    engine's CA, a new certificate and key of their own; recorded in the audit log."""
+    record, cert, key_pem = issue(user, machine)
+    audit.record(
+        audit.Action.CERTIFICATE,
+        "downloaded client certificates",
+        user=user,
+        machine=machine,
+        detail=f"serial {record.serial}, expires {record.expires_at:%Y-%m-%d}",
+    )
+    return {
+        "ca.pem": certs.ca_for_machine(machine).cert,
+        "cert.pem": cert,
+        "key.pem": key_pem,
+        "expires_at": record.expires_at.isoformat(),
+    }
 
 
 def latest_for(user, machine: Machine) -> ClientCertificate | None:

@@ -1,0 +1,255 @@
+"""Machines (list, detail, create, actions, tags), operations (detail, log, cancel) and the
+drivers a machine can be created with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.core.paginator import Paginator
+from django.http import HttpRequest
+from ninja import Field, Query, Router, Schema, Status
+from ninja.errors import HttpError
+
+from machines.listing import MachineFilterForm, page_size
+from machines.models import Driver, Machine, Operation
+
+from . import calls
+from .auth import get_machine, need, visible
+
+router = Router(tags=["machines"])
+MAX_PER_PAGE = 1000
+
+
+class Error(Schema):
+    detail: str
+
+
+class MachineOut(Schema):
+    name: str
+    driver: str
+    driver_name: str
+    state: str
+    url: str
+    ip: str
+    docker_version: str
+    last_error: str
+    response_time_ms: int | None
+    tags: dict[str, str]
+    last_seen: datetime | None
+    created_at: datetime
+
+
+class MachinePage(Schema):
+    count: int
+    page: int
+    pages: int
+    results: list[MachineOut]
+
+
+class OperationOut(Schema):
+    id: int
+    machine: str
+    kind: str
+    status: str
+    step: int
+    steps_total: int
+    step_name: str
+    error: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class LogLine(Schema):
+    seq: int
+    kind: str
+    text: str
+
+
+class MachineFilter(Schema):
+    q: str = Field("", max_length=200, description="search: name, driver, state, tag, error")
+    state: str = ""
+    driver: str = ""
+    tag: str = Field("", max_length=200, description="key=value, or key (has the tag)")
+    sort: str = "name"
+    page: int = Field(1, ge=1, le=1_000_000)
+    per_page: int = Field(0, ge=0, le=MAX_PER_PAGE, description="0: the list page's size")
+
+
+class CreateIn(Schema):
+    name: str = Field(..., max_length=63)
+    driver: str = Field(..., max_length=100, description="a configured driver's name")
+    options: dict[str, str | int | bool | list[str] | None] = Field(
+        default_factory=dict, description="the driver's options, as GET /drivers lists them"
+    )
+    tags: dict[str, str] = Field(default_factory=dict)
+    engine_labels: list[str] = Field(default_factory=list)
+    engine_insecure_registries: list[str] = Field(default_factory=list)
+    engine_registry_mirrors: list[str] = Field(default_factory=list)
+    engine_storage_driver: str = ""
+    engine_env: list[str] = Field(default_factory=list)
+    engine_opts: list[str] = Field(default_factory=list)
+    engine_install_url: str = ""
+    tls_san: list[str] = Field(default_factory=list)
+
+
+class ActionFlags(Schema):
+    force: bool = False
+    purge: bool = False
+    client_certs: bool = False
+
+
+class TagsIn(Schema):
+    tags: dict[str, str]
+
+
+def machine_out(m: Machine) -> dict:
+    return {
+        "name": m.name,
+        "driver": m.driver.kind,
+        "driver_name": m.driver.name,
+        "state": m.state,
+        "url": m.url,
+        "ip": m.ip,
+        "docker_version": m.docker_version,
+        "last_error": m.last_error,
+        "response_time_ms": m.response_time_ms,
+        "tags": m.tags,
+        "last_seen": m.last_seen,
+        "created_at": m.created_at,
+    }
+
+
+def operation_out(op: Operation) -> dict:
+    return {
+        "id": op.pk,
+        "machine": op.machine_name,
+        **{f: getattr(op, f) for f in ("kind", "status", "step", "steps_total", "step_name")},
+        **{f: getattr(op, f) for f in ("error", "created_at", "finished_at")},
+    }
+
+
+ERRORS = {401: Error, 403: Error, 404: Error, 409: Error, 422: Error, 429: Error}
+
+
+@router.get("/machines", response={200: MachinePage, **ERRORS})
+def list_machines(request: HttpRequest, filters: Query[MachineFilter]):
+    """The machines this token sees, with the list page's search, filters and sort."""
+    need(request, "machines.view_machine")
+    form = MachineFilterForm(filters.dict(exclude={"per_page"}))
+    if form.errors:
+        raise HttpError(422, " ".join(e for errs in form.errors.values() for e in errs))
+    paginator = Paginator(visible(request, form.queryset()), filters.per_page or page_size())
+    page = paginator.get_page(filters.page)
+    return {
+        "count": paginator.count,
+        "page": page.number,
+        "pages": paginator.num_pages,
+        "results": [machine_out(m) for m in page.object_list],
+    }
+
+
+@router.post("/machines", response={202: OperationOut, **ERRORS})
+def create_machine(request: HttpRequest, body: CreateIn):
+    """Create a machine with a driver's options (as the create page's forms define them)."""
+    need(request, "machines.add_machine")
+    return Status(202, operation_out(calls.create_machine(request.user, body.dict())))
+
+
+@router.get("/machines/{name}", response={200: MachineOut, **ERRORS})
+def machine_detail(request: HttpRequest, name: str):
+    need(request, "machines.view_machine")
+    return machine_out(get_machine(request, name))
+
+
+@router.get("/machines/{name}/inspect", response={200: dict, **ERRORS})
+def machine_inspect(request: HttpRequest, name: str):
+    """What `machine inspect NAME` prints, the same document."""
+    need(request, "machines.view_machine")
+    return calls.inspect(get_machine(request, name))
+
+
+@router.get("/machines/{name}/operations", response={200: list[OperationOut], **ERRORS})
+def machine_operations(request: HttpRequest, name: str):
+    need(request, "machines.view_machine")
+    return [operation_out(op) for op in get_machine(request, name).operations.all()[:50]]
+
+
+@router.post("/machines/{name}/actions/{action}", response={202: OperationOut, **ERRORS})
+def machine_action(request: HttpRequest, name: str, action: str, flags: Query[ActionFlags]):
+    """start, stop, restart, kill, provision, upgrade, regenerate-certs (client_certs) or
+    remove (force, purge): what the machine's state allows."""
+    body = flags
+    if action == Operation.Kind.REMOVE:
+        need(request, "machines.delete_machine")
+        args = {"force": body.force, "purge": body.purge}
+    elif action in calls.ACTIONS:
+        need(request, "machines.operate_machine")
+        args = {"client_certs": True} if body.client_certs else None
+        if action != Operation.Kind.REGENERATE_CERTS:
+            args = None
+    else:
+        known = ", ".join([*calls.ACTIONS, Operation.Kind.REMOVE])
+        raise HttpError(404, f"Unknown action {action!r}: use one of {known}.")
+    machine = get_machine(request, name)
+    return Status(202, operation_out(calls.request_action(request.user, machine, action, args)))
+
+
+@router.put("/machines/{name}/tags", response={200: MachineOut, **ERRORS})
+def machine_tags(request: HttpRequest, name: str, body: TagsIn):
+    """Replace a machine's tags."""
+    need(request, "machines.operate_machine")
+    return machine_out(calls.set_tags(get_machine(request, name), body.tags))
+
+
+def _operation(request: HttpRequest, pk: int) -> Operation:
+    need(request, "machines.view_machine")
+    op = Operation.objects.filter(pk=pk).first()
+    names = visible(request).filter(name=op.machine_name) if op else None
+    if op is None or (op.machine_id is not None and not names.exists()):
+        raise HttpError(404, f"No operation {pk}.")
+    return op
+
+
+@router.get("/operations/{pk}", response={200: OperationOut, **ERRORS}, tags=["operations"])
+def operation_detail(request: HttpRequest, pk: int):
+    return operation_out(_operation(request, pk))
+
+
+@router.get("/operations/{pk}/log", response={200: list[LogLine], **ERRORS}, tags=["operations"])
+def operation_log(
+    request: HttpRequest,
+    pk: int,
+    after: int = Query(0, ge=0, le=2**31),
+    verbose: bool = False,
+):
+    """The log lines after sequence number `after` (steps only unless verbose)."""
+    lines = _operation(request, pk).log_lines.filter(seq__gt=after).order_by("seq")
+    if not verbose:
+        lines = lines.exclude(kind="detail")
+    return [{"seq": x.seq, "kind": x.kind, "text": x.text} for x in lines[:2000]]
+
+
+@router.post("/operations/{pk}/cancel", response={200: OperationOut, **ERRORS}, tags=["operations"])
+def operation_cancel(request: HttpRequest, pk: int):
+    need(request, "machines.operate_machine")
+    op = _operation(request, pk)
+    if not calls.cancel(op):
+        raise HttpError(409, "This operation has already ended.")
+    op.refresh_from_db()
+    return operation_out(op)
+
+
+class DriverOut(Schema):
+    name: str
+    kind: str
+    options: list[dict]
+
+
+@router.get("/drivers", response={200: list[DriverOut], **ERRORS}, tags=["drivers"])
+def drivers(request: HttpRequest):
+    """The configured drivers and the options each takes when creating a machine."""
+    need(request, "machines.add_machine")
+    return [
+        {"name": d.name, "kind": d.kind, "options": calls.option_fields(d)}
+        for d in Driver.objects.order_by("name")
+    ]
