@@ -128,7 +128,7 @@ def operation_out(op: Operation) -> dict:
     }
 
 
-ERRORS = {401: Error, 403: Error, 404: Error, 409: Error, 422: Error, 429: Error}
+ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 409: Error, 422: Error, 429: Error}
 
 
 @router.get("/machines", response={200: MachinePage, **ERRORS})
