@@ -69,7 +69,7 @@ def add_arguments(action: str, parser) -> None:
 
 
 def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None:
-    from machines import operations
+    from machines.operations import actions as operations
 
     try:
         machine_name_validator(name)
@@ -111,7 +111,7 @@ def _errors(form: forms.Form) -> str:
 def _retry(cli, machine: Machine, verbose: bool) -> None:
     """`create NAME` again after a create that failed: the same machine, its stored options
     (what the last attempt made is reused or redone)."""
-    from machines import operations
+    from machines.operations import actions as operations
 
     last = machine.operations.filter(kind=Operation.Kind.CREATE).order_by("-created_at").first()
     if last is None or last.status == Operation.Status.SUCCEEDED:
@@ -203,7 +203,7 @@ def _free_name(base: str) -> str:
 
 def _engine_options(name: str, driver: Driver, opts: dict) -> dict:
     """The --engine-* and --tls-san flags, validated as the web form validates them."""
-    from machines.forms import MachineForm
+    from machines.web.forms import MachineForm
 
     data: dict[str, str] = {"name": name, "driver": str(driver.pk)}
     for option, (field, repeated) in ENGINE_FLAGS.items():

@@ -45,7 +45,8 @@ def run(action: str, cli, names: list[str], verbose: bool, **options) -> None:
 
 
 def _each(cli, kind: str, names: list[str], verbose: bool, args: dict | None = None):
-    from machines import operations, runner
+    from machines.operations import actions as operations
+    from machines.operations import runner
 
     # An operation whose runner died no longer holds its machine busy.
     runner.interrupt_stale(refresh=False)

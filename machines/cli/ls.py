@@ -154,7 +154,7 @@ def _tls_info(machine: Machine) -> dict | None:
     """The engine's certificates: what they name and until when (no key, ever)."""
     if not machine.tls_server_cert:
         return None
-    from machines.provision import certs
+    from machines.pki import certs
 
     ca = certs.ca_for_machine(machine)
     return {

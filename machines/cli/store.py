@@ -22,7 +22,7 @@ def add_arguments(action: str, parser) -> None:
 
 
 def run(action: str, cli, storage_path: str, tags_from_labels: bool, **_) -> None:
-    from machines.dmimport import StoreError, import_store
+    from machines.dockermachine.importer import StoreError, import_store
 
     try:
         result = import_store(

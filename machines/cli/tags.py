@@ -20,7 +20,7 @@ def add_arguments(action: str, parser) -> None:
 
 def run(action: str, cli, name: str, tags: list[str], rm: list[str], **_) -> None:
     from machines import live
-    from machines.forms import parse_tags
+    from machines.web.forms import parse_tags
 
     machine = get_machine(name)
     if tags or rm:

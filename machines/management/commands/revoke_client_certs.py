@@ -6,9 +6,10 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from machines import operations, runner
 from machines.models import Operation
-from machines.provision import usercerts
+from machines.operations import actions as operations
+from machines.operations import runner
+from machines.pki import usercerts
 
 
 class Command(BaseCommand):
