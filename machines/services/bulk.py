@@ -14,6 +14,7 @@ from django.db import transaction
 from machines import live
 from machines.models import BulkAction, Machine, Operation
 from machines.operations import actions as operations
+from machines.services import rights
 from machines.services.listing import MachineFilterForm
 
 Kind = Operation.Kind
@@ -76,6 +77,7 @@ def request_bulk(
     kind: str, machines: list[Machine], *, user=None, selection: str = "", args=None
 ) -> BulkAction:
     """One pending operation per machine the action applies to; the others skipped."""
+    rights.require(user, rights.permission_for(kind), f"{kind} machines")
     bulk = BulkAction.objects.create(
         kind=kind,
         args=args or {},

@@ -10,10 +10,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from machines import live
 from machines.models import BulkAction, Machine
 from machines.operations import actions as operations
 from machines.services import bulk as bulks
+from machines.services import machines as services
 from machines.web.forms import TagsForm
 
 
@@ -25,8 +25,11 @@ def machine_tags(request: HttpRequest, name: str) -> HttpResponse:
     form = TagsForm(request.POST, instance=machine)
     saved = form.is_valid()
     if saved:
-        form.save()
-        live.machine_changed(machine)
+        try:
+            services.edit_tags(request.user, machine, replace=form.cleaned_data["tags"])
+        except services.InvalidInput as e:
+            form.add_error("tags", str(e))
+            saved = False
     context = {"machine": machine, "tags_form": form, "saved": saved, "can_operate": True}
     # htmx swaps only 2xx answers: the form with its error is the answer it must show.
     status = 200 if saved or request.htmx else 400
@@ -76,8 +79,8 @@ def retry_create(request: HttpRequest, name: str) -> HttpResponse:
     """Run a machine's failed create again, without removing it first."""
     machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
     try:
-        operations.request(machine, operations.Kind.CREATE, user=request.user)
-    except operations.OperationConflict as e:
+        services.request_action(request.user, machine, operations.Kind.CREATE)
+    except services.OperationConflict as e:
         notice, error = str(e), True
     else:
         notice, error = f"Retrying the create of {machine.name}.", False

@@ -18,7 +18,8 @@ from machines.lib.ssh import public_key_of
 from machines.models import ClientCertificate, Container, Driver, Machine, Operation
 from machines.operations import actions as operations
 from machines.pki import certs, usercerts
-from machines.services import bulk, listing
+from machines.services import bulk, certificates, listing
+from machines.services import machines as services
 from machines.services.listing import MachineFilterForm
 from machines.sockets.machines import LOG_TAIL
 from machines.web.forms import (
@@ -207,8 +208,8 @@ def revoke_client_certificates(request: HttpRequest) -> HttpResponse:
     if request.POST.get("confirm") != "revoke":
         messages.error(request, 'Type "revoke" to confirm: nothing was revoked.')
         return redirect("machines:client_certificates")
-    _, count = usercerts.revoke_all()
-    ops, busy = operations.request_client_ca_rotation(user=request.user)
+    count = certificates.revoke_all(request.user)
+    ops, busy = certificates.rotate_client_ca(request.user)
     messages.success(
         request,
         f"Revoked {count} certificate(s) under a new users' client CA; rotating it on "
@@ -222,7 +223,7 @@ def revoke_client_certificates(request: HttpRequest) -> HttpResponse:
 @permission_required("machines.revoke_clientcertificate", raise_exception=True)
 def rotate_client_ca(request: HttpRequest) -> HttpResponse:
     """Retry: a rotation on every machine not yet running with the current users' CA."""
-    ops, busy = operations.request_client_ca_rotation(user=request.user)
+    ops, busy = certificates.rotate_client_ca(request.user)
     messages.info(request, f"Rotating the users' client CA on {len(ops)} machine(s).")
     _report_busy(request, busy)
     return redirect("machines:client_certificates")
@@ -247,7 +248,7 @@ def machine_create(request: HttpRequest) -> HttpResponse:
         if form.is_valid() and options is not None and options.is_valid():
             machine = form.save(commit=False)
             try:
-                operations.create_machine(machine, options.cleaned_data, user=request.user)
+                services.create_machine(request.user, machine, options.cleaned_data)
             except ValidationError as e:
                 # What the driver's options put on the machine, checked by the model.
                 options.add_error(None, e)
@@ -296,8 +297,8 @@ def machine_action(request: HttpRequest, name: str, action: str) -> HttpResponse
     if action not in operations.BUTTONS:
         return HttpResponse(f"Unknown action {action!r}", status=404)
     try:
-        op = operations.request(machine, action, user=request.user)
-    except operations.OperationConflict as e:
+        op = services.request_action(request.user, machine, action)
+    except services.OperationConflict as e:
         if request.htmx and request.htmx.target == "machine-notice":
             return _notice(request, str(e), error=True)
         if request.htmx:
@@ -323,13 +324,13 @@ def machine_remove(request: HttpRequest, name: str) -> HttpResponse:
     form = ConfirmRemoveForm(request.POST or None, machine=machine)
     if request.method == "POST" and form.is_valid():
         try:
-            operations.request(
+            services.request_action(
+                request.user,
                 machine,
                 Operation.Kind.REMOVE,
-                user=request.user,
                 args={"force": bool(request.POST.get("force"))},
             )
-        except operations.OperationConflict as e:
+        except services.OperationConflict as e:
             form.add_error(None, str(e))
         else:
             messages.success(request, f"Removing {machine.name}")
@@ -346,7 +347,7 @@ def machine_remove(request: HttpRequest, name: str) -> HttpResponse:
 @permission_required("machines.operate_machine", raise_exception=True)
 def operation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     op = get_object_or_404(Operation, pk=pk)
-    if operations.cancel(op):
+    if services.cancel_operation(request.user, op):
         messages.info(request, f"Cancelling {op.kind} of {op.machine_name}")
     else:
         messages.error(request, "This operation has already ended.")
