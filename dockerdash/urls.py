@@ -11,5 +11,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("machines.api.urls", namespace="api")),
-    path("", include("machines.urls")),
+    path("", include("machines.web.urls")),
 ]

@@ -22,8 +22,8 @@ class MachinesConfig(AppConfig):
     verbose_name = "Machines"
 
     def ready(self) -> None:
-        from .audit import connect_signals
-        from .roles import ensure_roles
+        from machines.audit.log import connect_signals
+        from machines.services.roles import ensure_roles
 
         connect_signals()
 

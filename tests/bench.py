@@ -92,8 +92,8 @@ def bench_ls() -> None:
     """
     import threading
 
-    from machines import runner
     from machines.models import Machine
+    from machines.operations import runner
     from tests.helpers import BlackHole
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,7 +209,7 @@ class _EngineEvents(threading.Thread):
 
     def __init__(self, engine: str, container_id: str) -> None:
         super().__init__(daemon=True)
-        from machines import clients
+        from machines.engine import clients
 
         self.client = clients.client(engine, timeout=30)
         self.stream = self.client.api.events(
@@ -246,10 +246,10 @@ def bench_live(events: int = 120, clients: int = 500, fanout_events: int = 20) -
     from django.contrib.auth.models import Group
     from django.test import Client
 
-    from machines import clients
+    from machines.engine import clients
     from machines.lib.hostimage import BARE_HOST_IMAGE
     from machines.models import Container, Driver, Machine
-    from machines.roles import OPERATOR
+    from machines.services.roles import OPERATOR
     from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port
 
     engine = os.getenv("DOCKER_HOST", "")

@@ -51,7 +51,7 @@ def _session_cookie() -> str:
     from django.contrib.auth.models import Group
     from django.test import Client
 
-    from machines.roles import OPERATOR
+    from machines.services.roles import OPERATOR
 
     user, _ = get_user_model().objects.get_or_create(username="bench-operator")
     user.set_password("bench-operator-pw-1234")
@@ -145,8 +145,9 @@ def _wait_listening(port: int, timeout: float = 60) -> None:
 def bench_health() -> None:
     """One full health-check cycle of a runner over 1,000 machines of which 100 never answer
     (black-holed), and how long an operation requested meanwhile waits to start."""
-    from machines import operations, runner
     from machines.models import Driver, Machine, Operation
+    from machines.operations import actions as operations
+    from machines.operations import runner
     from tests.bench import _reset_machines
     from tests.fleet import closed_port
     from tests.helpers import BlackHole

@@ -25,10 +25,11 @@ def _machine():
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from machines import operations, runner
     from machines.lib.ssh import generate_key
     from machines.models import Driver, Machine, Operation
-    from machines.roles import OPERATOR
+    from machines.operations import actions as operations
+    from machines.operations import runner
+    from machines.services.roles import OPERATOR
 
     user, _ = get_user_model().objects.get_or_create(username="bench-operator")
     user.set_password("bench-operator-pw-1234")

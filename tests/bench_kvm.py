@@ -17,8 +17,9 @@ RUNS = int(os.getenv("DOCKERDASH_BENCH_KVM_RUNS", "2"))
 
 
 def _once(driver) -> dict:
-    from machines import operations, runner
     from machines.models import Machine, Operation
+    from machines.operations import actions as operations
+    from machines.operations import runner
 
     machine = Machine(name=f"bench-vm-{uuid.uuid4().hex[:6]}", driver=driver)
     started = time.monotonic()

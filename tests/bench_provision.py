@@ -28,9 +28,10 @@ def _step_seconds(op, number: int) -> float:
 
 
 def _provision_once(driver, image: str) -> dict:
-    from machines import operations, runner
     from machines.lib.ssh import generate_key
     from machines.models import Machine, Operation
+    from machines.operations import actions as operations
+    from machines.operations import runner
 
     machine = Machine.objects.create(
         name=f"bench-{uuid.uuid4().hex[:8]}",

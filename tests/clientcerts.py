@@ -14,9 +14,9 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
-from machines import runner
 from machines.models import Machine, Operation
-from machines.provision import certs, usercerts
+from machines.operations import runner
+from machines.pki import certs, usercerts
 
 
 def login(username: str, role: str) -> Client:

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from machines.roles import ADMIN, OPERATOR, VIEWER
+from machines.services.roles import ADMIN, OPERATOR, VIEWER
 
 pytest_plugins = [
     "tests.fleet",

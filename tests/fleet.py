@@ -16,12 +16,14 @@ import docker
 import pytest
 from django.conf import settings
 
-from machines import clients, operations, runner
 from machines.drivers import driver_class
 from machines.drivers.container.driver import INSTANCE_LABEL
+from machines.engine import clients
 from machines.lib.hostimage import BARE_HOST_IMAGE, HOST_IMAGE
 from machines.lib.ssh import SSHSession, generate_key
 from machines.models import Driver, Machine, Operation
+from machines.operations import actions as operations
+from machines.operations import runner
 
 REQUIRED = os.getenv("DOCKERDASH_REQUIRE_ENGINE") == "1"
 

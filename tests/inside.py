@@ -17,7 +17,7 @@ import docker.errors
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from machines import clients
+from machines.engine import clients
 from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.models import Container, Driver, Machine
 

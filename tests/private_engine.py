@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from machines import clients
+from machines.engine import clients
 
 from .helpers import wait_until
 

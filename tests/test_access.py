@@ -9,7 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from dockerdash.asgi import application
 from machines.models import BulkAction, Container, Machine, Operation
-from machines.routing import websocket_urlpatterns
+from machines.sockets.routing import websocket_urlpatterns
 
 from .fleet import make_machine
 

@@ -12,8 +12,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from machines import operations
 from machines.models import Driver, Machine, Operation
+from machines.operations import actions as operations
 
 pytestmark = pytest.mark.django_db
 

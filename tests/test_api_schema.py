@@ -17,8 +17,9 @@ from openapi_spec_validator import validate
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi import checks
 
-from machines.api import api, tokens
+from machines.api import api
 from machines.models import Driver, Machine
+from machines.services import tokens
 
 pytestmark = pytest.mark.django_db
 

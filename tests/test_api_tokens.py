@@ -13,8 +13,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from machines.api import tokens
 from machines.models import ApiToken, AuditEntry, Driver, Machine, Operation
+from machines.services import tokens
 
 pytestmark = pytest.mark.django_db
 

@@ -16,9 +16,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from machines import audit
+from machines.audit import log as audit
 from machines.models import AuditEntry, Driver, Machine
-from machines.roles import OPERATOR, VIEWER
+from machines.services.roles import OPERATOR, VIEWER
 
 from .clientcerts import download, provisioned
 from .helpers import process_env, run

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from machines import clients
+from machines.engine import clients
 from machines.models import Machine, Operation
 
 from .browser import log_in, serve

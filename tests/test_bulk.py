@@ -11,9 +11,9 @@ from asgiref.sync import sync_to_async
 from django.urls import reverse
 from django.utils import timezone
 
-from machines import runner
 from machines.lib.ssh import generate_key
 from machines.models import BulkAction, Driver, Machine, Operation
+from machines.operations import runner
 
 from .fleet import closed_port
 from .sockets import connect
@@ -117,7 +117,7 @@ def test_nothing_selected_says_so(operator_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_runners_run_a_bulk_at_most_its_concurrency_at_once(settings):
-    from machines import bulk as bulks
+    from machines.services import bulk as bulks
 
     settings.BULK_CONCURRENCY = 2
     machines = _fleet(5)
@@ -141,7 +141,7 @@ def test_runners_run_a_bulk_at_most_its_concurrency_at_once(settings):
 
 @pytest.mark.django_db(transaction=True)
 async def test_the_summary_follows_each_operation_live(viewer):
-    from machines import bulk as bulks
+    from machines.services import bulk as bulks
 
     machines = await sync_to_async(_fleet)(2)
     bulk = await sync_to_async(bulks.request_bulk)("restart", machines, selection="2")

@@ -11,7 +11,7 @@ from cryptography import x509
 from django.db import connection
 
 from machines.models import CertificateAuthority, Machine
-from machines.provision import certs
+from machines.pki import certs
 
 from .fleet import make_machine
 

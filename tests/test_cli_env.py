@@ -14,7 +14,7 @@ from django.core.management import call_command
 
 from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.models import Machine
-from machines.provision import certs
+from machines.pki import certs
 
 from .fleet import make_machine
 from .helpers import MANAGE, run, user_env

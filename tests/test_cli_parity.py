@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.management import call_command
 
-from machines import runner
 from machines.drivers.container.driver import INSTANCE_LABEL
 from machines.lib.ssh import SSHSession
 from machines.models import Machine
+from machines.operations import runner
 
 from .dmstores import configure_as_docker_machine, go_style_cert
 from .helpers import MANAGE, ROOT, run, user_env, wait_until

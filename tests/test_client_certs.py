@@ -17,15 +17,16 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from machines import clients, runner
+from machines.engine import clients
 from machines.models import (
     CertificateAuthority,
     ClientCA,
     ClientCertificate,
     Operation,
 )
-from machines.provision import certs, usercerts
-from machines.roles import OPERATOR
+from machines.operations import runner
+from machines.pki import certs, usercerts
+from machines.services.roles import OPERATOR
 
 from .clientcerts import (
     assert_refused,

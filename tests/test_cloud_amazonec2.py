@@ -10,7 +10,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from machines import health
+from machines.engine import health
 from machines.lib.ssh import public_key_of
 from machines.models import Driver, Machine
 

@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from machines import health
+from machines.engine import health
 from machines.lib.ssh import public_key_of
 from machines.models import Driver, Machine
 

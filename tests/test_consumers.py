@@ -17,8 +17,9 @@ from django.contrib.sessions.models import Session
 from django.core.exceptions import SynchronousOnlyOperation
 from django.utils import timezone
 
-from machines import consumers, live
+from machines import live
 from machines.models import Container, Machine, Operation, OperationLogLine
+from machines.sockets import machines as consumers
 
 from .fleet import make_machine
 from .sockets import connect, follower_of, refused

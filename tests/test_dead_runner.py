@@ -11,9 +11,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from machines import operations, runner
 from machines.lib.ssh import generate_key
 from machines.models import Driver, Machine, Operation
+from machines.operations import actions as operations
+from machines.operations import runner
 
 from .browser import serve
 from .helpers import ROOT, BlackHole, Process, process_env, wait_until

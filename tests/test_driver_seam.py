@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from machines.operations import ACTIONS
+from machines.operations.actions import ACTIONS
 
 from .helpers import MANAGE, run, user_env
 

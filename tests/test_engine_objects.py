@@ -11,8 +11,10 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.urls import reverse
 
-from machines import engine_actions, live, runner
+from machines import live
+from machines.engine import actions as engine_actions
 from machines.models import AuditEntry, Driver, EngineObject, Machine
+from machines.operations import runner
 
 from .helpers import wait_until
 from .sockets import connect

@@ -11,10 +11,10 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from machines import health
+from machines.engine import health
 from machines.lib.ssh import SSHError, SSHSession, generate_key
 from machines.models import Driver, Machine
-from machines.provision import certs
+from machines.pki import certs
 
 from .fleet import closed_port
 from .helpers import BlackHole

@@ -11,8 +11,8 @@ import docker.errors
 import pytest
 from django.db import close_old_connections
 
-from machines import clients
 from machines.drivers.container.driver import NETWORK
+from machines.engine import clients
 from machines.lib.hostimage import HOST_IMAGE
 from machines.lib.ssh import generate_key
 from machines.models import Driver, Machine, Operation

@@ -12,7 +12,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from machines import dmimport
+from machines.dockermachine import importer as dmimport
 from machines.models import Machine
 
 from .dmstores import DockerMachineStore, configure_as_docker_machine

@@ -14,11 +14,11 @@ import tracemalloc
 import pytest
 from asgiref.sync import sync_to_async
 
-from machines import steps
-from machines.containers import logs as containers
 from machines.drivers.container.driver import NETWORK
+from machines.engine.streams import logs as containers
 from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.models import LOG_LINE_BYTES, Operation
+from machines.operations import steps
 
 from .fleet import boot_host, make_machine, run_operation
 from .sockets import connect, follower_of

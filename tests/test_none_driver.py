@@ -7,9 +7,9 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from machines import runner
 from machines.models import Machine
-from machines.provision import certs
+from machines.operations import runner
+from machines.pki import certs
 
 pytestmark = pytest.mark.engine
 

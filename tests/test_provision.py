@@ -22,12 +22,14 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from machines import clients, operations, runner
 from machines.drivers.container.driver import INSTANCE_LABEL, LABEL, NETWORK
+from machines.engine import clients
 from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.lib.ssh import SSHSession
 from machines.models import CertificateAuthority, Driver, Machine, Operation
-from machines.provision import certs
+from machines.operations import actions as operations
+from machines.operations import runner
+from machines.pki import certs
 
 from .fleet import assert_succeeded, boot_host, log_of, make_machine, run_operation, ssh
 from .tinyimage import TINY, load_tiny_image, tiny_image_tar

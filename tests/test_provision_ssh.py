@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from machines import clients
+from machines.engine import clients
 from machines.lib.ssh import SSHSession, SudoError
 from machines.models import Machine, Operation
 

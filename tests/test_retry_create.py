@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from machines import runner
 from machines.models import Machine, Operation
+from machines.operations import runner
 
 from .fleet import run_operation
 

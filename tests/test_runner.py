@@ -12,9 +12,10 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from machines import operations, runner
 from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.models import Container, Machine, Operation
+from machines.operations import actions as operations
+from machines.operations import runner
 
 from .fleet import make_machine
 from .helpers import BlackHole, Process, process_env, wait_until

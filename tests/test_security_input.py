@@ -19,10 +19,10 @@ from django.core.management import call_command
 from django.test import RequestFactory
 from django.urls import reverse
 
-from machines import shellquote
 from machines.cli.ssh import scp_argv, ssh_argv
+from machines.lib import shellquote
 from machines.models import Driver, Machine
-from machines.provision import certs
+from machines.pki import certs
 
 from .fleet import REQUIRED, closed_port
 from .helpers import MANAGE, run, user_env

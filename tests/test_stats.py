@@ -12,8 +12,8 @@ import threading
 import pytest
 from asgiref.sync import sync_to_async
 
-from machines.containers import statshub
-from machines.containers.stats import compute
+from machines.engine.streams import statshub
+from machines.engine.streams.stats import compute
 
 from .sockets import connect
 

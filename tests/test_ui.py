@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.models import Container, Operation
-from machines.provision import certs, usercerts
+from machines.pki import certs, usercerts
 from machines.templatetags.dashboard import compact_duration, docker_status
 
 from .clientcerts import provisioned

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import docker
 
-from machines import clients
+from machines.engine import clients
 from machines.models import Machine
 
 TINY = "dockerdash-test/tiny:1"

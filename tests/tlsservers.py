@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from machines.models import CertificateAuthority, Machine
-from machines.provision import certs
+from machines.pki import certs
 
 
 def _pem_files(folder: Path, cert_pem: str, key_pem: str) -> tuple[str, str]:

@@ -77,6 +77,11 @@ def _busy(request, exc):
     return _error(request, 409, str(exc))
 
 
+@api.exception_handler(calls.InvalidInput)
+def _bad_input(request, exc):
+    return _error(request, 422, str(exc))
+
+
 @api.exception_handler(PermissionDenied)
 def _forbidden(request, exc):
     return _error(request, 403, str(exc) or "This token or its user may not do this.")

@@ -11,8 +11,7 @@ from ninja.throttling import BaseThrottle
 
 from dockerdash.throttle import client_address
 from machines.models import ApiToken, Machine
-
-from . import tokens
+from machines.services import tokens
 
 # What each right is called in a refusal (the pages' words).
 REFUSALS = {

@@ -10,9 +10,10 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
-from machines import engine_actions
+from machines.engine import actions as engine_actions
 from machines.models import AuditEntry, Container, EngineObject
-from machines.provision import usercerts
+from machines.pki import usercerts
+from machines.services import certificates
 
 from . import calls
 from .auth import get_machine, need, visible
@@ -198,7 +199,7 @@ def client_bundle(request: HttpRequest, name: str):
     machine = get_machine(request, name)
     if problem := usercerts.download_problem(machine):
         raise HttpError(409, problem)
-    files = usercerts.issue_download(request.user, machine)
+    files = certificates.issue_download(request.user, machine)
     return {
         "ca": files["ca.pem"],
         "cert": files["cert.pem"],

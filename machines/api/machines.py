@@ -10,8 +10,9 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
-from machines.listing import MachineFilterForm, page_size
 from machines.models import Driver, Machine, Operation
+from machines.operations.actions import BUTTONS as ACTIONS
+from machines.services.listing import MachineFilterForm, page_size
 
 from . import calls
 from .auth import get_machine, need, visible
@@ -77,8 +78,11 @@ class MachineFilter(Schema):
 
 class CreateIn(Schema):
     name: str = Field(..., max_length=63)
-    driver: str = Field(..., max_length=100, description="a configured driver's name")
-    options: dict[str, str | int | bool | list[str] | None] = Field(
+    driver: str = Field(..., max_length=100, description="a driver kind or configured name")
+    settings: dict[str, str | int | bool | None] = Field(
+        default_factory=dict, description="a provider account's settings (made once, reused)"
+    )
+    options: dict[str, str | int | bool | None] = Field(
         default_factory=dict, description="the driver's options, as GET /drivers lists them"
     )
     tags: dict[str, str] = Field(default_factory=dict)
@@ -182,13 +186,13 @@ def machine_action(request: HttpRequest, name: str, action: str, flags: Query[Ac
     if action == Operation.Kind.REMOVE:
         need(request, "machines.delete_machine")
         args = {"force": body.force, "purge": body.purge}
-    elif action in calls.ACTIONS:
+    elif action in ACTIONS:
         need(request, "machines.operate_machine")
         args = {"client_certs": True} if body.client_certs else None
         if action != Operation.Kind.REGENERATE_CERTS:
             args = None
     else:
-        known = ", ".join([*calls.ACTIONS, Operation.Kind.REMOVE])
+        known = ", ".join([*ACTIONS, Operation.Kind.REMOVE])
         raise HttpError(404, f"Unknown action {action!r}: use one of {known}.")
     machine = get_machine(request, name)
     return Status(202, operation_out(calls.request_action(request.user, machine, action, args)))
@@ -198,7 +202,7 @@ def machine_action(request: HttpRequest, name: str, action: str, flags: Query[Ac
 def machine_tags(request: HttpRequest, name: str, body: TagsIn):
     """Replace a machine's tags."""
     need(request, "machines.operate_machine")
-    return machine_out(calls.set_tags(get_machine(request, name), body.tags))
+    return machine_out(calls.set_tags(request.user, get_machine(request, name), body.tags))
 
 
 def _operation(request: HttpRequest, pk: int) -> Operation:
@@ -233,7 +237,7 @@ def operation_log(
 def operation_cancel(request: HttpRequest, pk: int):
     need(request, "machines.operate_machine")
     op = _operation(request, pk)
-    if not calls.cancel(op):
+    if not calls.cancel(request.user, op):
         raise HttpError(409, "This operation has already ended.")
     op.refresh_from_db()
     return operation_out(op)
@@ -242,14 +246,28 @@ def operation_cancel(request: HttpRequest, pk: int):
 class DriverOut(Schema):
     name: str
     kind: str
-    options: list[dict]
+
+
+class FlagOut(Schema):
+    kind: str
+    flag: str
+    field: str
+    form: str
+    is_file: bool
+    boolean: bool
+    help: str
+    env: str
 
 
 @router.get("/drivers", response={200: list[DriverOut], **ERRORS}, tags=["drivers"])
 def drivers(request: HttpRequest):
-    """The configured drivers and the options each takes when creating a machine."""
-    need(request, "machines.add_machine")
-    return [
-        {"name": d.name, "kind": d.kind, "options": calls.option_fields(d)}
-        for d in Driver.objects.order_by("name")
-    ]
+    """The configured drivers (a create names one, or a kind)."""
+    need(request, "machines.view_machine")
+    return [{"name": d.name, "kind": d.kind} for d in Driver.objects.order_by("name")]
+
+
+@router.get("/drivers/flags", response={200: list[FlagOut], **ERRORS}, tags=["drivers"])
+def driver_flags(request: HttpRequest):
+    """Every driver's `machine create` flags and the form field each one fills."""
+    need(request, "machines.view_machine")
+    return calls.create_flags()

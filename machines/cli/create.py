@@ -9,10 +9,10 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
-from machines.drivers import DriverError, all_drivers, driver_class, registered
+from machines.drivers import all_drivers, driver_class, registered
 from machines.drivers.base import CLIFlag
-from machines.models import Driver, Machine, Operation, machine_name_validator
-from machines.validation import one_line, parse_tag
+from machines.models import Machine, Operation, machine_name_validator
+from machines.validation import parse_tag
 
 from .follow import follow
 
@@ -69,7 +69,8 @@ def add_arguments(action: str, parser) -> None:
 
 
 def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None:
-    from machines import operations
+    from machines.services import machines as services
+    from machines.services.drivers import driver_for
 
     try:
         machine_name_validator(name)
@@ -81,44 +82,36 @@ def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None
     if existing is not None:
         _retry(cli, existing, verbose)
         return
-    driver_row, made = _driver_for(driver, opts)
-    impl = driver_row.get_driver()
+    kind = driver_class(driver) if driver in registered() else None
     try:
-        form = impl.bind_options_form(data=_options_data(type(impl), opts))
-        errors = "" if form.is_valid() else _errors(form)
-    except DriverError as e:
-        errors = str(e)
-    if errors:
-        if made:  # an account made from flags that cannot create anything is not kept
-            driver_row.delete()
-        raise CommandError(f"Invalid options for the {driver_row.kind} driver: {errors}")
-    machine = Machine(name=name, driver=driver_row, **_engine_options(name, driver_row, opts))
-    try:
-        op = operations.create_machine(machine, form.cleaned_data, via="cli")
-    except ValidationError as e:
-        raise CommandError(f"Invalid machine: {one_line(e)}") from None
-    cli.stdout.write(f"Creating machine {name} ({driver_row.kind})...")
+        row, made = driver_for(None, driver, _given(kind, "settings", opts) if kind else {})
+        op = services.create_from_input(
+            None,
+            name,
+            row,
+            made=made,
+            options=_options_data(driver_class(row.kind), opts),
+            engine=_engine_options(opts),
+            tags=_tags(opts.get("tag") or []),
+            via="cli",
+        )
+    except services.InvalidInput as e:
+        raise CommandError(str(e)) from None
+    cli.stdout.write(f"Creating machine {name} ({op.machine.driver.kind})...")
     follow(cli, op, verbose)
-
-
-def _errors(form: forms.Form) -> str:
-    return "; ".join(
-        " ".join(v) if k == forms.forms.NON_FIELD_ERRORS else f"{k}: {' '.join(v)}"
-        for k, v in form.errors.items()
-    )
 
 
 def _retry(cli, machine: Machine, verbose: bool) -> None:
     """`create NAME` again after a create that failed: the same machine, its stored options
     (what the last attempt made is reused or redone)."""
-    from machines import operations
+    from machines.services import machines as services
 
     last = machine.operations.filter(kind=Operation.Kind.CREATE).order_by("-created_at").first()
     if last is None or last.status == Operation.Status.SUCCEEDED:
         raise CommandError(f"Machine {machine.name} already exists")
     try:
-        op = operations.request(machine, Operation.Kind.CREATE, via="cli")
-    except operations.OperationConflict as e:
+        op = services.request_action(None, machine, Operation.Kind.CREATE, via="cli")
+    except services.OperationConflict as e:
         raise CommandError(str(e)) from None
     why = f": {last.error.splitlines()[0]}" if last.error else ""
     cli.stdout.write(
@@ -145,84 +138,20 @@ def _given(driver: type, source: str, opts: dict) -> dict[str, str | bool]:
 def _options_data(driver: type, opts: dict) -> dict:
     """The options form's data: the flags given, the form's initial values for the others
     (the defaults docker-machine's flags had)."""
-    data = {
-        field: f.initial
-        for field, f in driver.options_form.base_fields.items()
-        if f.initial is not None and not isinstance(f, forms.BooleanField)
-    }
-    return data | _given(driver, "options", opts)
+    from machines.services.drivers import options_with_defaults
+
+    return options_with_defaults(driver.kind, _given(driver, "options", opts))
 
 
-def _driver_for(name: str, opts: dict) -> tuple[Driver, bool]:
-    """A kind's driver with the settings flags given (made once, then reused with the same
-    settings); else a configured driver by name, or the kind's default. True if made now."""
-    kinds = registered()
-    if name in kinds:
-        given = driver_class(name).complete_cli_settings(
-            _given(driver_class(name), "settings", opts)
-        )
-        if given:
-            return _driver_with(name, given)
-    driver = Driver.objects.filter(name=name).first() or Driver.objects.filter(kind=name).first()
-    if driver is not None:
-        return driver, False
-    if name not in kinds:
-        known = ", ".join(sorted({*kinds, *Driver.objects.values_list("name", flat=True)}))
-        raise CommandError(f"Driver {name!r} not found (known: {known})")
-    if driver_class(name).has_accounts:
-        flags = [f.flag for f in driver_class(name).cli_flags() if f.form == "settings"]
-        raise CommandError(
-            f"No {name} account yet: give {flags[0]} (or add one on the Providers page)"
-        )
-    return Driver.objects.create(name=_free_name(name), kind=name), True
-
-
-def _driver_with(kind: str, given: dict) -> tuple[Driver, bool]:
-    cls = driver_class(kind)
-    form = cls.settings_form(data=given)
-    if not form.is_valid():
-        raise CommandError(f"Invalid settings for the {kind} driver: {_errors(form)}")
-    settings, secrets = cls.split_settings(form.cleaned_data)
-    for driver in Driver.objects.filter(kind=kind):
-        if driver.settings == settings and driver.secrets == secrets:
-            return driver, False
-    driver = Driver.objects.create(
-        name=_free_name(kind), kind=kind, settings=settings, secrets=secrets
-    )
-    return driver, True
-
-
-def _free_name(base: str) -> str:
-    if not Driver.objects.filter(name=base).exists():
-        return base
-    n = 2
-    while Driver.objects.filter(name=f"{base}-{n}").exists():
-        n += 1
-    return f"{base}-{n}"
-
-
-def _engine_options(name: str, driver: Driver, opts: dict) -> dict:
-    """The --engine-* and --tls-san flags, validated as the web form validates them."""
-    from machines.forms import MachineForm
-
-    data: dict[str, str] = {"name": name, "driver": str(driver.pk)}
+def _engine_options(opts: dict) -> dict:
+    """The --engine-* and --tls-san flags as the machine's fields (the model checks them)."""
+    options = {}
     for option, (field, repeated) in ENGINE_FLAGS.items():
         value = opts.get(option) or ([] if repeated else "")
         if option == "engine_opt":
             value = [v if v.startswith("--") else f"--{v}" for v in value]
-        data[field] = "\n".join(value) if repeated else value
-    form = MachineForm(data=data)
-    if not form.is_valid():
-        errors = "; ".join(
-            f"{k}: {' '.join(v)}" for k, v in form.errors.items() if k not in ("name", "driver")
-        )
-        if errors:
-            raise CommandError(f"Invalid engine options: {errors}")
-    options = {
-        field: form.cleaned_data.get(field, [] if repeated else "")
-        for field, repeated in ENGINE_FLAGS.values()
-    }
-    return options | {"tags": _tags(opts.get("tag") or [])}
+        options[field] = value
+    return options
 
 
 def _tags(given: list[str]) -> dict[str, str]:

@@ -9,9 +9,9 @@ import sys
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
-from machines import shellquote
+from machines.lib import shellquote
+from machines.lib.shellquote import SHELLS
 from machines.models import Machine
-from machines.shellquote import SHELLS
 from machines.validation import one_line
 
 from .common import clean_only, get_machine
@@ -35,7 +35,7 @@ def run(action: str, cli, name: str | None, **options) -> None:
 
 
 def _env(name: str | None, shell: str, unset: bool, no_proxy: bool) -> str:
-    from machines.provision import certs
+    from machines.pki import certs
 
     # The usage hint repeats the command line; called from code, rebuild one like it.
     argv = list(sys.argv)
@@ -81,7 +81,7 @@ def _env(name: str | None, shell: str, unset: bool, no_proxy: bool) -> str:
 
 
 def _config(machine: Machine) -> str:
-    from machines.provision import certs
+    from machines.pki import certs
 
     machine = connectable(machine)
     folder = certs.write_client_bundle(machine)
@@ -94,7 +94,7 @@ def _config(machine: Machine) -> str:
 
 def connectable(machine: Machine) -> Machine:
     """The machine, if the docker CLI can reach it with the dashboard's certificates."""
-    from machines.provision import certs
+    from machines.pki import certs
 
     try:
         clean_only(machine, "name", "ip", "engine_url")

@@ -21,7 +21,7 @@ def add_arguments(action: str, parser) -> None:
 
 
 def run(action: str, cli, operation_id: int, **_) -> None:
-    from machines import runner
+    from machines.operations import runner
 
     claimed = runner.claim(operation_id)
     if claimed is not None:
@@ -34,7 +34,7 @@ def follow(cli, op: Operation, verbose: bool) -> None:
     A live runner (serve or worker) runs it; without one, a one-shot runner process is
     started detached, so that Ctrl-C here only stops following: the operation goes on.
     """
-    from machines import runner
+    from machines.operations import runner
 
     runner.interrupt_stale(refresh=False)
     if not runner.runner_alive():

@@ -45,7 +45,8 @@ def run(action: str, cli, names: list[str], verbose: bool, **options) -> None:
 
 
 def _each(cli, kind: str, names: list[str], verbose: bool, args: dict | None = None):
-    from machines import operations, runner
+    from machines.operations import runner
+    from machines.services import machines as services
 
     # An operation whose runner died no longer holds its machine busy.
     runner.interrupt_stale(refresh=False)
@@ -53,8 +54,8 @@ def _each(cli, kind: str, names: list[str], verbose: bool, args: dict | None = N
     for name in names:
         machine = get_machine(name)
         try:
-            op = operations.request(machine, kind, via="cli", args=args)
-        except operations.OperationConflict as e:
+            op = services.request_action(None, machine, kind, via="cli", args=args)
+        except services.OperationConflict as e:
             cli.stderr.write(str(e))
             failed = True
             continue

@@ -9,6 +9,7 @@ import re
 from django.core.management.base import CommandError
 
 from machines.models import Machine
+from machines.services.inspect import inspect_machine
 from machines.validation import parse_tag
 
 from .common import get_machine
@@ -61,7 +62,7 @@ def run(action: str, cli, **options) -> None:
     if action == "ls":
         out.write(_ls(options["quiet"], options["filter"], options["format"]))
     elif action == "inspect":
-        out.write(json.dumps(_inspect(get_machine(options["name"])), indent=4))
+        out.write(json.dumps(inspect_machine(get_machine(options["name"])), indent=4))
     elif action == "ip":
         out.write(get_machine(options["name"]).ip)
     elif action == "url":
@@ -103,69 +104,6 @@ def _ls(quiet: bool, filters: list[str], format: str) -> str:
     if table:
         rows = _align(rows)
     return "\n".join(rows)
-
-
-def _inspect(machine: Machine) -> dict:
-    return {
-        "Name": machine.name,
-        "DriverName": machine.driver.kind,
-        "Driver": {
-            "Name": machine.driver.name,
-            **machine.driver.settings,
-            **machine.driver_options,
-        },
-        "State": machine.state,
-        "IPAddress": machine.ip,
-        "URL": machine.url,
-        "SSHUser": machine.ssh_user,
-        "SSHPort": machine.ssh_port,
-        "SSHHostKey": machine.ssh_host_key,
-        "DockerVersion": machine.docker_version,
-        "EngineOptions": {
-            "Labels": machine.engine_labels,
-            "InsecureRegistry": machine.engine_insecure_registries,
-            "RegistryMirror": machine.engine_registry_mirrors,
-            "StorageDriver": machine.engine_storage_driver,
-            "Env": machine.engine_env,
-            "ArbitraryFlags": machine.engine_opts,
-            "InstallURL": machine.engine_install_url,
-        },
-        "TLS": _tls_info(machine),
-        "LastSeen": machine.last_seen.isoformat() if machine.last_seen else None,
-        "LastError": machine.last_error,
-        "LastErrorDetail": machine.last_error_detail,
-        "Tags": machine.tags,
-        "CreatedAt": machine.created_at.isoformat(),
-        "Operations": [
-            {
-                "ID": op.pk,
-                "Kind": op.kind,
-                "Status": op.status,
-                "CreatedAt": op.created_at.isoformat(),
-                "FinishedAt": op.finished_at.isoformat() if op.finished_at else None,
-                "Error": op.error,
-            }
-            for op in machine.operations.all()
-        ],
-    }
-
-
-def _tls_info(machine: Machine) -> dict | None:
-    """The engine's certificates: what they name and until when (no key, ever)."""
-    if not machine.tls_server_cert:
-        return None
-    from machines.provision import certs
-
-    ca = certs.ca_for_machine(machine)
-    return {
-        "ServerCertSerial": machine.tls_server_serial,
-        "ServerCertExpiresAt": machine.tls_server_expires_at.isoformat(),
-        "ServerCertSANs": certs.names_in(machine.tls_server_cert),
-        "ExtraSANs": machine.tls_san,
-        "CAExpiresAt": ca.expires_at.isoformat(),
-        "ClientCertExpiresAt": ca.client_expires_at.isoformat(),
-        "CertPath": str(certs.bundle_dir(machine.name)),
-    }
 
 
 def _active() -> str:

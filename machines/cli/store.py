@@ -22,13 +22,14 @@ def add_arguments(action: str, parser) -> None:
 
 
 def run(action: str, cli, storage_path: str, tags_from_labels: bool, **_) -> None:
-    from machines.dmimport import StoreError, import_store
+    from machines.services.errors import InvalidInput
+    from machines.services.imports import import_docker_machine
 
     try:
-        result = import_store(
-            Path(storage_path), log=cli.stdout.write, tags_from_labels=tags_from_labels
+        result = import_docker_machine(
+            None, Path(storage_path), log=cli.stdout.write, tags_from_labels=tags_from_labels
         )
-    except StoreError as e:
+    except InvalidInput as e:
         raise CommandError(str(e)) from None
     cli.stdout.write(
         f"Imported {len(result.imported)} machines"

@@ -19,24 +19,16 @@ def add_arguments(action: str, parser) -> None:
 
 
 def run(action: str, cli, name: str, tags: list[str], rm: list[str], **_) -> None:
-    from machines import live
-    from machines.forms import parse_tags
+    from machines.services import machines as services
+    from machines.web.forms import parse_tags
 
     machine = get_machine(name)
     if tags or rm:
         try:
-            new = parse_tags(tags)
+            services.edit_tags(None, machine, add=parse_tags(tags), remove=rm)
         except ValidationError as e:
             raise CommandError(one_line(e)) from None
-        unknown = [key for key in rm if key not in machine.tags]
-        if unknown:
-            raise CommandError(f"{name} has no tag {', '.join(unknown)}")
-        machine.tags = {k: v for k, v in machine.tags.items() if k not in rm} | new
-        try:
-            machine.full_clean(exclude=[f.name for f in machine._meta.fields if f.name != "tags"])
-        except ValidationError as e:
-            raise CommandError(f"Invalid tags: {one_line(e)}") from None
-        machine.save(update_fields=["tags"])
-        live.machine_changed(machine)
+        except services.InvalidInput as e:
+            raise CommandError(str(e)) from None
     for tag in machine.tag_list:
         cli.stdout.write(tag)

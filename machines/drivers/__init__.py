@@ -13,7 +13,7 @@ from functools import cache
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from machines.errors import DriverError, NotSupported
+from machines.lib.errors import DriverError, NotSupported
 
 from .base import BaseDriver, SSHAddress
 

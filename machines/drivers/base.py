@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from django import forms
 
-from machines.errors import DriverError, NotSupported
+from machines.lib.errors import DriverError, NotSupported
 
 if TYPE_CHECKING:
     from machines.models import Machine

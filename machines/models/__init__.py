@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from machines.drivers import BaseDriver, driver_class, kind_choices
-from machines.errors import DriverError
 from machines.fields import EncryptedJSONField, EncryptedTextField
+from machines.lib.errors import DriverError
 from machines.validation import (
     validate_engine_env,
     validate_engine_labels,

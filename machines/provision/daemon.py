@@ -143,7 +143,7 @@ class RemoteFile:
 def ca_file(ca: CertificateAuthority, users: ClientCA) -> RemoteFile:
     """The CAs whose client certificates the engine accepts (--tlscacert): the dashboard's
     and the users' client CA, as one bundle."""
-    from .usercerts import trust_bundle
+    from machines.pki.usercerts import trust_bundle
 
     return RemoteFile(CA_FILE, trust_bundle(ca.cert, users), 0o644)
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import docker.errors
 import requests
 
-from machines import clients
+from machines.engine import clients
 from machines.lib.ssh import SSHError, SSHSession, quote
 
 from .facts import (

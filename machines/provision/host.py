@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from django.utils import timezone
 
-from . import usercerts
+from machines.pki import usercerts
+
 from .osinfo import ProvisionError
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from machines.errors import DriverError
+from machines.lib.errors import DriverError
 
 
 class ProvisionError(DriverError):

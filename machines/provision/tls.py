@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from machines.errors import DriverError
-
-from . import certs, usercerts
+from machines.lib.errors import DriverError
+from machines.pki import certs, usercerts
 
 if TYPE_CHECKING:
     from machines.models import CertificateAuthority, Machine
@@ -81,7 +80,7 @@ def report_kept(machine: Machine, ctx: Reporter) -> None:
 
 
 def _running_containers(machine: Machine) -> set[str] | None:
-    from machines import clients
+    from machines.engine import clients
 
     try:
         client = clients.client_for_machine(machine)

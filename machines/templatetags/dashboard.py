@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from machines import shellquote
-from machines.shellquote import HOME
+from machines.lib import shellquote
+from machines.lib.shellquote import HOME
 
 register = template.Library()
 
@@ -27,7 +27,7 @@ def actions(machine, where: str = "buttons") -> list[dict]:
     """The operator actions that apply to this machine now (its driver can, its state allows
     them), for its buttons ("buttons") or its "more actions" menu ("menu"), from the one
     declaration in operations.ACTIONS."""
-    from machines.operations import BUTTONS
+    from machines.operations.actions import BUTTONS
 
     return [
         {
@@ -61,7 +61,7 @@ def page_link(filter_form, number: int) -> str:
 def create_failed(machine) -> bool:
     """Whether the machine's create did not succeed and may be run again (a retry)."""
     from machines.models import Operation
-    from machines.operations import ACTIONS
+    from machines.operations.actions import ACTIONS
 
     last = machine.operations.filter(kind=Operation.Kind.CREATE).order_by("-created_at").first()
     ended_badly = last is not None and last.status in ("failed", "interrupted", "cancelled")

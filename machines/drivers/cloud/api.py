@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from machines.errors import DriverError
+from machines.lib.errors import DriverError
 
 #: Attempts after the first one, for rate limits and (on calls safe to repeat) outages.
 RETRIES = 4

@@ -19,8 +19,8 @@ import requests
 from django import forms
 from django.conf import settings
 
-from machines import clients
 from machines.drivers.base import BaseDriver, DriverError, SSHAddress
+from machines.engine import clients
 from machines.lib.hostimage import (
     ALL_IMAGES,
     BARE_HOST_IMAGE,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from machines.errors import DriverError
+from machines.lib.errors import DriverError
 
 METADATA_NS = "urn:dockerdash:machine"
 # Software emulation translates guest code into a cache that grows to 1 GiB by default.

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
-from machines.errors import DriverError
+from machines.lib.errors import DriverError
 from machines.lib.hostimage import cache_dir
 
 # The XML parsed here (noqa: S314) comes from the hypervisor we are connected to.

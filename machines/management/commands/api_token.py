@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from machines.api import tokens
 from machines.models import ApiToken
+from machines.services import tokens
 
 
 def _user(name: str):

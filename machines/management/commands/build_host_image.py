@@ -8,7 +8,7 @@ import docker.errors
 import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from machines import clients
+from machines.engine import clients
 from machines.lib.hostimage import ALL_IMAGES, HostImageError, ensure_host_images
 
 NAMES = {tag.rpartition(":")[2]: tag for tag in ALL_IMAGES}

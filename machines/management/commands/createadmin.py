@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
-from machines.roles import ADMIN
+from machines.services.roles import ADMIN
 
 
 class Command(BaseCommand):

@@ -6,9 +6,9 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from machines import operations, runner
 from machines.models import Operation
-from machines.provision import usercerts
+from machines.operations import runner
+from machines.services import certificates
 
 
 class Command(BaseCommand):
@@ -31,9 +31,9 @@ class Command(BaseCommand):
                 "yes",
             ):
                 raise CommandError("Nothing was revoked")
-            _, count = usercerts.revoke_all()
+            count = certificates.revoke_all(None)
             self.stdout.write(f"Revoked {count} certificate(s); new users' client CA in force.")
-        ops, busy = operations.request_client_ca_rotation(via="cli")
+        ops, busy = certificates.rotate_client_ca(None, via="cli")
         for name in busy:
             self.stderr.write(f"{name} is busy: not rotated yet (run again with --retry later)")
         failed = bool(busy)

@@ -11,7 +11,7 @@ from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
 from django.core.management.base import BaseCommand, CommandError
 
-from machines.runner import Runner, mark_interrupted
+from machines.operations.runner import Runner, mark_interrupted
 
 
 class Command(BaseCommand):

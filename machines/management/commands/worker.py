@@ -9,7 +9,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
-from machines.runner import Runner
+from machines.operations.runner import Runner
 
 
 class Command(BaseCommand):

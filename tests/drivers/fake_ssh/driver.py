@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import docker.errors
 from django import forms
 
-from machines import clients
 from machines.drivers.base import BaseDriver, DriverError, SSHAddress
+from machines.engine import clients
 from machines.lib.ssh import public_key_of, wait_for_ssh
 
 if TYPE_CHECKING:

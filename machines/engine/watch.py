@@ -1,0 +1,175 @@
+"""Engine watchers: one `docker events` stream per engine, keeping its stored container
+snapshot (`docker ps -a`) current and publishing each change as it happens; its images,
+volumes and networks too (engine_objects.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from datetime import UTC, datetime
+
+import docker.errors
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from machines import live
+from machines.engine import clients
+from machines.engine import objects as engine_objects
+from machines.engine.health import save_observation, unreachable
+from machines.lib.errorwords import detail
+from machines.models import Container, Machine
+
+
+def _ps_row(c: dict) -> dict:
+    """A `docker ps -a` row from the list API's JSON."""
+    status = c.get("Status", "")
+    health = next((h for h in ("healthy", "unhealthy", "health: starting") if h in status), "")
+    ports = ", ".join(
+        sorted(
+            {
+                (f"{p['IP']}:{p['PublicPort']}->" if p.get("PublicPort") else "")
+                + f"{p['PrivatePort']}/{p['Type']}"
+                for p in c.get("Ports") or []
+            }
+        )
+    )
+    return {
+        "name": (c.get("Names") or ["/?"])[0].lstrip("/"),
+        "image": c.get("Image", ""),
+        "command": c.get("Command", ""),
+        "state": c.get("State", ""),
+        "status": status,
+        "health": health.replace("health: ", ""),
+        "ports": ports,
+        "created": datetime.fromtimestamp(c["Created"], tz=UTC) if c.get("Created") else None,
+    }
+
+
+class EngineWatcher(threading.Thread):
+    """One `docker events` stream for one engine, keeping its container snapshot current."""
+
+    def __init__(self, machine_id: int) -> None:
+        super().__init__(daemon=True, name=f"watch-{machine_id}")
+        self.machine_id = machine_id
+        self.stopping = threading.Event()
+        self.client = None
+        self.connected = False
+
+    def stop(self) -> None:
+        self.stopping.set()
+        client = self.client
+        if client is not None:
+            # Closing the client ends the blocking events() read (also over ssh://).
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def run(self) -> None:
+        backoff = 1.0
+        try:
+            while not self.stopping.is_set():
+                machine = Machine.objects.select_related("driver").filter(pk=self.machine_id)
+                machine = machine.first()
+                if machine is None or not machine.engine_url:
+                    return
+                try:
+                    self._watch(machine)
+                    why, details = "Engine unreachable: its event stream ended.", ""
+                except Exception as e:
+                    why, details = unreachable(machine, e, settings.HEALTH_CHECK_TIMEOUT), detail(e)
+                if self.stopping.is_set():
+                    return
+                # A broken stream means the engine is unreachable now, not at the next check.
+                machine.refresh_from_db()
+                save_observation(
+                    machine, engine_reachable=False, last_error=why, last_error_detail=details
+                )
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 30)
+        finally:
+            close_old_connections()
+
+    def _watch(self, machine: Machine) -> None:
+        self.client = client = clients.client_for_machine(
+            machine, timeout=settings.HEALTH_CHECK_TIMEOUT
+        )
+        try:
+            # Subscribe first, then snapshot: no event can fall between the two.
+            types = ["container", *map(str, engine_objects.EVENTS)]
+            events = client.api.events(decode=True, filters={"type": types})
+            self.connected = True
+            rows = client.api.containers(all=True)
+            version = client.version().get("Version", "")
+            self._resync(machine, rows)
+            engine_objects.resync_all(machine, client.api)
+            save_observation(
+                machine,
+                engine_reachable=True,
+                docker_version=version,
+                last_seen=timezone.now(),
+                last_error="",
+                last_error_detail="",
+            )
+            for event in events:
+                if self.stopping.is_set():
+                    return
+                self._on_event(machine, client, event)
+        finally:
+            self.client = None
+            self.connected = False
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def _resync(self, machine: Machine, rows: list[dict]) -> None:
+        seen = set()
+        for row in rows:
+            seen.add(row["Id"])
+            self._store(machine, row["Id"], _ps_row(row))
+        for gone in machine.containers.exclude(container_id__in=seen):
+            self._forget(machine, gone)
+
+    def _on_event(self, machine: Machine, client, event: dict) -> None:
+        if engine_objects.on_event(machine, client.api, event):
+            return
+        container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
+        if not container_id:
+            return
+        if event.get("Action") == "destroy":
+            row = machine.containers.filter(container_id=container_id).first()
+            if row:
+                self._forget(machine, row)
+            return
+        rows = client.api.containers(all=True, filters={"id": container_id})
+        # Engine 20.10 announces pause, unpause and die before its container list shows
+        # them: until the list agrees with the container itself, ask again (milliseconds).
+        for _ in range(20):
+            if not rows:
+                return
+            try:
+                state = client.api.inspect_container(container_id)["State"]["Status"]
+            except docker.errors.NotFound:
+                return
+            if rows[0]["State"] == state:
+                break
+            time.sleep(0.005)
+            rows = client.api.containers(all=True, filters={"id": container_id})
+        if rows:
+            self._store(machine, container_id, _ps_row(rows[0]))
+
+    def _store(self, machine: Machine, container_id: str, fields: dict) -> None:
+        row, created = Container.objects.get_or_create(
+            machine=machine, container_id=container_id, defaults=fields
+        )
+        if not created:
+            if all(getattr(row, k) == v for k, v in fields.items()):
+                return
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.save()
+        live.container_changed(row)
+
+    def _forget(self, machine: Machine, row: Container) -> None:
+        row_id = row.pk
+        row.delete()
+        live.container_removed(machine.pk, row_id)

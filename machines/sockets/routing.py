@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from machines.sockets import engine as engine_consumers
+from machines.sockets import fleet as fleet_consumers
+from machines.sockets import machines as consumers
+from machines.sockets import terminal as terminal_consumers
+
+websocket_urlpatterns = [
+    path("ws/machines/", fleet_consumers.MachineListConsumer.as_asgi()),
+    path("ws/machines/<int:machine_id>/", consumers.MachineConsumer.as_asgi()),
+    path(
+        "ws/machines/<int:machine_id>/containers/",
+        engine_consumers.LiveContainersConsumer.as_asgi(),
+    ),
+    path(
+        "ws/machines/<int:machine_id>/containers/<str:container_id>/logs/",
+        consumers.ContainerLogConsumer.as_asgi(),
+    ),
+    path(
+        "ws/machines/<int:machine_id>/containers/<str:container_id>/terminal/",
+        terminal_consumers.ContainerTerminalConsumer.as_asgi(),
+    ),
+    path(
+        "ws/machines/<int:machine_id>/containers/<str:container_id>/stats/",
+        engine_consumers.ContainerStatsConsumer.as_asgi(),
+    ),
+    path("ws/machines/<int:machine_id>/shell/", terminal_consumers.HostShellConsumer.as_asgi()),
+    path("ws/machines/<int:machine_id>/engine/", engine_consumers.EngineObjectsConsumer.as_asgi()),
+    path("ws/containers/", consumers.FleetConsumer.as_asgi()),
+    path("ws/bulk/<int:bulk_id>/", fleet_consumers.BulkConsumer.as_asgi()),
+    path("ws/operations/<int:operation_id>/", consumers.OperationConsumer.as_asgi()),
+]
