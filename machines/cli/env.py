@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
-from machines.lib import shellquote
+from machines.lib import machinefmt
 from machines.lib.shellquote import SHELLS
 from machines.models import Machine
 from machines.validation import one_line
@@ -45,51 +43,24 @@ def _env(name: str | None, shell: str, unset: bool, no_proxy: bool) -> str:
         argv += ["--shell", shell] if shell else []
         argv += ["--no-proxy"] if no_proxy else []
         argv += [name] if name else []
-    shell = shell or _detect_shell()
-    values: dict[str, str] = {
-        "DOCKER_TLS_VERIFY": "",
-        "DOCKER_HOST": "",
-        "DOCKER_CERT_PATH": "",
-        "DOCKER_MACHINE_NAME": "",
-    }
-    if unset:
-        if name:
-            raise CommandError("Error: Expected no machine name when the -u flag is present")
-        ip = ""
-    else:
-        if not name:
-            raise CommandError("Error: Expected one machine name")
+
+    def connect(name: str) -> tuple[str, str, str]:
         machine = connectable(get_machine(name))
-        values = {
-            "DOCKER_TLS_VERIFY": "1",
-            "DOCKER_HOST": machine.url,
-            "DOCKER_CERT_PATH": str(certs.write_client_bundle(machine)),
-            "DOCKER_MACHINE_NAME": machine.name,
-        }
-        ip = machine.ip
-    if no_proxy:
-        var, value = _no_proxy(ip)
-        values[var] = "" if unset else value
+        return machine.url, str(certs.write_client_bundle(machine)), machine.ip
+
     try:
-        lines = [
-            shellquote.unset_line(shell, k) if unset else shellquote.set_line(shell, k, v)
-            for k, v in values.items()
-        ]
-    except ValueError as e:
-        raise CommandError(f"Cannot write the environment for {shell}: {e}") from None
-    return "".join(lines) + _usage_hint(shell, argv)
+        return machinefmt.env_text(
+            shell, unset=unset, with_no_proxy=no_proxy, name=name, connect=connect, argv=argv
+        )
+    except machinefmt.EnvError as e:
+        raise CommandError(str(e)) from None
 
 
 def _config(machine: Machine) -> str:
     from machines.pki import certs
 
     machine = connectable(machine)
-    folder = certs.write_client_bundle(machine)
-    return (
-        f"--tlsverify --tlscacert={json.dumps(str(folder / 'ca.pem'))} "
-        f"--tlscert={json.dumps(str(folder / 'cert.pem'))} "
-        f"--tlskey={json.dumps(str(folder / 'key.pem'))} -H={machine.url}"
-    )
+    return machinefmt.config_text(str(certs.write_client_bundle(machine)), machine.url)
 
 
 def connectable(machine: Machine) -> Machine:
@@ -125,47 +96,3 @@ def connectable(machine: Machine) -> Machine:
             f"`machine regenerate-certs {machine.name}`"
         )
     return machine
-
-
-def _detect_shell() -> str:
-    name = os.path.basename(os.getenv("SHELL", ""))
-    if name == "fish":
-        return "fish"
-    if name in ("tcsh", "csh"):
-        return "tcsh"
-    return "bash"
-
-
-def _no_proxy(ip: str) -> tuple[str, str]:
-    """docker-machine's --no-proxy: the machine's IP added to no_proxy (or NO_PROXY) once."""
-    var, value = "no_proxy", os.getenv("no_proxy", "")
-    if not value:
-        var, value = "NO_PROXY", os.getenv("NO_PROXY", "")
-    if ip and not value:
-        value = ip
-    elif ip and ip not in value:
-        value = f"{value},{ip}"
-    return var, value
-
-
-def _usage_hint(shell: str, argv: list[str]) -> str:
-    """docker-machine's closing comment: how to load this output into the shell."""
-    argv = list(argv)
-    if os.path.basename(argv[0]) == "manage.py":
-        argv[0] = f"python {argv[0]}"
-    elif " " in argv[0] or "\\" in argv[0]:
-        argv[0] = f'"{argv[0]}"'
-    line = " ".join(argv)
-    comment, cmd = "#", f"eval $({line})"
-    if shell == "fish":
-        cmd = f"eval ({line})"
-    elif shell == "powershell":
-        cmd = f"& {line} | Invoke-Expression"
-    elif shell == "cmd":
-        comment, cmd = "REM", f"\t@FOR /f \"tokens=*\" %i IN ('{line}') DO @%i"
-    elif shell == "emacs":
-        comment = ";;"
-        cmd = f'(with-temp-buffer (shell-command "{line}" (current-buffer)) (eval-buffer))'
-    elif shell == "tcsh":
-        comment, cmd = ":", f"eval `{line}`"
-    return f"{comment} Run this command to configure your shell: \n{comment} {cmd}\n"

@@ -4,39 +4,32 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 from django.core.management.base import CommandError
 
+from machines.lib import machinefmt
 from machines.models import Machine
 from machines.services.inspect import inspect_machine
 from machines.validation import parse_tag
 
 from .common import get_machine
 
-LS_FIELDS = {
-    "Name": lambda m: m.name,
-    "Active": lambda m: "*" if _is_active(m) else "-",
-    "DriverName": lambda m: m.driver.kind,
-    "State": lambda m: m.get_state_display(),
-    "URL": lambda m: m.url,
-    "DockerVersion": lambda m: m.docker_version or "Unknown",
-    "Error": lambda m: m.last_error,
-    "ResponseTime": lambda m: f"{m.response_time_ms}ms" if m.response_time_ms is not None else "",
-    "IP": lambda m: m.ip,
-    "Tags": lambda m: ",".join(m.tag_list),
-}
-LS_DEFAULT = (
-    "table {{.Name}}\t{{.Active}}\t{{.DriverName}}\t{{.State}}\t{{.URL}}"
-    "\t{{.DockerVersion}}\t{{.Error}}"
-)
-HEADERS = {
-    "DriverName": "DRIVER",
-    "DockerVersion": "DOCKER",
-    "Error": "ERRORS",
-    "ResponseTime": "RESPONSE",
-}
-FIELD_RE = re.compile(r"{{\s*\.(\w+)\s*}}")
+
+def row(m: Machine) -> dict:
+    """A machine as `ls` prints it (the remote client builds the same from the API)."""
+    return {
+        "name": m.name,
+        "driver": m.driver.kind,
+        "driver_name": m.driver.name,
+        "state": m.get_state_display(),
+        "url": m.url,
+        "ip": m.ip,
+        "docker_version": m.docker_version,
+        "last_error": m.last_error,
+        "response_time_ms": m.response_time_ms,
+        "tags": m.tags,
+        "engine_labels": m.engine_labels,
+    }
 
 
 def add_arguments(action: str, parser) -> None:
@@ -75,35 +68,15 @@ def run(action: str, cli, **options) -> None:
         out.write(_version(options["name"]))
 
 
-def _is_active(machine: Machine) -> bool:
-    return bool(machine.url) and os.getenv("DOCKER_HOST", "") == machine.url
-
-
 def _ls(quiet: bool, filters: list[str], format: str) -> str:
-    wanted = _parse_filters(filters)
-    machines = list(Machine.objects.select_related("driver").order_by("name"))
-    machines = [m for m in machines if _matches(m, wanted)]
-    if quiet:
-        format = "{{.Name}}"
-    template = (format or LS_DEFAULT).encode().decode("unicode_escape")
-    table = template.startswith("table ")
-    if table:
-        template = template.removeprefix("table ")
-    for name in FIELD_RE.findall(template):
-        if name not in LS_FIELDS:
-            raise CommandError(
-                f"Unknown field {name!r} in --format (known: {', '.join(LS_FIELDS)})"
-            )
-    rows = []
-    if table:
-        rows.append(FIELD_RE.sub(lambda m: HEADERS.get(m[1], m[1].upper()), template))
-    for machine in machines:
-        rows.append(
-            FIELD_RE.sub(lambda m, machine=machine: str(LS_FIELDS[m[1]](machine)), template)
+    try:
+        wanted = machinefmt.parse_filters(filters, parse_tag)
+        rows = [row(m) for m in Machine.objects.select_related("driver").order_by("name")]
+        return machinefmt.render_ls(
+            [r for r in rows if machinefmt.matches(r, wanted)], quiet, format
         )
-    if table:
-        rows = _align(rows)
-    return "\n".join(rows)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
 
 
 def _active() -> str:
@@ -126,46 +99,3 @@ def _version(name: str | None) -> str:
     if not machine.docker_version:
         raise CommandError(f"The Docker version of {name} is not known yet")
     return machine.docker_version
-
-
-def _parse_filters(items: list[str]) -> dict[str, list[str]]:
-    filters: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        if not sep or key not in ("driver", "state", "name", "label", "tag"):
-            raise CommandError(
-                f"Unsupported filter {item!r} (use driver=, state=, name=, label=, tag=)"
-            )
-        if key == "tag":
-            try:
-                parse_tag(value)
-            except ValueError as e:
-                raise CommandError(f"Unsupported filter {item!r}: {e}") from None
-        filters.setdefault(key, []).append(value)
-    return filters
-
-
-def _matches(machine: Machine, filters: dict[str, list[str]]) -> bool:
-    tests = {
-        "driver": lambda v: machine.driver.kind == v or machine.driver.name == v,
-        "state": lambda v: machine.state.lower() == v.lower(),
-        "name": lambda v: re.search(v, machine.name) is not None,
-        "label": lambda v: v in machine.engine_labels,
-        "tag": lambda v: _has_tag(machine, v),
-    }
-    return all(any(tests[key](v) for v in values) for key, values in filters.items())
-
-
-def _has_tag(machine: Machine, wanted: str) -> bool:
-    """tag=key=value: that value; tag=key: any value."""
-    key, sep, value = wanted.partition("=")
-    return key in machine.tags and (not sep or machine.tags[key] == value)
-
-
-def _align(rows: list[str]) -> list[str]:
-    cells = [row.split("\t") for row in rows]
-    widths = [
-        max(len(r[i]) if i < len(r) else 0 for r in cells) for i in range(max(map(len, cells)))
-    ]
-    return ["   ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in cells]
