@@ -24,8 +24,25 @@ PASS_THROUGH = {
 }
 
 
+def _remote(argv: list[str]) -> bool:
+    """Client mode: `login`, and every machine command once logged in (a saved token, or
+    DOCKERDASH_URL and DOCKERDASH_TOKEN); DOCKERDASH_LOCAL=1 keeps the server-local CLI."""
+    if not argv or os.environ.get("DOCKERDASH_LOCAL") == "1":
+        return False
+    from dockerdash.client import COMMANDS, SERVER_LOCAL
+    from dockerdash.client.api import load_login
+
+    if argv[0] == "login":
+        return True
+    return argv[0] in COMMANDS | SERVER_LOCAL.keys() and load_login() is not None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if _remote(argv):
+        from dockerdash.client import run
+
+        sys.exit(run(argv))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dockerdash.settings")
     from django.core.management import execute_from_command_line
 

@@ -30,12 +30,14 @@ class MachineOut(Schema):
     driver: str
     driver_name: str
     state: str
+    state_label: str
     url: str
     ip: str
     docker_version: str
     last_error: str
     response_time_ms: int | None
     tags: dict[str, str]
+    engine_labels: list[str]
     last_seen: datetime | None
     created_at: datetime
 
@@ -49,6 +51,7 @@ class MachinePage(Schema):
 
 class OperationOut(Schema):
     id: int
+    active: bool
     machine: str
     kind: str
     status: str
@@ -112,12 +115,14 @@ def machine_out(m: Machine) -> dict:
         "driver": m.driver.kind,
         "driver_name": m.driver.name,
         "state": m.state,
+        "state_label": m.get_state_display(),
         "url": m.url,
         "ip": m.ip,
         "docker_version": m.docker_version,
         "last_error": m.last_error,
         "response_time_ms": m.response_time_ms,
         "tags": m.tags,
+        "engine_labels": m.engine_labels,
         "last_seen": m.last_seen,
         "created_at": m.created_at,
     }
@@ -126,6 +131,7 @@ def machine_out(m: Machine) -> dict:
 def operation_out(op: Operation) -> dict:
     return {
         "id": op.pk,
+        "active": op.is_active,
         "machine": op.machine_name,
         **{f: getattr(op, f) for f in ("kind", "status", "step", "steps_total", "step_name")},
         **{f: getattr(op, f) for f in ("error", "created_at", "finished_at")},
@@ -181,7 +187,7 @@ def machine_operations(request: HttpRequest, name: str):
 @router.post("/machines/{name}/actions/{action}", response={202: OperationOut, **ERRORS})
 def machine_action(request: HttpRequest, name: str, action: str, flags: Query[ActionFlags]):
     """start, stop, restart, kill, provision, upgrade, regenerate-certs (client_certs) or
-    remove (force, purge): what the machine's state allows."""
+    rm (force, purge): what the machine's state allows."""
     body = flags
     if action == Operation.Kind.REMOVE:
         need(request, "machines.delete_machine")

@@ -1,0 +1,123 @@
+"""The remote `dockerdash` client on a laptop: a fresh HOME, no database and no dashboard
+files, only the URL and a token; the dashboard is a real `manage.py serve` on the real
+engine. Output formats are the server CLI's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from machines.drivers.container.driver import INSTANCE_LABEL
+
+from .browser import free_port
+from .helpers import MANAGE, Process, run, user_env
+from .tinyimage import tiny_image_tar
+
+DOCKERDASH = str(Path(sys.executable).parent / "dockerdash")
+MAKE_USER = (
+    "from django.contrib.auth.models import Group, User; "
+    "u = User.objects.create_user('alice', password='alice-pw-1234'); "
+    "u.groups.add(Group.objects.get(name='{role}'))"
+)
+
+
+@pytest.fixture
+def dashboard(tmp_path, parent):
+    """A dashboard of its own (data folder, database, runner) and an admin's token."""
+    env = user_env(tmp_path / "server")
+    run(f"{MANAGE} migrate --noinput", env)
+    run(f"{MANAGE} shell -c {shlex.quote(MAKE_USER.format(role='admin'))}", env)
+    token = run(
+        f"{MANAGE} api_token create --user alice --scope admin --expires 1d", env
+    ).stdout.strip()
+    port = free_port()
+    server = Process(["serve", "--bind", f"127.0.0.1:{port}"], env, ready="dockerdash is serving")
+    yield f"http://127.0.0.1:{port}", token, env
+    server.close()
+    instance = (tmp_path / "server" / "instance.id").read_text().strip()
+    for c in parent.containers.list(all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"}):
+        c.remove(force=True, v=True)
+
+
+def laptop_env(home: Path) -> dict[str, str]:
+    """A user's shell elsewhere: their own HOME, nothing of the dashboard's."""
+    home.mkdir()
+    keep = ("PATH", "LANG", "TERM")
+    return {k: os.environ[k] for k in keep if k in os.environ} | {"HOME": str(home)}
+
+
+@pytest.mark.engine
+def test_login_create_env_docker_run_rm_from_a_laptop(dashboard, tmp_path, engine_url):
+    url, token, server_env = dashboard
+    laptop = laptop_env(tmp_path / "home")
+
+    def dd(args: str, check: bool = True):
+        return run(f"{DOCKERDASH} {args}", laptop, check, 600)
+
+    logged = dd(f"login {url} --token {token}").stdout
+    saved = tmp_path / "home" / ".config" / "dockerdash" / "client.json"
+    assert f"token saved in {saved}" in logged
+    assert saved.stat().st_mode & 0o777 == 0o600
+    name = f"remote-{uuid.uuid4().hex[:6]}"
+    created = dd(f"create -d container --container-engine {engine_url} --tag env=dev {name}")
+    assert f"Creating machine {name} (container)..." in created.stdout
+    assert created.stdout.rstrip().endswith("Done")
+    assert dd(f"status {name}").stdout.strip() == "Running"
+
+    # The same output as the server's own CLI.
+    fmt = "{{.Name}} {{.DriverName}} {{.State}} {{.URL}} {{.Tags}} {{.Active}}"
+    local = run(f"{MANAGE} machine ls --format {shlex.quote(fmt)}", server_env).stdout
+    assert dd(f"ls --format {shlex.quote(fmt)}").stdout == local
+    assert dd("ls").stdout == run(f"{MANAGE} machine ls", server_env).stdout
+    remote_inspect = json.loads(dd(f"inspect {name}").stdout)
+    assert remote_inspect == json.loads(run(f"{MANAGE} machine inspect {name}", server_env).stdout)
+
+    # env: the user's own certificate in ~/.docker/dockerdash/NAME, then the real docker CLI.
+    (tmp_path / "tiny.tar").write_bytes(tiny_image_tar())
+    docker = shutil.which("docker") or "/usr/local/bin/docker"
+    env_out = dd(f"env --shell bash {name}").stdout
+    folder = tmp_path / "home" / ".docker" / "dockerdash" / name
+    assert f'export DOCKER_CERT_PATH="{folder}"' in env_out
+    assert (folder / "key.pem").stat().st_mode & 0o777 == 0o600
+    ran = run(
+        f'eval "$({DOCKERDASH} env {name})" && '
+        f"{docker} import - tiny:1 < {tmp_path}/tiny.tar >/dev/null && "
+        f"{docker} run --rm tiny:1 true && echo ran",
+        laptop,
+    )
+    assert ran.stdout.strip() == "ran"
+
+    removed = dd(f"rm -y {name}")
+    assert f"Successfully removed {name}" in removed.stdout
+    assert name not in dd("ls -q").stdout
+
+
+@pytest.mark.engine
+def test_the_client_never_imports_django_and_refuses_in_words(dashboard, tmp_path):
+    url, token, _ = dashboard
+    laptop = laptop_env(tmp_path / "home")
+    run(f"{DOCKERDASH} login {url} --token {token}", laptop)
+    probe = (
+        "import atexit, sys; "
+        "atexit.register(lambda: print('django' in sys.modules, file=sys.stderr)); "
+        "from dockerdash.cli import main; main(['ls', '-q'])"
+    )
+    done = run(f"{sys.executable} -c {shlex.quote(probe)}", laptop, check=False)
+    assert done.returncode == 0 and done.stderr.strip() == "False", done.stderr
+    scp = run(f"{DOCKERDASH} scp a:/x b:/y", laptop, check=False)
+    assert scp.returncode == 1
+    assert scp.stderr.strip() == "scp stays on the dashboard's server: run `dockerdash scp` there."
+    missing = run(f"{DOCKERDASH} status nope", laptop, check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "Error: Host does not exist: 'nope'."
+    bad = run(f"{DOCKERDASH} login {url} --token ddt_000000000000_{'x' * 43}", laptop, False)
+    assert bad.stderr.strip() == (
+        "Error: This API token is not valid: mint one on the API tokens page."
+    )
