@@ -315,3 +315,7 @@ API_TOKEN_MAX_DAYS = envint("DOCKERDASH_API_TOKEN_MAX_DAYS", 366)
 API_RATE_LIMIT = envint("DOCKERDASH_API_RATE_LIMIT", 600)
 # Outgoing webhooks: failed deliveries in a row before a hook is disabled.
 WEBHOOK_MAX_FAILURES = envint("DOCKERDASH_WEBHOOK_MAX_FAILURES", 5)
+# Attempts per delivery, the first retry's wait (doubling after), one attempt's timeout.
+WEBHOOK_ATTEMPTS = envint("DOCKERDASH_WEBHOOK_ATTEMPTS", 4)
+WEBHOOK_BACKOFF = float(os.getenv("DOCKERDASH_WEBHOOK_BACKOFF", "2"))
+WEBHOOK_TIMEOUT = float(os.getenv("DOCKERDASH_WEBHOOK_TIMEOUT", "5"))

@@ -466,6 +466,12 @@ def bench_import() -> None:
     run()
 
 
+def bench_api() -> None:
+    from tests.bench_api import bench_api as run
+
+    run()
+
+
 def bench_kvm() -> None:
     from tests.bench_kvm import bench_kvm as run
 
@@ -483,6 +489,7 @@ SECTIONS = {
     "terminal": bench_terminal,
     "stats": bench_stats,
     "kvm": bench_kvm,
+    "api": bench_api,
 }
 
 

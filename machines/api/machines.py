@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.core.paginator import Paginator
-from django.http import HttpRequest
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, JsonResponse
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
@@ -109,6 +110,25 @@ class TagsIn(Schema):
     tags: dict[str, str]
 
 
+# What machine_out reads: the list loads no key, certificate or engine facts.
+LIST_FIELDS = (
+    "name",
+    "driver__kind",
+    "driver__name",
+    "state",
+    "engine_url",
+    "ip",
+    "engine_port",
+    "docker_version",
+    "last_error",
+    "response_time_ms",
+    "tags",
+    "engine_labels",
+    "last_seen",
+    "created_at",
+)
+
+
 def machine_out(m: Machine) -> dict:
     return {
         "name": m.name,
@@ -148,14 +168,18 @@ def list_machines(request: HttpRequest, filters: Query[MachineFilter]):
     form = MachineFilterForm(filters.dict(exclude={"per_page"}))
     if form.errors:
         raise HttpError(422, " ".join(e for errs in form.errors.values() for e in errs))
-    paginator = Paginator(visible(request, form.queryset()), filters.per_page or page_size())
+    machines = visible(request, form.queryset()).only(*LIST_FIELDS)
+    paginator = Paginator(machines, filters.per_page or page_size())
     page = paginator.get_page(filters.page)
-    return {
+    body = {
         "count": paginator.count,
         "page": page.number,
         "pages": paginator.num_pages,
         "results": [machine_out(m) for m in page.object_list],
     }
+    # Built here as the document says (MachinePage): a thousand rows through pydantic again
+    # would double the time of the list.
+    return JsonResponse(body, encoder=DjangoJSONEncoder)
 
 
 @router.post("/machines", response={202: OperationOut, **ERRORS})

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from machines import live
+from machines import live, webhooks
 from machines.engine import clients
 from machines.engine import objects as engine_objects
 from machines.engine.health import save_observation, unreachable
@@ -140,6 +140,17 @@ class EngineWatcher(threading.Thread):
             if row:
                 self._forget(machine, row)
             return
+        if event.get("Action") == "die":
+            attributes = event.get("Actor", {}).get("Attributes", {})
+            webhooks.emit(
+                "container.died",
+                {
+                    "machine": machine.name,
+                    "container": attributes.get("name", container_id[:12]),
+                    "id": container_id,
+                    "exit_code": attributes.get("exitCode"),
+                },
+            )
         rows = client.api.containers(all=True, filters={"id": container_id})
         # Engine 20.10 announces pause, unpause and die before its container list shows
         # them: until the list agrees with the container itself, ask again (milliseconds).

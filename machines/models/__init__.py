@@ -371,6 +371,7 @@ from .bulk import BulkAction  # noqa: E402
 from .engine import Container, EngineObject  # noqa: E402
 from .tls import CertificateAuthority, ClientCA, ClientCertificate  # noqa: E402
 from .tokens import ApiToken  # noqa: E402
+from .webhooks import Webhook, WebhookDelivery  # noqa: E402
 
 __all__ = [
     "ApiToken",
@@ -386,5 +387,7 @@ __all__ = [
     "Operation",
     "OperationLogLine",
     "RunnerProcess",
+    "Webhook",
+    "WebhookDelivery",
     "machine_name_validator",
 ]

@@ -20,6 +20,8 @@ class AuditEntry(models.Model):
         LOCKOUT = "lockout", "Login locked out"
         USER = "user", "User or role change"
         DRIVER = "driver", "Provider account change"
+        TOKEN = "token", "API token change"
+        WEBHOOK = "webhook", "Webhook change"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # Who: the dashboard user (kept by name once the user is deleted), or on the command line

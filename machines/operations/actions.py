@@ -14,7 +14,7 @@ import traceback
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from machines import live, provision
+from machines import live, provision, webhooks
 from machines.audit import log as audit
 from machines.lib.errors import DriverError, NotSupported
 from machines.lib.errorwords import detail
@@ -322,6 +322,7 @@ def _run(action: Action, machine: Machine, ctx: Context) -> None:
 def execute(op: Operation) -> Operation:
     """Run a claimed (running) operation to its end and record the outcome."""
     machine = op.machine
+    state_before = machine.state if machine is not None else None
     ctx = Context(op)
     try:
         if machine is None:
@@ -348,6 +349,29 @@ def execute(op: Operation) -> Operation:
     op.finished_at = timezone.now()
     op.save(update_fields=["status", "error", "finished_at", "step", "steps_total", "step_name"])
     live.operation_changed(op)
-    if op.machine_id and Machine.objects.filter(pk=op.machine_id).exists():
-        live.machine_changed(Machine.objects.get(pk=op.machine_id))
+    after = Machine.objects.filter(pk=op.machine_id).first() if op.machine_id else None
+    if after is not None:
+        live.machine_changed(after)
+    _emit_webhooks(op, state_before, after)
     return op
+
+
+def _emit_webhooks(op: Operation, state_before: str | None, after: Machine | None) -> None:
+    succeeded = op.status == Operation.Status.SUCCEEDED
+    webhooks.emit(
+        "operation.finished" if succeeded else "operation.failed",
+        {
+            "operation": op.pk,
+            "kind": op.kind,
+            "machine": op.machine_name,
+            "status": op.status,
+            "error": op.error,
+            "finished_at": op.finished_at.isoformat(),
+        },
+    )
+    state_after = after.state if after is not None else None
+    if state_before != state_after:
+        webhooks.emit(
+            "machine.state_changed",
+            {"machine": op.machine_name, "from": state_before, "to": state_after},
+        )

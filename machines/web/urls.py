@@ -9,6 +9,7 @@ from machines.web import machines as views
 from machines.web import providers as provider_views
 from machines.web import terminal as terminal_views
 from machines.web import tokens as token_views
+from machines.web import webhooks as webhook_views
 
 app_name = "machines"
 urlpatterns = [
@@ -65,6 +66,9 @@ urlpatterns = [
     path("api-tokens/", token_views.api_tokens, name="api_tokens"),
     path("api-tokens/<int:pk>/revoke/", token_views.revoke_api_token, name="revoke_api_token"),
     path("api-tokens/revoke-all/", token_views.revoke_all_api_tokens, name="revoke_all_api_tokens"),
+    path("webhooks/", webhook_views.webhooks, name="webhooks"),
+    path("webhooks/<int:pk>/enable/", webhook_views.enable_webhook, name="enable_webhook"),
+    path("webhooks/<int:pk>/remove/", webhook_views.remove_webhook, name="remove_webhook"),
     path("audit/", audit_views.audit_log, name="audit"),
     path("audit/export.csv", audit_views.audit_export, name="audit_export"),
     path("machines/<str:name>/<str:action>/", views.machine_action, name="action"),
