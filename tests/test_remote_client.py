@@ -121,3 +121,42 @@ def test_the_client_never_imports_django_and_refuses_in_words(dashboard, tmp_pat
     assert bad.stderr.strip() == (
         "Error: This API token is not valid: mint one on the API tokens page."
     )
+
+
+@pytest.mark.engine
+def test_containers_through_the_api_on_a_real_engine(db, operator, parent, engine_url):
+    """A container's log tail and an action on it, through the API, on a real engine."""
+    from django.test import Client
+
+    from machines.models import Container
+    from machines.services import tokens
+
+    from .fleet import make_machine
+
+    parent.api.import_image_from_data(
+        tiny_image_tar(("echo", "sleep")), repository="dockerdash-test/echo", tag="1"
+    )
+    box = parent.containers.run(
+        "dockerdash-test/echo:1", ["/bin/echo", "hello from the api"], detach=True,
+        labels={"dockerdash.test": "api"},
+    )  # fmt: skip
+    try:
+        box.wait(timeout=30)
+        machine = make_machine("none", engine_url=engine_url, state="running")
+        Container.objects.create(machine=machine, container_id=box.id, name=box.name)
+        _, secret = tokens.mint(operator, "ops", "operate")
+        api = Client(headers={"Authorization": f"Bearer {secret}"})
+        base = f"/api/v1/machines/{machine.name}/containers"
+        assert [c["name"] for c in api.get(base).json()] == [box.name]
+        logs = api.get(f"{base}/{box.id}/logs", {"tail": 5})
+        assert logs.status_code == 200, logs.content
+        assert logs.json()["text"] == "hello from the api\n"
+        removed = api.post(f"{base}/{box.id}/remove")
+        assert removed.status_code == 200, removed.content
+        assert removed.json()["detail"].startswith(("Removed", "Removing"))
+        from .helpers import wait_until
+
+        wait_until(lambda: not parent.containers.list(all=True, filters={"id": box.id}))
+    finally:
+        for c in parent.containers.list(all=True, filters={"label": "dockerdash.test=api"}):
+            c.remove(force=True)

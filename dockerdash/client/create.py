@@ -26,7 +26,9 @@ def _dest(flag: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser, flags: list[dict]) -> None:
     parser.add_argument("name")
-    parser.add_argument("-d", "--driver", default="none", help="driver kind or configured name")
+    parser.add_argument(
+        "-d", "--driver", default="", help="driver kind or configured name (the server's default)"
+    )
     seen = set()
     for flag in flags:
         if flag["flag"] in seen:
@@ -85,5 +87,6 @@ def run(api: Api, flags: list[dict], opts: dict) -> None:
             values = [v if v.startswith("--") else f"--{v}" for v in values]
         body[field] = values
     op = api.post("/machines", body)
-    print(f"Creating machine {opts['name']} ({kind})...", flush=True)
+    made_with = api.machine(opts["name"])["driver"]
+    print(f"Creating machine {opts['name']} ({made_with})...", flush=True)
     follow(api, op, opts["verbose"])

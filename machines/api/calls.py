@@ -24,7 +24,8 @@ inspect = inspect_machine
 def create_machine(user, data: dict) -> Operation:
     """A machine from JSON: a driver (kind or configured name, with a provider account's
     settings), its options as the driver's form defines them, engine options and tags."""
-    driver, made = driver_for(user, data["driver"], data.get("settings") or {})
+    kind = data["driver"] or next((k for k, cls in all_drivers() if cls.cli_default), "")
+    driver, made = driver_for(user, kind, data.get("settings") or {})
     engine = {k: v for k, v in data.items() if k.startswith("engine_") or k == "tls_san"}
     return services.create_from_input(
         user,

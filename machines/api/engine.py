@@ -106,6 +106,28 @@ def machine_containers(request: HttpRequest, name: str):
     return _containers(request, [get_machine(request, name)])
 
 
+# Before the actions: Django takes the first pattern that matches a path.
+class LogTail(Schema):
+    text: str
+
+
+@router.get(
+    "/machines/{name}/containers/{container_id}/logs",
+    response={200: LogTail, **ERRORS},
+    tags=["containers"],
+)
+def container_logs(
+    request: HttpRequest, name: str, container_id: str, tail: int = Query(100, ge=1, le=10000)
+):
+    """The last `tail` lines of a container's log. Operators only: logs can hold secrets."""
+    need(request, "machines.operate_machine")
+    machine = get_machine(request, name)
+    try:
+        return {"text": engine_actions.logs_tail(machine, container_id, tail)}
+    except engine_actions.EngineActionError as e:
+        raise HttpError(409, str(e)) from None
+
+
 @router.post(
     "/machines/{name}/containers/{container_id}/{action}",
     response={200: Notice, **ERRORS},

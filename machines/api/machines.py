@@ -82,7 +82,9 @@ class MachineFilter(Schema):
 
 class CreateIn(Schema):
     name: str = Field(..., max_length=63)
-    driver: str = Field(..., max_length=100, description="a driver kind or configured name")
+    driver: str = Field(
+        "", max_length=100, description="a driver kind or configured name; empty: the default"
+    )
     settings: dict[str, str | int | bool | None] = Field(
         default_factory=dict, description="a provider account's settings (made once, reused)"
     )

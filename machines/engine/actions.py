@@ -81,6 +81,18 @@ def remove(machine: Machine, kind: str, object_id: str, user) -> str:
     return f"Removed {kind} {row.name}."
 
 
+def logs_tail(machine: Machine, container_id: str, lines: int) -> str:
+    """The last lines of a container's log (stdout and stderr), as `docker logs --tail`."""
+    if not machine.containers.filter(container_id=container_id).exists():
+        raise EngineActionError("This container is not on the machine (any more).")
+    client = _client(machine, timeout=30)
+    try:
+        raw = _engine_call("Reading the log", client.api.logs, container_id, tail=lines)
+    finally:
+        client.close()
+    return raw.decode("utf-8", "replace")
+
+
 @contextlib.contextmanager
 def _audited(what: str, user, machine: Machine, target: str = ""):
     """Record an action in the audit log with its outcome (a refusal or failure too)."""
