@@ -61,6 +61,7 @@ run: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # What the tests need from the system: a real Docker Engine, debootstrap for host images,
 # OpenSSH, Chromium for the browser tests, PostgreSQL and Redis for the scale-out tests,

@@ -22,10 +22,10 @@ class MachinesConfig(AppConfig):
     verbose_name = "Machines"
 
     def ready(self) -> None:
-        from machines.audit.log import connect_signals
+        from machines.audit import signals as audit_signals
         from machines.services.roles import ensure_roles
 
-        connect_signals()
+        audit_signals.connect()
 
         post_migrate.connect(ensure_roles, sender=self)
         post_migrate.connect(ensure_default_drivers, sender=self)

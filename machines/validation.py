@@ -243,6 +243,31 @@ def parse_tag(text: str) -> tuple[str, str]:
     return key, value
 
 
+def parse_tags(words: list[str]) -> dict[str, str]:
+    """key=value words as tags; a ValidationError naming the first that is not one."""
+    tags: dict[str, str] = {}
+    for word in words:
+        try:
+            key, value = parse_tag(word)
+        except ValueError as e:
+            raise ValidationError(f"{e}.", code="invalid_tag") from None
+        tags[key] = value
+    return tags
+
+
+def tag_filter(text: str) -> tuple[str, str, bool] | None:
+    """A list filter's tag: (key, value, whether a value was given), `key` alone meaning "has
+    this tag"; None for no filter; a ValidationError saying what is wrong."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        key, value = parse_tag(text)
+    except ValueError as e:
+        raise ValidationError(str(e)) from None
+    return key, value, "=" in text
+
+
 def validate_tags(value) -> None:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValidationError("Tags are key=value pairs of texts.", code="invalid_tags")

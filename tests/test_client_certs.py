@@ -25,7 +25,7 @@ from machines.models import (
     Operation,
 )
 from machines.operations import runner
-from machines.pki import certs, usercerts
+from machines.pki import certs, tlsfiles, usercerts
 from machines.services.roles import OPERATOR
 
 from .clientcerts import (
@@ -252,7 +252,7 @@ def test_tls_key_cache_is_private_and_pruned_of_rotated_cas(settings, tmp_path):
         clients.client(
             "tcp://192.0.2.10:2376", ca=ca.cert, cert=ca.client_cert, key=ca.client_key
         ).close()
-        return cache / clients._digest(ca.cert, ca.client_cert, ca.client_key)
+        return cache / tlsfiles.digest(ca.cert, ca.client_cert, ca.client_key)
 
     old = certs.get_or_create_ca()
     old_entry = cache_client(old)

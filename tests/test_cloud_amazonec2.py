@@ -10,9 +10,9 @@ import uuid
 import pytest
 from django.conf import settings
 
-from machines.engine import health
 from machines.lib.ssh import public_key_of
 from machines.models import Driver, Machine
+from machines.operations import checks
 
 from .cloudfakes.amazonec2 import ACCESS_KEY, DEBIAN_AMIS, SECRET_KEY
 from .helpers import MANAGE, process_env, run
@@ -119,7 +119,7 @@ def test_create_use_power_and_remove_an_ec2_instance_with_the_real_cli(ec2, mach
 
     # Stopped in the console: the next health check says so. Then each power action.
     ec2.console_stop(instance["InstanceId"])
-    health.check_machine(Machine.objects.get(name=name))
+    checks.check_machine(Machine.objects.get(name=name))
     assert _status(machine_cli, name) == "Stopped"
     for action, state, status in [
         ("start", "Running", "running"),

@@ -10,9 +10,9 @@ import uuid
 import pytest
 from django.conf import settings
 
-from machines.engine import health
 from machines.lib.ssh import public_key_of
 from machines.models import Driver, Machine
+from machines.operations import checks
 
 from .cloudfakes.azure import DRIVER, SECRET, SUBSCRIPTION
 from .helpers import MANAGE, process_env, run
@@ -105,7 +105,7 @@ def test_create_use_power_and_remove_an_azure_vm_with_the_real_cli(azure, az_cli
     assert ran.stdout.strip() == "ran"
 
     azure.console_power_off(name)  # stopped in the portal: the next health check says so
-    health.check_machine(Machine.objects.get(name=name))
+    checks.check_machine(Machine.objects.get(name=name))
     assert _status(az_cli, name) == "Stopped"
     for action, state, power in [
         ("start", "Running", "PowerState/running"),

@@ -12,9 +12,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from machines.engine import health
 from machines.lib.ssh import public_key_of
 from machines.models import Driver, Machine
+from machines.operations import checks
 
 from .cloudfakes.fixtures import KINDS
 from .helpers import MANAGE, process_env, run
@@ -118,7 +118,7 @@ def test_create_use_power_and_remove_a_cloud_machine_with_the_real_cli(
 
     # Powered off in the provider's console: the next health check says so.
     cloud.fake.console_power_off(vm["id"])
-    health.check_machine(Machine.objects.get(name=name))
+    checks.check_machine(Machine.objects.get(name=name))
     assert machine_cli(f"status {name}").stdout.strip() == "Stopped"
     machine_cli(f"start {name}")
     machine_cli(f"kill {name}")
@@ -142,7 +142,7 @@ def test_a_vm_deleted_outside_shows_as_gone_and_rm_removes_the_rest(cloud, machi
     vm = _the_vm(cloud)
     cloud.fake.console_delete(vm["id"])
 
-    health.check_machine(Machine.objects.get(name=name))
+    checks.check_machine(Machine.objects.get(name=name))
     machine = Machine.objects.get(name=name)
     assert machine.state == Machine.State.ERROR
     assert machine.last_error == (

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from machines import live
 from machines.models import Container, Machine, Operation, OperationLogLine
+from machines.sockets import base as sockets_base
 from machines.sockets import machines as consumers
 
 from .fleet import make_machine
@@ -285,18 +286,18 @@ async def test_a_late_failure_of_a_container_action_reaches_its_viewers(viewer):
 
 
 async def test_keepalive_pings_and_a_logout_ends_the_socket(viewer, monkeypatch):
-    monkeypatch.setattr(consumers, "KEEPALIVE", 0.2)
+    monkeypatch.setattr(sockets_base, "KEEPALIVE", 0.2)
     socket = await connect(viewer, "/ws/machines/")
     await socket.receive_from()
     await socket.receive_from()  # the counts
-    assert await socket.receive_from(timeout=2) == consumers.PING
+    assert await socket.receive_from(timeout=2) == sockets_base.PING
     await sync_to_async(Session.objects.all().delete)()  # logged out everywhere
     closed = await socket.receive_output(timeout=2)
-    assert closed == {"type": "websocket.close", "code": consumers.CLOSE_FORBIDDEN}
+    assert closed == {"type": "websocket.close", "code": sockets_base.CLOSE_FORBIDDEN}
 
 
 async def test_a_lost_role_ends_the_socket(operator, monkeypatch):
-    monkeypatch.setattr(consumers, "KEEPALIVE", 0.2)
+    monkeypatch.setattr(sockets_base, "KEEPALIVE", 0.2)
     machine = await sync_to_async(make_machine)("none", name="web-1", state="running")
     container = await sync_to_async(_container)(machine, "web")
     socket = await connect(

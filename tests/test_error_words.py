@@ -11,9 +11,9 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from machines.engine import health
 from machines.lib.ssh import SSHError, SSHSession, generate_key
 from machines.models import Driver, Machine
+from machines.operations import checks
 from machines.pki import certs
 
 from .fleet import closed_port
@@ -29,7 +29,7 @@ def _attached(url: str, name: str = "eng-1") -> Machine:
 
 
 def _checked(machine: Machine, timeout: float = 2) -> Machine:
-    health.check_machine(machine, timeout=timeout)
+    checks.check_machine(machine, timeout=timeout)
     machine.refresh_from_db()
     assert machine.engine_reachable is False
     return machine

@@ -1,7 +1,9 @@
 """The code keeps the shape the README's "How the code is laid out" describes.
 
 Static checks of the source: no driver kind named outside machines/drivers/, no import
-circle among dockerdash's modules, modules under 400 lines and functions under 60.
+circle among dockerdash's modules (function-level imports count), no `_private` name
+imported from another module, only the listed modules at the top of machines/, modules
+under 400 lines and functions under 60. The layers are import-linter's (`make lint`).
 """
 
 from __future__ import annotations
@@ -44,23 +46,51 @@ def test_no_driver_kind_is_named_outside_the_drivers():
     assert offenders == []
 
 
-def _imports(path: Path, module: str) -> set[str]:
-    """The project modules a module imports when it is loaded (not inside functions)."""
-    found = set()
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.If):  # `if TYPE_CHECKING:` imports never run
+def _is_type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _import_nodes(tree: ast.AST):
+    """Every import statement that runs: at module level and inside functions (a circle hidden
+    in a function is still a circle), but not `if TYPE_CHECKING:` ones (they never run)."""
+    for node in ast.iter_child_nodes(tree):
+        if _is_type_checking(node):
             continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        else:
+            yield from _import_nodes(node)
+
+
+def _base(node: ast.ImportFrom, path: Path, module: str) -> str:
+    base = node.module or ""
+    if node.level:
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+        base = ".".join([*anchor, base] if base else anchor)
+    return base
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """The project modules a module imports, when it is loaded or when a function runs."""
+    found = set()
+    for node in _import_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names}
+        else:
+            # `from package import submodule` needs the submodule; any other name, the module
+            # it comes from (a package's __init__ included).
+            base = _base(node, path, module)
+            found |= {
+                f"{base}.{alias.name}" if _is_module(f"{base}.{alias.name}") else base
+                for alias in node.names
+            }
     return found
+
+
+def _is_module(dotted: str) -> bool:
+    where = ROOT.joinpath(*dotted.split("."))
+    return where.with_suffix(".py").exists() or (where / "__init__.py").exists()
 
 
 def test_no_module_imports_in_a_circle():
@@ -73,10 +103,7 @@ def test_no_module_imports_in_a_circle():
 
     def visit(node: str, trail: list[str]) -> None:
         if node in trail:
-            cycle = trail[trail.index(node) :]
-            # A package importing its own submodules is how packages work, not a circle.
-            if not all(m.startswith(node + ".") or m == node for m in cycle):
-                cycles.append(" -> ".join([*cycle, node]))
+            cycles.append(" -> ".join([*trail[trail.index(node) :], node]))
             return
         if node in done:
             return
@@ -88,6 +115,44 @@ def test_no_module_imports_in_a_circle():
     for name in graph:
         visit(name, [])
     assert cycles == []
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """`_name` is a module's own: another module that needs it asks for a public name."""
+    private = []
+    for path in SOURCES:
+        module = _module(path)
+        for node in _import_nodes(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and _base(node, path, module) != module:
+                private += [
+                    f"{path.relative_to(ROOT)}:{node.lineno}: {alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert private == []
+
+
+# What may sit at the top of machines/ (see README "How the code is laid out"): Django's
+# own entry points, the two modules migrations name by dotted path, and the packages.
+TOP_LEVEL = {
+    "__init__.py",
+    "apps.py",
+    "admin.py",
+    "fields.py",
+    "validation.py",
+    *("audit", "cli", "dockermachine", "drivers", "engine", "lib", "live", "management"),
+    *("migrations", "models", "operations", "pki", "provision", "services", "sockets"),
+    *("templatetags", "web"),
+}
+
+
+def test_the_top_of_machines_holds_only_the_listed_modules():
+    found = {
+        p.name
+        for p in (ROOT / "machines").iterdir()
+        if p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists())
+    }
+    assert found - TOP_LEVEL == set()
 
 
 def test_modules_and_functions_stay_small():

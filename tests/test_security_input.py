@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.test import RequestFactory
 from django.urls import reverse
 
-from machines.cli.ssh import scp_argv, ssh_argv
+from machines.cli.sshargs import scp_argv, ssh_argv
 from machines.lib import shellquote
 from machines.models import Driver, Machine
 from machines.pki import certs

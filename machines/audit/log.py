@@ -130,9 +130,3 @@ def prune(now=None) -> int:
     cutoff = (now or timezone.now()) - timedelta(days=days)
     deleted, _ = AuditEntry.objects.filter(at__lt=cutoff).delete()
     return deleted
-
-
-def connect_signals() -> None:
-    from machines.audit import signals as auditsignals
-
-    auditsignals.connect()

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from machines.drivers import all_drivers, driver_class, registered
 from machines.drivers.base import CLIFlag
 from machines.models import Machine, Operation, machine_name_validator
-from machines.validation import parse_tag
+from machines.validation import one_line, parse_tags
 
 from .follow import follow
 
@@ -156,14 +156,10 @@ def _engine_options(opts: dict) -> dict:
 
 def _tags(given: list[str]) -> dict[str, str]:
     """Each --tag is one key=value tag (as the model will check it)."""
-    tags = {}
-    for text in given:
-        try:
-            key, value = parse_tag(text)
-        except ValueError as e:
-            raise CommandError(f"Invalid tag: {e}") from None
-        tags[key] = value
-    return tags
+    try:
+        return parse_tags(given)
+    except ValidationError as e:
+        raise CommandError(f"Invalid tag: {one_line(e)}") from None
 
 
 def _read_file(path: str, flag: str) -> str:

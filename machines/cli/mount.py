@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from machines.models import Machine
 
 from .common import get_machine
-from .ssh import ssh_checked, ssh_files, ssh_host, ssh_options
+from .sshargs import ssh_argv, ssh_checked, ssh_files, ssh_host, ssh_options
 
 
 def _tool(name: str, package: str) -> str:
@@ -68,8 +68,6 @@ def rsync_argv(
 
 
 def _remote_has_rsync(machine: Machine, identity_args: list[str], known_hosts: Path) -> None:
-    from .ssh import ssh_argv
-
     check = ssh_argv(machine, identity_args, known_hosts, ["command -v rsync"])
     done = subprocess.run(check, capture_output=True, text=True, timeout=60, check=False)
     if done.returncode == 255:

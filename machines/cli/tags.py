@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
-from machines.validation import one_line
+from machines.validation import one_line, parse_tags
 
 from .common import get_machine
 
@@ -20,7 +20,6 @@ def add_arguments(action: str, parser) -> None:
 
 def run(action: str, cli, name: str, tags: list[str], rm: list[str], **_) -> None:
     from machines.services import machines as services
-    from machines.web.forms import parse_tags
 
     machine = get_machine(name)
     if tags or rm:

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import http.client
 import json
 import os
-import shutil
 import socket
 import ssl
-import threading
-from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import docker
 import requests.adapters
 from cryptography import x509
-from django.conf import settings
 from urllib3.util.ssl_ import create_urllib3_context
 
+from machines.pki.tlsfiles import tls_files
 from machines.validation import parse_engine_url
 
 if TYPE_CHECKING:
@@ -39,56 +34,6 @@ class EngineError(Exception):
 
 def default_engine_url() -> str:
     return os.getenv("DOCKER_HOST") or DEFAULT_LOCAL
-
-
-def _tls_cache() -> Path:
-    folder = Path(settings.DATA_DIR) / "tls-cache"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    folder.chmod(0o700)  # mkdir's mode does not apply to a folder that already existed
-    return folder
-
-
-def _digest(ca: str, cert: str, key: str) -> str:
-    return hashlib.sha256("\0".join((ca, cert, key)).encode()).hexdigest()[:16]
-
-
-def _tls_files(ca: str, cert: str, key: str) -> tuple[str, str, str]:
-    """The SDK wants file paths: keep them in a private folder named by their content."""
-    folder = _tls_cache() / _digest(ca, cert, key)
-    folder.mkdir(mode=0o700, exist_ok=True)
-    paths = []
-    for name, pem in (("ca.pem", ca), ("cert.pem", cert), ("key.pem", key)):
-        path = folder / name
-        if not path.exists():
-            # Written whole then renamed: another process may be reading the same entry.
-            partial = folder / f".{name}.{os.getpid()}.{threading.get_ident()}"
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(pem)
-            partial.replace(path)
-        paths.append(str(path))
-    return paths[0], paths[1], paths[2]
-
-
-def prune_tls_cache(live: Iterable[tuple[str, str, str]]) -> int:
-    """Delete the cache entries of credentials that are not live (keys of rotated CAs stay on
-    disk otherwise) and tighten the modes of the others; how many entries were deleted."""
-    folder = _tls_cache()
-    keep = {_digest(*credential) for credential in live}
-    deleted = 0
-    for entry in folder.iterdir():
-        if entry.name in keep and entry.is_dir() and not entry.is_symlink():
-            entry.chmod(0o700)
-            for file in entry.iterdir():
-                if file.is_file() and not file.is_symlink():
-                    file.chmod(0o600)
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        deleted += 1
-    return deleted
 
 
 def _is_legacy_ca(ca_pem: str) -> bool:
@@ -129,7 +74,7 @@ def client(
                 f"{url}: engines over TCP are reached only with TLS client certificates "
                 "(give the CA, the client certificate and its key)"
             )
-        ca_path, cert_path, key_path = _tls_files(ca, cert, key)
+        ca_path, cert_path, key_path = tls_files(ca, cert, key)
         tls = docker.tls.TLSConfig(client_cert=(cert_path, key_path), ca_cert=ca_path, verify=True)
         c = docker.DockerClient(base_url=url, tls=tls, timeout=timeout, version=API_VERSION)
         if _is_legacy_ca(ca):
@@ -180,7 +125,7 @@ def _tls_context(ca: str, cert: str, key: str, tls12: bool = False) -> ssl.SSLCo
     """A client context with the engine's CA and our client certificate (one per credential:
     loading them costs more than the ping). Strict X.509 checks are off only for the CAs
     docker-machine made, as _LegacyCAAdapter does for the SDK."""
-    ca_path, cert_path, key_path = _tls_files(ca, cert, key)
+    ca_path, cert_path, key_path = tls_files(ca, cert, key)
     context = ssl.create_default_context(cafile=ca_path)
     context.load_cert_chain(cert_path, key_path)
     if _is_legacy_ca(ca):

@@ -1,9 +1,8 @@
-"""Health checks: what the driver says of a host, then a ping of its engine; stored, and
+"""Health probes: what the driver says of a host, then a ping of its engine; stored, and
 published only when something a viewer sees changed. Pages never wait for these."""
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 
@@ -11,12 +10,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from machines import live
-from machines.engine import clients, hostusage
+from machines.engine import clients
 from machines.lib.errorwords import describe, detail, target_of
 from machines.models import Machine
-from machines.operations import actions as operations
-
-log = logging.getLogger(__name__)
 
 
 def save_observation(machine: Machine, *, publish: bool = False, **changes) -> None:
@@ -51,31 +47,6 @@ def engine_access(machine: Machine) -> EngineAccess | None:
         ca = ca_for_machine(machine)
         return EngineAccess(machine.url, ca.cert, ca.client_cert, ca.client_key, ca.name)
     return EngineAccess(machine.url)
-
-
-def check_machine(machine: Machine, timeout: float | None = None) -> None:
-    """One health check: the driver's view of the host, then a ping of its engine."""
-    changes = probe(machine, engine_access(machine), timeout, heal=heal)
-    save_observation(machine, publish=sample_host(machine, changes), **changes)
-
-
-def sample_host(machine: Machine, changes: dict) -> bool:
-    """The host's CPU, memory and disk (over SSH, at most every HOST_USAGE_INTERVAL seconds),
-    only from a host whose engine just answered: a dead host costs no SSH timeout. Whether
-    what the pages show changed."""
-    return changes.get("engine_reachable") is True and hostusage.sample(machine)
-
-
-def heal(machine: Machine) -> bool:
-    """A host that came back with another IP (container restart, cloud stop/start) gets its
-    certificate re-issued by an operation, before anyone trips over it."""
-    if not machine.tls_server_cert:
-        return False
-    try:
-        return operations.request_ip_heal(machine) is not None
-    except Exception as e:
-        log.warning("Checking %s for an IP change failed: %s", machine.name, e)
-        return False
 
 
 def probe(machine: Machine, access: EngineAccess | None, timeout=None, *, heal=None) -> dict:
@@ -120,9 +91,3 @@ def unreachable(machine: Machine, error: BaseException, timeout: float | None = 
 
 def _unreachable(sentence: str) -> str:
     return f"Engine unreachable: {sentence}" + ("" if sentence.endswith(("?", "!")) else ".")
-
-
-def refresh_machine(machine_id: int) -> None:
-    machine = Machine.objects.select_related("driver").filter(pk=machine_id).first()
-    if machine is not None:
-        check_machine(machine)

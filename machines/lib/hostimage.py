@@ -37,14 +37,14 @@ from .rootfs import (  # the build steps, by the names their recipe hash include
     SUITE,
     HostImageError,
     Log,
-    _add_docker,
-    _check_can_build,
-    _chroot,
-    _configure_rootfs,
-    _debootstrap,
-    _pack,
-    _run,
-    _workdir,
+    add_docker,
+    check_can_build,
+    chroot,
+    configure_rootfs,
+    debootstrap,
+    pack,
+    run,
+    workdir,
 )
 
 if TYPE_CHECKING:
@@ -92,14 +92,14 @@ def ensure_host_images(
         return result
 
     cache = cache_dir()
-    with _locked(cache, log):
+    with locked(cache, log):
         if not force:
             # Whoever held the lock before us may have imported them meanwhile.
             for tag in list(missing):
                 if image_id := _current_image(client, tag, hashes[tag]):
                     result[tag] = image_id
                     missing.remove(tag)
-        tarballs = _ensure_rootfs_tarballs(cache, missing, rootfs_hashes(), force=force, log=log)
+        tarballs = ensure_rootfs_tarballs(cache, missing, rootfs_hashes(), force=force, log=log)
         for tag in missing:
             result[tag] = _import(client, tag, tarballs[tag], hashes[tag], log)
     return {tag: result[tag] for tag in wanted}
@@ -131,13 +131,11 @@ def rootfs_hashes() -> dict[str, str]:
             "masked": MASKED_UNITS,
             "removed": (REMOVED_PATHS, REMOVED_GLOBS),
             "excludes": PACK_EXCLUDES,
-            "code": [
-                inspect.getsource(f) for f in (_debootstrap, _configure_rootfs, _pack, _chroot)
-            ],
+            "code": [inspect.getsource(f) for f in (debootstrap, configure_rootfs, pack, chroot)],
         }
     )
     with_docker = _digest(
-        {"base": bare, "packages": DOCKER_PACKAGES, "code": inspect.getsource(_add_docker)}
+        {"base": bare, "packages": DOCKER_PACKAGES, "code": inspect.getsource(add_docker)}
     )
     return {BARE_HOST_IMAGE: bare, HOST_IMAGE: with_docker}
 
@@ -162,7 +160,7 @@ def _current_image(client: docker.DockerClient, tag: str, recipe: str) -> str | 
 
 
 @contextlib.contextmanager
-def _locked(cache: Path, log: Log) -> Iterator[None]:
+def locked(cache: Path, log: Log) -> Iterator[None]:
     try:
         cache.mkdir(parents=True, exist_ok=True)
         lock = (cache / "build.lock").open("w")
@@ -183,7 +181,7 @@ def _tarball(cache: Path, tag: str, recipe: str) -> Path:
     return cache / f"rootfs-{variant}-{recipe}.tar"
 
 
-def _ensure_rootfs_tarballs(
+def ensure_rootfs_tarballs(
     cache: Path, tags: list[str], hashes: dict[str, str], *, force: bool, log: Log
 ) -> dict[str, Path]:
     tarballs = {tag: _tarball(cache, tag, hashes[tag]) for tag in ALL_IMAGES}
@@ -194,31 +192,31 @@ def _ensure_rootfs_tarballs(
     if not needed:
         return tarballs
 
-    _check_can_build()
+    check_can_build()
     bare_tar = tarballs[BARE_HOST_IMAGE]
     build_log = cache / "build.log"
     build_log.write_text("")
-    with _workdir(cache) as work:
+    with workdir(cache) as work:
         rootfs = work / "rootfs"
         if force or not bare_tar.exists():
             log(f"debootstrap {SUITE} from {MIRROR} (log: {build_log})")
             started = time.monotonic()
-            _debootstrap(rootfs, build_log)
+            debootstrap(rootfs, build_log)
             log(f"debootstrap done in {time.monotonic() - started:.0f}s")
             started = time.monotonic()
-            _configure_rootfs(rootfs, build_log)
+            configure_rootfs(rootfs, build_log)
             log(f"configured (upgrades, sshd, units) in {time.monotonic() - started:.0f}s")
-            _pack(rootfs, bare_tar, log)
+            pack(rootfs, bare_tar, log)
         if HOST_IMAGE in needed:
             if not rootfs.exists():
                 log(f"unpacking {bare_tar.name}")
                 rootfs.mkdir()
-                _run(["tar", "-C", rootfs, "--numeric-owner", "-xpf", bare_tar], build_log)
+                run(["tar", "-C", rootfs, "--numeric-owner", "-xpf", bare_tar], build_log)
             log(f"installing {' '.join(DOCKER_PACKAGES)}")
             started = time.monotonic()
-            _add_docker(rootfs, build_log)
+            add_docker(rootfs, build_log)
             log(f"installed in {time.monotonic() - started:.0f}s")
-            _pack(rootfs, tarballs[HOST_IMAGE], log)
+            pack(rootfs, tarballs[HOST_IMAGE], log)
     _prune_tarballs(cache, set(tarballs.values()), log)
     return tarballs
 

@@ -154,7 +154,7 @@ CHROOT_ENV = {
 }
 
 
-def _check_can_build() -> None:
+def check_can_build() -> None:
     if os.geteuid() != 0:
         raise HostImageError("building host images needs root (debootstrap and chroot)")
     for tool in ("debootstrap", "unshare", "chroot", "tar"):
@@ -163,7 +163,7 @@ def _check_can_build() -> None:
 
 
 @contextlib.contextmanager
-def _workdir(cache: Path) -> Iterator[Path]:
+def workdir(cache: Path) -> Iterator[Path]:
     work = Path(tempfile.mkdtemp(prefix="build-", dir=cache))
     try:
         yield work
@@ -176,7 +176,7 @@ def _workdir(cache: Path) -> Iterator[Path]:
         shutil.rmtree(work)
 
 
-def _run(args: list[str | Path], build_log: Path) -> None:
+def run(args: list[str | Path], build_log: Path) -> None:
     with build_log.open("a") as out:
         out.write(f"$ {' '.join(map(str, args))}\n")
         out.flush()
@@ -189,7 +189,7 @@ def _run(args: list[str | Path], build_log: Path) -> None:
         )
 
 
-def _chroot(rootfs: Path, script: str, build_log: Path) -> None:
+def chroot(rootfs: Path, script: str, build_log: Path) -> None:
     # A private mount namespace: /proc and /dev vanish with the process, even when it dies.
     setup = (
         'mount -t proc proc "$1/proc" && mount --bind /dev "$1/dev" && '
@@ -198,12 +198,12 @@ def _chroot(rootfs: Path, script: str, build_log: Path) -> None:
     )
     env = " ".join(f"{k}={v}" for k, v in CHROOT_ENV.items())
     unshare = ["unshare", "--mount", "--propagation", "private"]
-    _run([*unshare, "sh", "-ec", setup, "sh", rootfs, env, script], build_log)
+    run([*unshare, "sh", "-ec", setup, "sh", rootfs, env, script], build_log)
     (rootfs / "etc/resolv.conf").write_text("")
 
 
-def _debootstrap(rootfs: Path, build_log: Path) -> None:
-    _run(
+def debootstrap(rootfs: Path, build_log: Path) -> None:
+    run(
         [
             "unshare",
             "--mount",
@@ -220,7 +220,7 @@ def _debootstrap(rootfs: Path, build_log: Path) -> None:
     )
 
 
-def _configure_rootfs(rootfs: Path, build_log: Path) -> None:
+def configure_rootfs(rootfs: Path, build_log: Path) -> None:
     for rel, content in ROOTFS_FILES.items():
         path = rootfs / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,7 +231,7 @@ def _configure_rootfs(rootfs: Path, build_log: Path) -> None:
         for path in rootfs.glob(pattern):
             path.unlink()
     # The updates and security suites are not part of debootstrap's view of the archive.
-    _chroot(
+    chroot(
         rootfs,
         "apt-get update -q\n"
         "apt-get -q -y -o Dpkg::Options::=--force-confold dist-upgrade\n"
@@ -244,14 +244,14 @@ def _configure_rootfs(rootfs: Path, build_log: Path) -> None:
         path.unlink()
 
 
-def _add_docker(rootfs: Path, build_log: Path) -> None:
+def add_docker(rootfs: Path, build_log: Path) -> None:
     # policy-rc.d keeps maintainer scripts from starting dockerd in the build root: an image
     # must never carry state of a daemon that ran (its /var/lib/docker breaks the next boot).
     policy = rootfs / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
     try:
-        _chroot(
+        chroot(
             rootfs,
             "[ -e /var/lib/apt/lists/lock ] || apt-get update -q\n"
             "apt-get install -q -y --no-install-recommends " + " ".join(DOCKER_PACKAGES) + "\n",
@@ -265,14 +265,14 @@ def _add_docker(rootfs: Path, build_log: Path) -> None:
     state.mkdir(mode=0o710)
 
 
-def _pack(rootfs: Path, tarball: Path, log: Log) -> None:
+def pack(rootfs: Path, tarball: Path, log: Log) -> None:
     started = time.monotonic()
     partial = tarball.with_suffix(".partial")
     args: list[str | Path] = ["tar", "-C", rootfs, "--numeric-owner", "--xattrs"]
     args += [f"--exclude={pattern}" for pattern in PACK_EXCLUDES]
     args += ["-cf", partial, "."]
     try:
-        _run(args, tarball.parent / "build.log")
+        run(args, tarball.parent / "build.log")
     except HostImageError:
         partial.unlink(missing_ok=True)
         raise

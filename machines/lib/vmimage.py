@@ -23,15 +23,15 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from .hostimage import BARE_HOST_IMAGE, _ensure_rootfs_tarballs, _locked, cache_dir, rootfs_hashes
+from .hostimage import BARE_HOST_IMAGE, cache_dir, ensure_rootfs_tarballs, locked, rootfs_hashes
 from .rootfs import (
     CHROOT_ENV,
     DOCKER_PACKAGES,
     HostImageError,
     Log,
-    _add_docker,
-    _run,
-    _workdir,
+    add_docker,
+    run,
+    workdir,
 )
 
 VM_IMAGE = "bookworm"
@@ -118,7 +118,7 @@ def vm_image_hashes() -> dict[str, str]:
         }
     )
     with_docker = _digest(
-        {"base": bare, "packages": DOCKER_PACKAGES, "code": inspect.getsource(_add_docker)}
+        {"base": bare, "packages": DOCKER_PACKAGES, "code": inspect.getsource(add_docker)}
     )
     return {BARE_VM_IMAGE: bare, VM_IMAGE: with_docker}
 
@@ -145,7 +145,7 @@ def ensure_vm_images(
     if not force and all(p.exists() for p in wanted.values()):
         return wanted
     cache = cache_dir()
-    with _locked(cache, log):
+    with locked(cache, log):
         # Whoever held the lock before us may have built them meanwhile.
         needed = [v for v in wanted if force or not paths[v].exists()]
         if needed:
@@ -153,7 +153,7 @@ def ensure_vm_images(
     return wanted
 
 
-def _check_can_build() -> None:
+def check_can_build() -> None:
     if os.geteuid() != 0:
         raise HostImageError(
             "building the VM base image needs root (debootstrap and chroot): "
@@ -167,17 +167,17 @@ def _check_can_build() -> None:
 
 
 def _build(cache: Path, needed: list[str], paths: dict[str, Path], *, force: bool, log: Log):
-    _check_can_build()
-    tarball = _ensure_rootfs_tarballs(
+    check_can_build()
+    tarball = ensure_rootfs_tarballs(
         cache, [BARE_HOST_IMAGE], rootfs_hashes(), force=False, log=log
     )[BARE_HOST_IMAGE]
     build_log = cache / "build.log"
     build_log.write_text("")
-    with _workdir(cache) as work:
+    with workdir(cache) as work:
         rootfs = work / "rootfs"
         rootfs.mkdir()
         log(f"unpacking {tarball.name}")
-        _run(["tar", "-C", rootfs, "--numeric-owner", "-xpf", tarball], build_log)
+        run(["tar", "-C", rootfs, "--numeric-owner", "-xpf", tarball], build_log)
         started = time.monotonic()
         log(f"installing {' '.join(VM_PACKAGES)} (log: {build_log})")
         _configure_vm(rootfs, build_log)
@@ -187,7 +187,7 @@ def _build(cache: Path, needed: list[str], paths: dict[str, Path], *, force: boo
         if VM_IMAGE in needed:
             started = time.monotonic()
             log(f"installing {' '.join(DOCKER_PACKAGES)}")
-            _add_docker(rootfs, build_log)
+            add_docker(rootfs, build_log)
             _private_dev_chroot(rootfs, CLEAN_APT, build_log)
             log(f"installed in {time.monotonic() - started:.0f}s")
             _write_disk(rootfs, work, paths[VM_IMAGE], build_log, log)
@@ -216,7 +216,7 @@ def _configure_vm(rootfs: Path, build_log: Path) -> None:
 
 
 def _private_dev_chroot(rootfs: Path, script: str, build_log: Path) -> None:
-    """rootfs._chroot with a /dev of its own: udev's package script applies its device
+    """rootfs.chroot with a /dev of its own: udev's package script applies its device
     permissions to /dev (/dev/kvm to *its* kvm group id), which must not be the host's."""
     nodes = {"null": "1 3", "zero": "1 5", "full": "1 7", "random": "1 8", "urandom": "1 9"}
     setup = (
@@ -227,7 +227,7 @@ def _private_dev_chroot(rootfs: Path, script: str, build_log: Path) -> None:
     )
     env = " ".join(f"{k}={v}" for k, v in CHROOT_ENV.items())
     unshare = ["unshare", "--mount", "--propagation", "private"]
-    _run([*unshare, "sh", "-ec", setup, "sh", rootfs, env, script], build_log)
+    run([*unshare, "sh", "-ec", setup, "sh", rootfs, env, script], build_log)
     (rootfs / "etc/resolv.conf").write_text("")
 
 
@@ -237,13 +237,13 @@ def _write_disk(rootfs: Path, work: Path, image: Path, build_log: Path, log: Log
     raw.unlink(missing_ok=True)
     # The file system at 1 MiB into the file: mke2fs writes it there, no loop device needed.
     mkfs = ["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-E", f"offset={ALIGN}", "-d", rootfs]
-    _run([*mkfs, raw, f"{ROOT_MIB}M"], build_log)
+    run([*mkfs, raw, f"{ROOT_MIB}M"], build_log)
     core = work / "core.img"
     mkimage = ["grub-mkimage", "-O", "i386-pc", "-d", GRUB_DIR, "-p", GRUB_PREFIX, "-o", core]
-    _run([*mkimage, *GRUB_MODULES], build_log)
+    run([*mkimage, *GRUB_MODULES], build_log)
     _write_mbr(raw, (GRUB_DIR / "boot.img").read_bytes(), core.read_bytes())
     partial = image.with_suffix(".partial")
-    _run(["qemu-img", "convert", "-O", "qcow2", raw, partial], build_log)
+    run(["qemu-img", "convert", "-O", "qcow2", raw, partial], build_log)
     partial.rename(image)
     raw.unlink()
     size = image.stat().st_size / 2**20

@@ -131,7 +131,7 @@ def _deleted(row_id: str, event_type: str = "") -> dict:
 
 
 def _machine_row(machine) -> None:
-    from machines.services.listing import fields_of, with_operations
+    from machines.models.rows import fields_of, with_operations
 
     # A copy: the caller's machine must not keep an active operation that will go stale.
     (machine,) = with_operations([copy.copy(machine)])
@@ -154,7 +154,7 @@ _last_counts = [""]
 
 
 def state_counts_html(*, oob: bool = True) -> str:
-    from machines.services.listing import state_counts
+    from machines.models.rows import state_counts
 
     counts = state_counts()
     context = {"counts": counts, "counts_total": sum(c["count"] for c in counts), "oob": oob}

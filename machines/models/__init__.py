@@ -201,7 +201,7 @@ class Machine(models.Model):
 
     @property
     def active_operation(self) -> Operation | None:
-        # A list of machines fetches them all in one query (machines.fleet.with_operations).
+        # A list of machines fetches them all in one query (machines.models.rows.with_operations).
         if "_active_operation" in self.__dict__:
             return self.__dict__["_active_operation"]
         return self.operations.filter(status__in=Operation.ACTIVE).first()

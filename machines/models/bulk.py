@@ -31,12 +31,11 @@ class BulkAction(models.Model):
 
     def counts(self) -> dict[str, int]:
         """How many of its operations are pending, running, succeeded, failed, ... (all keys)."""
-        from machines.models import Operation
-
+        statuses = self.operations.model.Status.values  # Operation's, not importing the package
         found = dict(
             self.operations.values_list("status").annotate(n=models.Count("id")).order_by()
         )
-        counts = {status: found.get(status, 0) for status in Operation.Status.values}
+        counts = {status: found.get(status, 0) for status in statuses}
         counts["total"] = sum(found.values())
         counts["done"] = counts["succeeded"]
         counts["ended"] = counts["total"] - counts["pending"] - counts["running"]

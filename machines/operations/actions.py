@@ -21,18 +21,15 @@ from machines.lib.errorwords import detail
 from machines.lib.ssh import SSHError, generate_key
 from machines.models import Machine, Operation, OperationLogLine
 from machines.operations.hoststeps import (
-    call_driver,
     create_host,
     create_refusal,
     forget,
-    has_certificate,
     log_reason,
-    observe,
     provisioned,
     purge,
-    refresh_ip,
     remove_host,
 )
+from machines.operations.lifecycle import CHECK_HOST, LIFECYCLE, refresh_ip
 from machines.operations.steps import Action, Cancelled, Context, Step, asked
 
 log = logging.getLogger(__name__)
@@ -50,8 +47,6 @@ class NotApplicable(OperationConflict):
 
 S = Machine.State
 # The states each action applies in (a state nobody confirmed lately is unknown: any).
-STOPPED_OR_BROKEN = (S.STOPPED, S.ERROR, S.TIMEOUT)
-UP_OR_BROKEN = (S.RUNNING, S.PAUSED, S.ERROR, S.TIMEOUT)
 REACHABLE = (S.RUNNING, S.ERROR)
 
 
@@ -69,16 +64,6 @@ PROVISION = [
     Step("Restart Docker", provision.restart_if_changed),
     WAIT_FOR_API,
 ]
-CHECK_HOST = Step("Check the host", observe)
-
-
-def _lifecycle(method: str, label: str, transient: str, *, check_engine: bool, **kw) -> Action:
-    # After a (re)start, a provisioned machine's engine is checked too: its IP may have changed
-    # (a container or a cloud host gets a new one), which its certificate must then name.
-    steps = [Step(lambda m: f"{label} {m.name}", call_driver(method)), CHECK_HOST]
-    if check_engine:
-        steps.append(Step("Check the Docker engine", provision.check_engine, has_certificate))
-    return Action(method, label, steps, needs=method, transient=transient, **kw)
 
 
 _ACTIONS = [
@@ -94,23 +79,7 @@ _ACTIONS = [
         button=False,
         also=create_refusal,
     ),
-    _lifecycle(
-        "start", "Start", S.STARTING, check_engine=True, states=STOPPED_OR_BROKEN, goal=S.RUNNING
-    ),
-    _lifecycle("stop", "Stop", S.STOPPING, check_engine=False, states=UP_OR_BROKEN, goal=S.STOPPED),
-    # As docker-machine's, a restart of a stopped machine starts it.
-    _lifecycle(
-        "restart", "Restart", S.STARTING, check_engine=True, states=(*UP_OR_BROKEN, S.STOPPED)
-    ),
-    _lifecycle(
-        "kill",
-        "Kill",
-        Machine.State.STOPPING,
-        check_engine=False,
-        confirm="Kill {name}? Its host is stopped at once, without a clean shutdown.",
-        states=(*UP_OR_BROKEN, S.STARTING, S.STOPPING),
-        goal=S.STOPPED,
-    ),
+    *LIFECYCLE,
     Action(
         Kind.PROVISION,
         "Provision",

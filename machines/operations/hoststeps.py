@@ -1,15 +1,15 @@
-"""What the steps of the host's lifecycle do (create, observe, remove...), for the actions
-declared in operations.py."""
+"""What the steps of a host's create and removal do, for the actions declared in
+operations/actions.py (start, stop, restart and kill are all in operations/lifecycle.py)."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 
 from machines import live, provision
 from machines.lib.errors import DriverError
 from machines.lib.ssh import SSHError
 from machines.models import Machine, Operation
+from machines.operations.lifecycle import driver, refresh_ip
 from machines.operations.steps import Context
 from machines.pki import certs
 
@@ -30,48 +30,13 @@ def create_refusal(machine: Machine) -> str:
     return ""
 
 
-def observe(machine: Machine, ctx: Context) -> None:
-    machine.observe()
-    ctx.log(f"{machine.name} is {machine.state}" + (f" at {machine.ip}" if machine.ip else ""))
-
-
-def refresh_ip(machine: Machine, ctx: Context) -> None:
-    """The driver's current IP (a container or cloud host may get a new one on each start)."""
-    try:
-        ip = machine.get_driver().ip(machine)
-    except DriverError:
-        return
-    if ip and ip != machine.ip:
-        ctx.log(f"The IP of {machine.name} changed from {machine.ip or '(none)'} to {ip}")
-        machine.ip = ip
-        machine.save(update_fields=["ip"])
-
-
-def driver(machine: Machine, ctx: Context):
-    """The machine's driver, reporting its progress to the operation's log."""
-    found = machine.get_driver()
-    found.log = ctx.log
-    return found
-
-
 def create_host(machine: Machine, ctx: Context) -> None:
     machine.get_driver().create(machine, log=ctx.log)
     machine.save()
 
 
-def call_driver(method: str) -> Callable[[Machine, Context], None]:
-    def run(machine: Machine, ctx: Context) -> None:
-        getattr(driver(machine, ctx), method)(machine)
-
-    return run
-
-
 def provisioned(machine: Machine, op: Operation) -> bool:
     return machine.driver_class.provisioned
-
-
-def has_certificate(machine: Machine, op: Operation) -> bool:
-    return bool(machine.tls_server_cert)
 
 
 def log_reason(machine: Machine, ctx: Context) -> None:

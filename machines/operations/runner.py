@@ -30,17 +30,11 @@ from django.utils import timezone
 
 from machines import live
 from machines.audit import log as audit
-from machines.engine.health import (
-    check_machine,
-    engine_access,
-    heal,
-    probe,
-    sample_host,
-    save_observation,
-)
+from machines.engine.health import engine_access, probe, save_observation
 from machines.engine.watch import EngineWatcher
 from machines.models import Machine, Operation, RunnerProcess
 from machines.operations import actions as operations
+from machines.operations.checks import check_machine, heal, sample_host
 from machines.operations.stale import STALE_AFTER, interrupt, interrupt_stale, retry_hint
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from machines import live
-from machines.engine.health import refresh_machine
 from machines.models import Machine, Operation
+from machines.operations.checks import refresh_machine
 
 # Operations heartbeat every 5 s (runner.HEARTBEAT_EVERY): four missed beats is a dead runner.
 STALE_AFTER = timedelta(seconds=20)

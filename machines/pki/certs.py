@@ -33,6 +33,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from machines.models import CertificateAuthority
+from machines.pki import tlsfiles
 
 if TYPE_CHECKING:
     from machines.models import Machine
@@ -260,10 +261,8 @@ def is_dashboards(ca: CertificateAuthority) -> bool:
 def prune_tls_cache() -> int:
     """Delete the cached key files of credentials no CA row holds any more (rotated CAs'),
     and make what stays private again. Returns how many entries went."""
-    from machines.engine import clients
-
     live = [(ca.cert, ca.client_cert, ca.client_key) for ca in CertificateAuthority.objects.all()]
-    return clients.prune_tls_cache(live)
+    return tlsfiles.prune(live)
 
 
 def _san(value: str) -> x509.GeneralName:

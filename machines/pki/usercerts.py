@@ -27,7 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from machines.drivers import NotSupported
+from machines.lib.errors import NotSupported
 from machines.models import ClientCA, ClientCertificate, Machine
 from machines.pki import certs
 

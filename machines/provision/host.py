@@ -77,7 +77,7 @@ class _Lines:
 
 
 @contextlib.contextmanager
-def _streaming(ctx: Reporter) -> Iterator[_Lines]:
+def streaming(ctx: Reporter) -> Iterator[_Lines]:
     lines = _Lines(ctx)
     try:
         yield lines
@@ -95,7 +95,7 @@ def ssh_target(machine: Machine) -> str:
     return f"{addr.user}@{addr.host}:{addr.port}"
 
 
-def _open(machine: Machine, ctx: Reporter) -> SSHSession:
+def open_session(machine: Machine, ctx: Reporter) -> SSHSession:
     from machines.lib.ssh import fingerprint, wait_for_ssh
 
     addr = machine.get_driver().ssh_address(machine)
@@ -126,7 +126,7 @@ def _open(machine: Machine, ctx: Reporter) -> SSHSession:
 
 
 def connect(machine: Machine, ctx: Reporter) -> None:
-    ctx.session = _open(machine, ctx)
+    ctx.session = open_session(machine, ctx)
 
 
 def detect(machine: Machine, ctx: Reporter) -> None:
@@ -145,7 +145,7 @@ def detect(machine: Machine, ctx: Reporter) -> None:
 def detect_configured(machine: Machine, ctx: Reporter) -> None:
     """Detect, and refuse a daemon that dockerdash has not configured yet."""
     detect(machine, ctx)
-    _require_configured(machine, ctx.facts)
+    require_configured(machine, ctx.facts)
 
 
 def install(machine: Machine, ctx: Reporter) -> None:
@@ -159,7 +159,7 @@ def install(machine: Machine, ctx: Reporter) -> None:
     started = time.monotonic()
     source = machine.engine_install_url or "the distribution's packages"
     ctx.log(f"Docker is not installed; installing it from {source}")
-    with _streaming(ctx) as lines:
+    with streaming(ctx) as lines:
         engine.install(session, facts, machine.engine_install_url, lines)
     facts = ctx.facts = hostfacts.gather_facts(session)
     if not facts.dockerd:
@@ -172,7 +172,7 @@ def configure(machine: Machine, ctx: Reporter) -> None:
 
     files = daemon.cert_files(machine, ctx.ca, ctx.users)
     files += daemon.daemon_files(machine, ctx.facts)
-    with _streaming(ctx) as lines:
+    with streaming(ctx) as lines:
         ctx.changed = daemon.write_files(
             ctx.session, ctx.facts, files, lines, hostname=machine.name
         )
@@ -182,7 +182,7 @@ def configure(machine: Machine, ctx: Reporter) -> None:
 
 def restart_if_changed(machine: Machine, ctx: Reporter) -> None:
     if ctx.changed or not ctx.facts.runs_our_config:
-        _restart(ctx.session, ctx.facts, ctx)
+        restart_engine(ctx.session, ctx.facts, ctx)
     else:
         ctx.log("Nothing changed and Docker is running: not restarting it")
 
@@ -196,12 +196,12 @@ def upgrade_docker(machine: Machine, ctx: Reporter) -> None:
             f"Docker is not installed on {machine.name}; provision the machine first"
         )
     ctx.docker_before = ctx.facts.docker_version
-    with _streaming(ctx) as lines:
+    with streaming(ctx) as lines:
         engine.upgrade(ctx.session, ctx.facts, lines)
 
 
 def wait_for_api(machine: Machine, ctx: Reporter) -> None:
-    _wait(machine, ctx, ctx.session, ctx.facts)
+    wait_for_engine(machine, ctx, ctx.session, ctx.facts)
     if ctx.users is not None:
         # The engine now runs with this users' CA: downloads for it work from here on.
         usercerts.record_trust(machine, ctx.users)
@@ -220,28 +220,28 @@ def purge(machine: Machine, ctx: Reporter) -> None:
     from . import engine
     from . import facts as hostfacts
 
-    session = _open(machine, ctx)
+    session = open_session(machine, ctx)
     try:
         facts = hostfacts.gather_facts(session)
         if not facts.dockerd:
             ctx.log("Docker is not installed on the host; nothing to undo")
             return
-        with _streaming(ctx) as lines:
+        with streaming(ctx) as lines:
             engine.purge(session, facts, lines)
     finally:
         session.close()
 
 
-def _restart(session: SSHSession, facts: HostFacts, ctx: Reporter) -> None:
+def restart_engine(session: SSHSession, facts: HostFacts, ctx: Reporter) -> None:
     from . import engine
 
     started = time.monotonic()
-    with _streaming(ctx) as lines:
+    with streaming(ctx) as lines:
         engine.restart(session, facts, lines)
     ctx.log(f"Docker restarted in {time.monotonic() - started:.1f} s")
 
 
-def _wait(
+def wait_for_engine(
     machine: Machine,
     ctx: Reporter,
     session: SSHSession | None = None,
@@ -290,7 +290,7 @@ def _wait(
     )
 
 
-def _require_configured(machine: Machine, facts: HostFacts) -> None:
+def require_configured(machine: Machine, facts: HostFacts) -> None:
     from . import facts as hostfacts
 
     ours = hostfacts.DROPIN if facts.init == "systemd" else hostfacts.OPTS_FILES[facts.init]
@@ -309,7 +309,7 @@ def _daemon_log(
 
     try:
         if session is None:
-            session = _open(machine, _Quiet())
+            session = open_session(machine, _Quiet())
             try:
                 return _daemon_log(machine, ctx, session, hostfacts.gather_facts(session))
             finally:

@@ -12,7 +12,14 @@ if TYPE_CHECKING:
     from machines.models import CertificateAuthority, Machine
 
 
-from .host import Reporter, _open, _require_configured, _restart, _streaming, _wait
+from .host import (
+    Reporter,
+    open_session,
+    require_configured,
+    restart_engine,
+    streaming,
+    wait_for_engine,
+)
 
 
 def issue(machine: Machine, ctx: Reporter) -> None:
@@ -32,9 +39,9 @@ def install_certs(machine: Machine, ctx: Reporter) -> None:
     from . import daemon
 
     files = daemon.cert_files(machine, ctx.ca, ctx.users)
-    with _streaming(ctx) as lines:
+    with streaming(ctx) as lines:
         daemon.write_files(ctx.session, ctx.facts, files, lines)
-    _restart(ctx.session, ctx.facts, ctx)
+    restart_engine(ctx.session, ctx.facts, ctx)
 
 
 def install_trust(machine: Machine, ctx: Reporter) -> None:
@@ -44,7 +51,7 @@ def install_trust(machine: Machine, ctx: Reporter) -> None:
 
     ca = certs.ca_for_machine(machine)
     users = ctx.users = usercerts.get_or_create_ca()
-    with _streaming(ctx) as lines:
+    with streaming(ctx) as lines:
         ctx.changed = daemon.write_files(ctx.session, ctx.facts, [daemon.ca_file(ca, users)], lines)
     ctx.log(
         f"The engine trusts the dashboard's CA ({usercerts.fingerprint(ca.cert)}) and the "
@@ -59,7 +66,7 @@ def restart_keeping_containers(machine: Machine, ctx: Reporter) -> None:
     ctx.running = None
     if ctx.changed or not ctx.facts.runs_our_config:
         ctx.running = _running_containers(machine)
-        _restart(ctx.session, ctx.facts, ctx)
+        restart_engine(ctx.session, ctx.facts, ctx)
     else:
         ctx.log("Nothing changed and Docker is running: not restarting it")
 
@@ -121,15 +128,15 @@ def heal_ip_change(machine: Machine, ctx: Reporter) -> None:
         f"The IP of {machine.name} is now {machine.ip}, which its server certificate does not "
         "name: re-issuing the certificate"
     )
-    session = _open(machine, ctx)
+    session = open_session(machine, ctx)
     try:
         facts = hostfacts.gather_facts(session)
-        _require_configured(machine, facts)
+        require_configured(machine, facts)
         ca = _issue(machine, ctx, force=True)
         users = usercerts.get_or_create_ca()
-        with _streaming(ctx) as lines:
+        with streaming(ctx) as lines:
             daemon.write_files(session, facts, daemon.cert_files(machine, ca, users), lines)
-        _restart(session, facts, ctx)
+        restart_engine(session, facts, ctx)
     finally:
         session.close()
     usercerts.record_trust(machine, users)
@@ -195,4 +202,4 @@ def check_engine(machine: Machine, ctx: Reporter) -> None:
     """After a (re)start: heal an IP change, then wait for the engine's API."""
     if machine.tls_server_cert and not certs.covers(machine.tls_server_cert, machine.ip):
         heal_ip_change(machine, ctx)
-    _wait(machine, ctx)
+    wait_for_engine(machine, ctx)

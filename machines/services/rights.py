@@ -33,3 +33,8 @@ def require(user, perm: str, what: str) -> None:
     """Refuse (Django's PermissionDenied: a 403 on the web) unless the user holds `perm`."""
     if not allowed(user, perm):
         raise PermissionDenied(f"You may not {what}.")
+
+
+def roles_of(user) -> dict[str, bool]:
+    """What a page or a socket shows this user: the operators' buttons, the admins' ones."""
+    return {"can_operate": allowed(user, OPERATE), "can_admin": allowed(user, ADD)}

@@ -12,8 +12,8 @@ from channels.db import database_sync_to_async
 
 from machines import live
 from machines.engine.streams.statshub import stats_hub
-from machines.models import Container, EngineObject, Machine
-from machines.sockets.machines import MachineContainersConsumer, _LiveConsumer
+from machines.models import Container, EngineObject
+from machines.sockets.machines import LiveConsumer, MachineContainersConsumer
 
 # A table streams the stats of at most this many of its running rows (a filter narrows it).
 STATS_PER_TABLE = 100
@@ -69,16 +69,11 @@ class LiveContainersConsumer(MachineContainersConsumer):
             await self.send(text_data="".join(cells))
 
 
-class ContainerStatsConsumer(_LiveConsumer):
+class ContainerStatsConsumer(LiveConsumer):
     """A container's panel: its stats while it runs (and again when it starts again)."""
 
     def object_exists(self) -> bool:
-        kwargs = self.scope["url_route"]["kwargs"]
-        self.container = (
-            Container.objects.select_related("machine__driver")
-            .filter(machine_id=kwargs["machine_id"], container_id=kwargs["container_id"])
-            .first()
-        )
+        self.container = self.route_container()
         return self.container is not None
 
     def groups_for(self) -> list[str]:
@@ -122,12 +117,11 @@ class ContainerStatsConsumer(_LiveConsumer):
         return None  # the table's socket shows those
 
 
-class EngineObjectsConsumer(_LiveConsumer):
+class EngineObjectsConsumer(LiveConsumer):
     """A machine's images, volumes and networks, and the image pulls in progress there."""
 
     def object_exists(self) -> bool:
-        machine_id = self.scope["url_route"]["kwargs"]["machine_id"]
-        self.machine = Machine.objects.filter(pk=machine_id).first()
+        self.machine = self.route_machine()
         return self.machine is not None
 
     def groups_for(self) -> list[str]:
@@ -144,6 +138,6 @@ class EngineObjectsConsumer(_LiveConsumer):
             )
         ]
 
-    engine_changed = _LiveConsumer._forward
-    engine_pull = _LiveConsumer._forward_row
-    engine_notice = _LiveConsumer._forward
+    engine_changed = LiveConsumer._forward
+    engine_pull = LiveConsumer._forward_row
+    engine_notice = LiveConsumer._forward

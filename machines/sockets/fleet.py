@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 from machines import live
 from machines.models import BulkAction
 from machines.services.listing import MachineFilterForm
-from machines.sockets.machines import _LiveConsumer as LiveConsumer
+from machines.sockets.base import LiveConsumer
 
 
 class MachineListConsumer(LiveConsumer):

@@ -29,8 +29,7 @@ from machines.engine.streams.terminal import (
     parse_command,
     terminal_slots,
 )
-from machines.models import Container, Machine
-from machines.sockets.machines import _LiveConsumer
+from machines.sockets.base import LiveConsumer
 from machines.templatetags.dashboard import compact_duration
 
 # Keystrokes in one message, at most (a paste is several messages past this).
@@ -48,7 +47,7 @@ def client_address(scope) -> str | None:
     return client[0] if client else None
 
 
-class _TerminalConsumer(_LiveConsumer):
+class _TerminalConsumer(LiveConsumer):
     permission = "machines.operate_machine"
 
     def admit(self, user) -> str:
@@ -159,12 +158,7 @@ class ContainerTerminalConsumer(_TerminalConsumer):
     """`docker exec -it` into one running container: its shell, or the command asked for."""
 
     def object_exists(self) -> bool:
-        kwargs = self.scope["url_route"]["kwargs"]
-        self.container = (
-            Container.objects.select_related("machine__driver")
-            .filter(machine_id=kwargs["machine_id"], container_id=kwargs["container_id"])
-            .first()
-        )
+        self.container = self.route_container()
         self.machine = self.container.machine if self.container else None
         return self.container is not None
 
@@ -190,8 +184,7 @@ class HostShellConsumer(_TerminalConsumer):
     permission = "machines.add_machine"
 
     def object_exists(self) -> bool:
-        machine_id = self.scope["url_route"]["kwargs"]["machine_id"]
-        self.machine = Machine.objects.select_related("driver").filter(pk=machine_id).first()
+        self.machine = self.route_machine()
         return self.machine is not None and self.machine.driver_class.provisioned
 
     def label(self) -> str:

@@ -11,16 +11,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 from machines import live
 from machines.engine import actions as engine_actions
 from machines.models import EngineObject, Machine
+from machines.web.roles import roles
 
 Kind = EngineObject.Kind
 LABELS = {Kind.IMAGE: "images", Kind.VOLUME: "volumes", Kind.NETWORK: "networks"}
-
-
-def _roles(request: HttpRequest) -> dict:
-    return {
-        "can_operate": request.user.has_perm("machines.operate_machine"),
-        "can_admin": request.user.has_perm("machines.add_machine"),
-    }
 
 
 @require_GET
@@ -33,7 +27,7 @@ def engine_page(request: HttpRequest, name: str) -> HttpResponse:
         (Kind.VOLUME.value, "Volumes", tables["volumes"]),
         (Kind.NETWORK.value, "Networks", tables["networks"]),
     ]
-    ctx = {"machine": machine, "sections": sections, **_roles(request)}
+    ctx = {"machine": machine, "sections": sections, **roles(request)}
     return render(request, "machines/engine.html", ctx)
 
 

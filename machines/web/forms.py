@@ -3,14 +3,10 @@ from __future__ import annotations
 import re
 
 from django import forms
-from django.conf import settings
-from django.core.paginator import Paginator
-from django.db.models import Q
-from django.utils.http import urlencode
 
 from machines.drivers import DriverError, all_drivers, driver_class
-from machines.models import Container, Driver, Machine
-from machines.validation import ENV_RE, LABEL_RE, parse_tag
+from machines.models import Driver, Machine
+from machines.validation import ENV_RE, LABEL_RE, parse_tags
 
 
 class LinesField(forms.CharField):
@@ -54,18 +50,6 @@ class TagsField(forms.CharField):
 
     def to_python(self, value) -> dict[str, str]:
         return parse_tags((value or "").replace(",", " ").split())
-
-
-def parse_tags(words: list[str]) -> dict[str, str]:
-    """key=value words as tags; a ValidationError naming the first that is not one."""
-    tags: dict[str, str] = {}
-    for word in words:
-        try:
-            key, value = parse_tag(word)
-        except ValueError as e:
-            raise forms.ValidationError(f"{e}.", code="invalid_tag") from None
-        tags[key] = value
-    return tags
 
 
 class TagsForm(forms.ModelForm):
@@ -180,125 +164,3 @@ class ConfirmRemoveForm(forms.Form):
         if value != self.machine.name:
             raise forms.ValidationError(f"Type {self.machine.name!r} to remove this machine.")
         return value
-
-
-class ContainerFilterForm(forms.Form):
-    """The container tables' filter: a search, a state, the machines' tag and driver, a sort
-    and a page, from the query string.
-
-    The same filter picks the rows of a page, of a websocket's snapshot, and which pushed
-    changes a socket forwards (a container that stops matching is removed from the view).
-    """
-
-    STATES = ["running", "paused", "restarting", "exited", "created", "dead"]
-    SORTS = {
-        "": ("-created", "name"),
-        "name": ("name", "machine__name"),
-        "machine": ("machine__name", "name"),
-        "state": ("state", "name"),
-        "image": ("image", "name"),
-    }
-
-    q = forms.CharField(
-        required=False,
-        max_length=100,
-        label="Search",
-        widget=forms.TextInput(
-            attrs={"type": "search", "placeholder": "name, image or machine", "autocomplete": "off"}
-        ),
-    )
-    state = forms.ChoiceField(
-        required=False, choices=[("", "any state")] + [(s, s) for s in STATES]
-    )
-    tag = forms.CharField(
-        required=False,
-        max_length=200,
-        widget=forms.TextInput(
-            attrs={"placeholder": "machine tag: key=value", "autocomplete": "off"}
-        ),
-    )
-    driver = forms.ChoiceField(required=False)
-    sort = forms.ChoiceField(
-        required=False,
-        choices=[("", "newest"), *((k, k) for k in ("name", "machine", "state", "image"))],
-    )
-    page = forms.IntegerField(required=False, min_value=1)
-
-    def __init__(self, data=None, *args, **kwargs):
-        super().__init__(data or {}, *args, **kwargs)
-        self.fields["driver"].choices = [("", "any driver")] + [(k, k) for k, _ in all_drivers()]
-        self.is_valid()
-
-    def clean_tag(self) -> tuple[str, str, bool] | None:
-        text = self.cleaned_data["tag"].strip()
-        if not text:
-            return None
-        try:
-            key, value = parse_tag(text)
-        except ValueError as e:
-            raise forms.ValidationError(str(e)) from None
-        return key, value, "=" in text
-
-    @property
-    def query(self) -> str:
-        return self.cleaned_data.get("q", "").strip().lower()
-
-    @property
-    def wanted_state(self) -> str:
-        return self.cleaned_data.get("state", "")
-
-    def rows(self, machine: Machine | None = None):
-        """The containers of a table, newest first as in `docker ps -a` (or as sorted)."""
-        containers = Container.objects.select_related("machine")
-        if machine is not None:
-            containers = containers.filter(machine=machine)
-        return self.filter(containers).order_by(*self.SORTS[self.cleaned_data.get("sort", "")])
-
-    def get_page(self, machine: Machine | None = None):
-        size = getattr(settings, "CONTAINER_LIST_PAGE_SIZE", 100)
-        return Paginator(self.rows(machine), size).get_page(self.cleaned_data.get("page") or 1)
-
-    def filter(self, containers):
-        if q := self.query:
-            containers = containers.filter(
-                Q(name__icontains=q) | Q(image__icontains=q) | Q(machine__name__icontains=q)
-            )
-        if state := self.wanted_state:
-            containers = containers.filter(state=state)
-        if kind := self.cleaned_data.get("driver"):
-            containers = containers.filter(machine__driver__kind=kind)
-        if tag := self.cleaned_data.get("tag"):
-            key, value, exact = tag
-            lookup = {f"machine__tags__{key}": value} if exact else {"machine__tags__has_key": key}
-            containers = containers.filter(**lookup)
-        return containers
-
-    def matches(self, fields: dict) -> bool:
-        """Whether a pushed container (its name, image, state, machine) is in this view."""
-        q = self.query
-        if q and not any(q in (fields.get(k) or "").lower() for k in ("name", "image", "machine")):
-            return False
-        if (kind := self.cleaned_data.get("driver")) and fields.get("kind") != kind:
-            return False
-        if tag := self.cleaned_data.get("tag"):
-            key, value, exact = tag
-            tags = fields.get("tags") or {}
-            if key not in tags or (exact and tags[key] != value):
-                return False
-        return not self.wanted_state or fields.get("state") == self.wanted_state
-
-    def query_string(self, **override) -> str:
-        data = self.cleaned_data
-        params = {
-            "q": data.get("q", "").strip(),
-            "state": self.wanted_state,
-            "tag": self.data.get("tag", "").strip() if data.get("tag") else "",
-            "driver": data.get("driver", ""),
-            "sort": data.get("sort", ""),
-            "page": data.get("page") or "",
-        } | override
-        params = {k: v for k, v in params.items() if v not in ("", None, 1)}
-        return f"?{urlencode(params)}" if params else ""
-
-    def page_link(self, number: int) -> str:
-        return self.query_string(page=number) or "?"

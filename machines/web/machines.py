@@ -13,29 +13,21 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from machines.engine import containers
+from machines.engine.streams.logs import LOG_TAIL
 from machines.lib.ssh import public_key_of
-from machines.models import ClientCertificate, Container, Driver, Machine, Operation
+from machines.models import ClientCertificate, Container, Driver, Machine, Operation, rows
 from machines.operations import actions as operations
 from machines.pki import usercerts
-from machines.services import bulk, certificates, listing
+from machines.services import bulk, certificates
 from machines.services import machines as services
-from machines.services.listing import MachineFilterForm
-from machines.sockets.machines import LOG_TAIL
+from machines.services.listing import ContainerFilterForm, MachineFilterForm
 from machines.web.forms import (
     ConfirmRemoveForm,
-    ContainerFilterForm,
     MachineForm,
     TagsForm,
     options_form_for,
 )
-
-
-def _roles(request: HttpRequest) -> dict:
-    user = request.user
-    return {
-        "can_operate": user.has_perm("machines.operate_machine"),
-        "can_admin": user.has_perm("machines.add_machine"),
-    }
+from machines.web.roles import roles
 
 
 @require_GET
@@ -45,7 +37,7 @@ def machine_list(request: HttpRequest) -> HttpResponse:
     the filter form asks for the list alone, whose socket then follows the new filter."""
     filter_form = MachineFilterForm(request.GET)
     page = filter_form.get_page()
-    ctx = {"filter": filter_form, "page": page, "machines": page.object_list, **_roles(request)}
+    ctx = {"filter": filter_form, "page": page, "machines": page.object_list, **roles(request)}
     if ctx["can_operate"]:
         ctx["bulk_actions"] = bulk.choices(admin=request.user.has_perm("machines.delete_machine"))
         ctx["bulk_concurrency"] = settings.BULK_CONCURRENCY
@@ -56,7 +48,7 @@ def machine_list(request: HttpRequest) -> HttpResponse:
         return response
     if request.htmx:
         return render(request, "machines/list.html#machine_rows", ctx)
-    counts = listing.state_counts()
+    counts = rows.state_counts()
     ctx |= {"counts": counts, "counts_total": sum(c["count"] for c in counts)}
     ctx["fleet_empty"] = ctx["counts_total"] == 0
     return render(request, "machines/list.html", ctx)
@@ -83,7 +75,7 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
         "containers": page.object_list,
         "page": page,
         "filter": filter_form,
-        **_roles(request),
+        **roles(request),
     }
     if machine.ssh_private_key:
         ctx["ssh_public_key"] = public_key_of(machine.ssh_private_key)
@@ -104,7 +96,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
         "page": page,
         "filter": filter_form,
         "fleet": True,
-        **_roles(request),
+        **roles(request),
     }
     return _container_table(request, "machines/containers.html", ctx)
 
@@ -276,10 +268,8 @@ def driver_fields(request: HttpRequest) -> HttpResponse:
 
 def _row_response(request: HttpRequest, machine: Machine) -> HttpResponse:
     machine = Machine.objects.select_related("driver").get(pk=machine.pk)
-    listing.with_operations([machine])
-    return render(
-        request, "machines/list.html#machine_row", {"machine": machine, **_roles(request)}
-    )
+    rows.with_operations([machine])
+    return render(request, "machines/list.html#machine_row", {"machine": machine, **roles(request)})
 
 
 @require_POST

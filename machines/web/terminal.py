@@ -12,13 +12,7 @@ from django.views.decorators.http import require_GET
 from machines.engine.streams.terminal import TerminalError, parse_command
 from machines.models import Container, Machine
 from machines.templatetags.dashboard import compact_duration
-
-
-def _roles(request: HttpRequest) -> dict:
-    return {
-        "can_operate": request.user.has_perm("machines.operate_machine"),
-        "can_admin": request.user.has_perm("machines.add_machine"),
-    }
+from machines.web.roles import roles
 
 
 @require_GET
@@ -27,7 +21,7 @@ def container_panel(request: HttpRequest, name: str, container_id: str) -> HttpR
     """A container's panel: its live stats, and (for operators) its terminal and logs."""
     machine = get_object_or_404(Machine, name=name)
     container = get_object_or_404(Container, machine=machine, container_id=container_id)
-    ctx = {"machine": machine, "container": container, **_roles(request)}
+    ctx = {"machine": machine, "container": container, **roles(request)}
     return render(request, "machines/terminal.html#container_panel", ctx)
 
 

@@ -20,7 +20,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from machines.drivers.cloud import Failure, Image, Region, Size
+from machines.drivers.cloud import Failure, Image, Names, Region, Size
 
 from .forms import DEFAULT_ROOT_SIZE
 
@@ -119,3 +119,16 @@ def debian_images(answers: list[dict]) -> list[Image]:
             for a in of_arch[:IMAGES_PER_ARCH]
         ]
     return images
+
+
+# What dockerdash tags its resources with, and finds them by again.
+def tags_of(names: Names) -> dict[str, str]:
+    return {"dockerdash:instance": names.instance, "dockerdash:machine": names.machine}
+
+
+def tag_filters(names: Names) -> list[dict]:
+    return [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags_of(names).items()]
+
+
+def tag_list(tags: dict[str, str]) -> list[dict]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]

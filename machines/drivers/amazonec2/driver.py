@@ -20,6 +20,7 @@ from machines.drivers.cloud.lifecycle import PROGRESS_EVERY
 from machines.lib.ssh import public_key_of
 
 from . import api, network
+from .api import tag_filters, tag_list, tags_of
 from .forms import DEFAULT_REGION, PUBLIC_API, AmazonEC2OptionsForm, AmazonEC2SettingsForm
 
 if TYPE_CHECKING:
@@ -33,18 +34,6 @@ STATES = {
     "shutting-down": "stopping",
 }
 LIVE = ["pending", "running", "stopping", "stopped", "shutting-down"]
-
-
-def tags_of(names: Names) -> dict[str, str]:
-    return {"dockerdash:instance": names.instance, "dockerdash:machine": names.machine}
-
-
-def tag_filters(names: Names) -> list[dict]:
-    return [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags_of(names).items()]
-
-
-def tag_list(tags: dict[str, str]) -> list[dict]:
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
 def split_id(resource_id: str) -> tuple[str, str]:
@@ -98,7 +87,9 @@ class AmazonEC2Driver(CloudDriver):
             clients[region] = api.client(self.settings, self.secrets, region)
         return clients[region]
 
-    def _api(self, region: str, what: str, method: str, idempotent=True, missing_ok=False, **kw):
+    def api_call(
+        self, region: str, what: str, method: str, idempotent=True, missing_ok=False, **kw
+    ):
         fn = getattr(self._ec2(region), method)
         return self.call(what, fn, idempotent=idempotent, missing_ok=missing_ok, **kw)
 
@@ -114,7 +105,7 @@ class AmazonEC2Driver(CloudDriver):
     # -- what the account sees -------------------------------------------------------------
     def fetch_catalog(self, region: str = "") -> Catalog:
         region = region or DEFAULT_REGION
-        regions = self._api(region, "listing regions", "describe_regions")["Regions"]
+        regions = self.api_call(region, "listing regions", "describe_regions")["Regions"]
         types = self._all(
             region,
             f"listing the instance types of {region}",
@@ -122,7 +113,7 @@ class AmazonEC2Driver(CloudDriver):
             "InstanceTypes",
             Filters=[{"Name": "current-generation", "Values": ["true"]}],
         )
-        images = self._api(
+        images = self.api_call(
             region,
             f"looking up Debian 12 AMIs in {region}",
             "describe_images",
@@ -176,7 +167,7 @@ class AmazonEC2Driver(CloudDriver):
     def _key_pair(self, machine: Machine, names: Names, made) -> str:
         region = machine.driver_options["region"]
         if existing := machine.driver_options.get("keypair_name"):
-            self._api(
+            self.api_call(
                 region, f"looking up the key pair {existing}", "describe_key_pairs",
                 KeyNames=[existing],
             )  # fmt: skip
@@ -188,7 +179,7 @@ class AmazonEC2Driver(CloudDriver):
 
     def add_key(self, machine: Machine, names: Names, public_key: str) -> Resource:
         region = machine.driver_options["region"]
-        made = self._api(
+        made = self.api_call(
             region,
             "importing the key pair",
             "import_key_pair",
@@ -239,7 +230,7 @@ class AmazonEC2Driver(CloudDriver):
             "EbsOptimized": bool(opts.get("use_ebs_optimized_instance")),
         }
         params |= _extras(opts)
-        answer = self._api(region, "creating the instance", "run_instances", False, **params)
+        answer = self.api_call(region, "creating the instance", "run_instances", False, **params)
         instance = answer["Instances"][0]
         return Resource("vm", f"{region}/{instance['InstanceId']}", machine.name)
 
@@ -251,7 +242,7 @@ class AmazonEC2Driver(CloudDriver):
 
     def find_vm(self, vm_id: str) -> VM | None:
         region, ident = split_id(vm_id)
-        found = self._api(
+        found = self.api_call(
             region, f"reading instance {ident}", "describe_instances", missing_ok=True,
             InstanceIds=[ident],
         )  # fmt: skip
@@ -274,7 +265,7 @@ class AmazonEC2Driver(CloudDriver):
         self.log(f"Waiting for the status checks of instance {ident} to pass")
         started = last_said = time.monotonic()
         while True:
-            statuses = self._api(
+            statuses = self.api_call(
                 region, f"reading the status checks of {ident}", "describe_instance_status",
                 InstanceIds=[ident], IncludeAllInstances=True,
             )["InstanceStatuses"]  # fmt: skip
@@ -308,7 +299,7 @@ class AmazonEC2Driver(CloudDriver):
             "shutdown": ("stop_instances", {}),
             "reboot": ("reboot_instances", {}),
         }[action]
-        self._api(
+        self.api_call(
             region, f"asking to {action} instance {ident}", method, InstanceIds=[ident], **extra
         )
 
@@ -320,18 +311,18 @@ class AmazonEC2Driver(CloudDriver):
         region, ident = split_id(resource.id)
         what = f"deleting {self._noun(resource.kind)} {ident}"
         if resource.kind == "vm":
-            self._api(region, what, "terminate_instances", missing_ok=True, InstanceIds=[ident])
+            self.api_call(region, what, "terminate_instances", missing_ok=True, InstanceIds=[ident])
             deadline = time.monotonic() + settings.CLOUD_BOOT_TIMEOUT
             while self.find_vm(resource.id) is not None:
                 if time.monotonic() > deadline:
                     raise CloudError(f"Instance {ident} was not terminated after a while")
                 time.sleep(settings.CLOUD_POLL_INTERVAL)
         elif resource.kind == "firewall":
-            self._api(region, what, "delete_security_group", missing_ok=True, GroupId=ident)
+            self.api_call(region, what, "delete_security_group", missing_ok=True, GroupId=ident)
         elif resource.kind == "key":
-            self._api(region, what, "delete_key_pair", missing_ok=True, KeyName=resource.name)
+            self.api_call(region, what, "delete_key_pair", missing_ok=True, KeyName=resource.name)
         elif resource.kind == "volume":
-            self._api(region, what, "delete_volume", missing_ok=True, VolumeId=ident)
+            self.api_call(region, what, "delete_volume", missing_ok=True, VolumeId=ident)
 
     def leftovers(self, machine: Machine, names: Names) -> list[Resource]:
         region, filters = machine.driver_options.get("region", DEFAULT_REGION), tag_filters(names)
@@ -344,11 +335,13 @@ class AmazonEC2Driver(CloudDriver):
             for r in reservations
             for i in r["Instances"]
         ]
-        groups = self._api(
+        groups = self.api_call(
             region, "listing security groups by tag", "describe_security_groups", Filters=filters
         )["SecurityGroups"]
         found += [Resource("firewall", f"{region}/{g['GroupId']}", g["GroupName"]) for g in groups]
-        keys = self._api(region, "listing key pairs by tag", "describe_key_pairs", Filters=filters)
+        keys = self.api_call(
+            region, "listing key pairs by tag", "describe_key_pairs", Filters=filters
+        )
         found += [
             Resource("key", f"{region}/{k.get('KeyPairId', k['KeyName'])}", k["KeyName"])
             for k in keys["KeyPairs"]

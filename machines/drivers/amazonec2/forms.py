@@ -9,7 +9,7 @@ from django import forms
 from django.core.validators import RegexValidator
 
 from machines.drivers.cloud import CloudOptionsForm, api_url_field, dashboard_address_field
-from machines.drivers.cloud.forms import split_list, validate_token
+from machines.drivers.cloud.forms import parse_ports, refuse_reserved, validate_token
 from machines.drivers.generic.driver import validate_private_key
 
 PUBLIC_API = "https://ec2.REGION.amazonaws.com"
@@ -20,7 +20,6 @@ VOLUME_TYPES = ["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"]
 TAG_RE = re.compile(r"\A[\w .:/=+\-@]{1,128}\Z")
 TAG_VALUE_RE = re.compile(r"\A[\w .:/=+\-@]{0,256}\Z")
 GROUP_RE = re.compile(r"\A[A-Za-z0-9 ._:/()#@\[\]+=&;{}!$*-]{1,255}\Z")
-PORT_RE = re.compile(r"\A(\d{1,5})(?:/(tcp|udp))?\Z")
 OURS = "dockerdash:"
 
 
@@ -189,12 +188,7 @@ class AmazonEC2OptionsForm(CloudOptionsForm):
         return groups
 
     def clean_open_port(self) -> list[str]:
-        ports = split_list(self.cleaned_data["open_port"])
-        for port in ports:
-            match = PORT_RE.fullmatch(port)
-            if not match or not 1 <= int(match[1]) <= 65535:
-                raise forms.ValidationError(f"{port!r} is not a port, such as 8080 or 53/udp.")
-        return [p if "/" in p else f"{p}/tcp" for p in ports]
+        return parse_ports(self.cleaned_data["open_port"])
 
     def clean_tags(self) -> dict[str, str]:
         items = split_commas(self.cleaned_data["tags"])
@@ -204,8 +198,7 @@ class AmazonEC2OptionsForm(CloudOptionsForm):
         for key, value in tags.items():
             if not TAG_RE.fullmatch(key) or not TAG_VALUE_RE.fullmatch(value):
                 raise forms.ValidationError(f"{key}={value} is not a tag EC2 accepts.")
-            if key.lower().startswith(("aws:", OURS)):
-                raise forms.ValidationError(f"Tags under aws: and {OURS} are not yours to set.")
+            refuse_reserved(key, "aws:", OURS)
         return tags
 
     def clean_spot_price(self) -> str:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from machines.drivers.cloud import CloudError, Names, Resource
 
+from .api import tag_list, tags_of
+
 if TYPE_CHECKING:
     from machines.models import Machine
 
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def image(driver: AmazonEC2Driver, region: str, ami: str) -> dict:
-    found = driver._api(
+    found = driver.api_call(
         region, f"looking up the AMI {ami}", "describe_images", missing_ok=True, ImageIds=[ami]
     )
     images = (found or {}).get("Images") or []
@@ -30,7 +32,7 @@ def image(driver: AmazonEC2Driver, region: str, ami: str) -> dict:
 def vpc(driver: AmazonEC2Driver, region: str, opts: dict) -> str:
     if opts.get("vpc_id"):
         return opts["vpc_id"]
-    found = driver._api(
+    found = driver.api_call(
         region,
         "looking up the default VPC",
         "describe_vpcs",
@@ -45,7 +47,7 @@ def subnet(driver: AmazonEC2Driver, region: str, opts: dict) -> str:
     if opts.get("subnet_id"):
         return opts["subnet_id"]
     zone, vpc_id = f"{region}{opts.get('zone', 'a')}", vpc(driver, region, opts)
-    found = driver._api(
+    found = driver.api_call(
         region,
         f"looking up the subnet of {zone}",
         "describe_subnets",
@@ -86,7 +88,7 @@ def security_groups(driver: AmazonEC2Driver, machine: Machine, names: Names, mad
         group = made.add(create_group(driver, machine, names, names.resource, vpc_id, rules))
         driver.log(f"Security group {group.name} ({group.id}) allows only those ports")
         return [group.id.partition("/")[2]]
-    listed = driver._api(
+    listed = driver.api_call(
         region,
         "looking up the security groups",
         "describe_security_groups",
@@ -116,10 +118,8 @@ def security_groups(driver: AmazonEC2Driver, machine: Machine, names: Names, mad
 def create_group(
     driver: AmazonEC2Driver, machine: Machine, names: Names, name: str, vpc_id: str, rules
 ) -> Resource:
-    from .driver import tag_list, tags_of
-
     region = machine.driver_options["region"]
-    made = driver._api(
+    made = driver.api_call(
         region,
         "creating the security group",
         "create_security_group",
@@ -130,7 +130,7 @@ def create_group(
         TagSpecifications=[{"ResourceType": "security-group", "Tags": tag_list(tags_of(names))}],
     )
     group = Resource("firewall", f"{region}/{made['GroupId']}", name)
-    driver._api(
+    driver.api_call(
         region,
         "opening the security group's ports",
         "authorize_security_group_ingress",
@@ -150,7 +150,7 @@ def _complete(driver: AmazonEC2Driver, region: str, group: dict, rules, opts: di
     if not missing:
         driver.log(f"The security group {group['GroupName']} already opens those ports")
         return
-    driver._api(
+    driver.api_call(
         region,
         f"adding rules to the security group {group['GroupName']}",
         "authorize_security_group_ingress",

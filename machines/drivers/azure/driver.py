@@ -116,7 +116,7 @@ class AzureDriver(CloudDriver):
             self._clients = api.clients(self.settings, self.credential())
         return self._clients[name]
 
-    def _sdk(self, what: str, path: str, *args, idempotent=True, missing_ok=False, **kw):
+    def sdk_call(self, what: str, path: str, *args, idempotent=True, missing_ok=False, **kw):
         client, *attrs = path.split(".")
         fn = self._client(client)
         for attr in attrs:
@@ -128,7 +128,7 @@ class AzureDriver(CloudDriver):
 
         return self.call(what, run, idempotent=idempotent, missing_ok=missing_ok)
 
-    def _lro(self, what: str, path: str, *args, accepted=None, missing_ok=False, **kw):
+    def long_running(self, what: str, path: str, *args, accepted=None, missing_ok=False, **kw):
         """A long-running operation, started and waited on with progress. Resource Manager's
         PUT, DELETE and power actions may be sent again: the whole is retried as one."""
         client, *attrs = path.split(".")
@@ -181,10 +181,10 @@ class AzureDriver(CloudDriver):
             for loc in found
             if (loc.get("metadata") or {}).get("regionType", "Physical") == "Physical"
         ]
-        sizes = self._sdk(
+        sizes = self.sdk_call(
             f"listing the VM sizes of {region}", "compute.virtual_machine_sizes.list", region
         )
-        skus = self._sdk(
+        skus = self.sdk_call(
             f"listing Debian 12 images in {region}",
             "compute.virtual_machine_images.list_skus",
             region,
@@ -208,7 +208,7 @@ class AzureDriver(CloudDriver):
         subscription = self._get(
             f"/subscriptions/{sub}?api-version={api.LOCATIONS_API}", "reading the subscription"
         )
-        groups = self._sdk("listing resource groups", "resource.resource_groups.list")
+        groups = self.sdk_call("listing resource groups", "resource.resource_groups.list")
         catalog = self.catalog(DEFAULT_LOCATION)
         return (
             f"Azure accepts the service principal: subscription "
@@ -249,7 +249,7 @@ class AzureDriver(CloudDriver):
                 f"this dashboard ({names.instance}) and the machine"
             )
 
-        self._lro(
+        self.long_running(
             "creating the VM",
             "compute.virtual_machines.begin_create_or_update",
             rg,
@@ -265,7 +265,7 @@ class AzureDriver(CloudDriver):
 
     def find_vm(self, vm_id: str) -> VM | None:
         arm = api.ArmId.parse(vm_id)
-        vm = self._sdk(
+        vm = self.sdk_call(
             f"reading VM {arm.name}",
             "compute.virtual_machines.get",
             arm.group,
@@ -290,7 +290,7 @@ class AzureDriver(CloudDriver):
         if not nics:
             return ""
         arm = api.ArmId.parse(nics[0]["id"])
-        nic = self._sdk(
+        nic = self.sdk_call(
             f"reading the network interface {arm.name}",
             "network.network_interfaces.get",
             arm.group,
@@ -300,7 +300,7 @@ class AzureDriver(CloudDriver):
         if getattr(self, "_private", False) or "publicIPAddress" not in config:
             return config.get("privateIPAddress", "") if self._private else ""
         ip = api.ArmId.parse(config["publicIPAddress"]["id"])
-        found = self._sdk(
+        found = self.sdk_call(
             f"reading the public IP {ip.name}", "network.public_ip_addresses.get", ip.group, ip.name
         )
         return (found.get("properties") or {}).get("ipAddress", "")
@@ -314,7 +314,7 @@ class AzureDriver(CloudDriver):
             "reboot": ("begin_restart", {}, "restarting"),
         }[action]
         path = f"compute.virtual_machines.{method}"
-        self._lro(f"{what} VM {arm.name}", path, arm.group, arm.name, **extra)
+        self.long_running(f"{what} VM {arm.name}", path, arm.group, arm.name, **extra)
 
     # -- removing ------------------------------------------------------------------------------
     def _noun(self, kind: str) -> str:
@@ -334,7 +334,7 @@ class AzureDriver(CloudDriver):
 
     def leftovers(self, machine: Machine, names: Names) -> list[Resource]:
         name = names.machine.replace("'", "''")
-        tagged = self._sdk(
+        tagged = self.sdk_call(
             "listing resources by tag",
             "resource.resources.list",
             filter=f"tagName eq 'dockerdash-machine' and tagValue eq '{name}'",
@@ -346,7 +346,7 @@ class AzureDriver(CloudDriver):
             and r["type"].lower() in KINDS
         ]
         rg, disk = machine.driver_options.get("resource_group", ""), f"{machine.name}-osdisk"
-        if rg and self._sdk(
+        if rg and self.sdk_call(
             f"looking up the OS disk {disk}", "compute.disks.get", rg, disk, missing_ok=True
         ):  # Azure does not pass a VM's tags on to the OS disk it makes
             found.append(Resource("disk", self.arm_id(rg, "Microsoft.Compute/disks", disk), disk))

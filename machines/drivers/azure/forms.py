@@ -11,7 +11,7 @@ from django import forms
 from django.core.validators import RegexValidator
 
 from machines.drivers.cloud import CloudOptionsForm, api_url_field, dashboard_address_field
-from machines.drivers.cloud.forms import split_list, validate_token
+from machines.drivers.cloud.forms import parse_ports, refuse_reserved, validate_token
 
 # Resource Manager and Entra ID (login) endpoints of each national cloud, by the names
 # docker-machine's --azure-environment took.
@@ -30,7 +30,6 @@ GUID = r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
 NAME_RE = r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,78}[A-Za-z0-9_]\Z|\A[A-Za-z0-9]\Z"
 URN_RE = re.compile(r"\A[^:\s]+:[^:\s]+:[^:\s]+:[^:\s]+\Z")
 TAG_KEY_RE = re.compile(r"\A[^<>%&\\?/,=]{1,512}\Z")
-PORT_RE = re.compile(r"\A(\d{1,5})(?:/(tcp|udp))?\Z")
 OURS = "dockerdash-"
 
 
@@ -170,12 +169,7 @@ class AzureOptionsForm(CloudOptionsForm):
             raise forms.ValidationError("A CIDR range, such as 192.168.0.0/16.") from None
 
     def clean_open_port(self) -> list[str]:
-        ports = split_list(self.cleaned_data["open_port"])
-        for port in ports:
-            match = PORT_RE.fullmatch(port)
-            if not match or not 1 <= int(match[1]) <= 65535:
-                raise forms.ValidationError(f"{port!r} is not a port, such as 8080 or 53/udp.")
-        return [p if "/" in p else f"{p}/tcp" for p in ports]
+        return parse_ports(self.cleaned_data["open_port"])
 
     def clean_tags(self) -> dict[str, str]:
         tags = {}
@@ -183,8 +177,7 @@ class AzureOptionsForm(CloudOptionsForm):
             key, sep, value = item.partition("=")
             if not sep or not TAG_KEY_RE.fullmatch(key) or len(value) > 256:
                 raise forms.ValidationError(f"{item!r} is not a tag: key=value.")
-            if key.lower().startswith(OURS):
-                raise forms.ValidationError(f"Tags under {OURS} are dockerdash's own.")
+            refuse_reserved(key, OURS)
             tags[key] = value
         return tags
 

@@ -41,13 +41,13 @@ def _sources(sources: list[str]) -> dict:
 def group(driver: AzureDriver, machine: Machine, names: Names, made) -> None:
     opts = machine.driver_options
     name = opts["resource_group"]
-    if driver._sdk(
+    if driver.sdk_call(
         f"looking up the resource group {name}", "resource.resource_groups.check_existence", name
     ):
         driver.log(f"Using the resource group {name}")
         return
     body = {"location": opts["location"], "tags": shared_tags(names)}
-    driver._sdk(
+    driver.sdk_call(
         f"creating the resource group {name}",
         "resource.resource_groups.create_or_update",
         name,
@@ -61,7 +61,7 @@ def availability_set(driver: AzureDriver, machine: Machine, names: Names, made) 
     opts = machine.driver_options
     rg, name = opts["resource_group"], opts["availability_set"]
     arm_id = driver.arm_id(rg, "Microsoft.Compute/availabilitySets", name)
-    if driver._sdk(
+    if driver.sdk_call(
         f"looking up the availability set {name}",
         "compute.availability_sets.get",
         rg,
@@ -75,7 +75,7 @@ def availability_set(driver: AzureDriver, machine: Machine, names: Names, made) 
         "sku": {"name": "Aligned"},
         "properties": {"platformFaultDomainCount": 2, "platformUpdateDomainCount": 5},
     }
-    driver._sdk(
+    driver.sdk_call(
         f"creating the availability set {name}",
         "compute.availability_sets.create_or_update",
         rg,
@@ -116,7 +116,7 @@ def security_group(driver: AzureDriver, machine: Machine, names: Names, made) ->
         "properties": {"securityRules": rules},
     }
     arm_id = driver.arm_id(rg, "Microsoft.Network/networkSecurityGroups", name)
-    driver._lro(
+    driver.long_running(
         "creating the network security group",
         "network.network_security_groups.begin_create_or_update",
         rg,
@@ -133,7 +133,7 @@ def subnet(driver: AzureDriver, machine: Machine, names: Names, made) -> str:
     vnet_group, _, vnet = opts["vnet"].rpartition(":")
     vnet_group = vnet_group or opts["resource_group"]
     name = opts["subnet"]
-    found = driver._sdk(
+    found = driver.sdk_call(
         f"looking up the virtual network {vnet}",
         "network.virtual_networks.get",
         vnet_group,
@@ -151,7 +151,7 @@ def subnet(driver: AzureDriver, machine: Machine, names: Names, made) -> str:
             },
         }
         arm_id = driver.arm_id(vnet_group, "Microsoft.Network/virtualNetworks", vnet)
-        driver._lro(
+        driver.long_running(
             f"creating the virtual network {vnet}",
             "network.virtual_networks.begin_create_or_update",
             vnet_group,
@@ -167,7 +167,7 @@ def subnet(driver: AzureDriver, machine: Machine, names: Names, made) -> str:
         return subnets[name]["id"]
     arm_id = driver.arm_id(vnet_group, "Microsoft.Network/virtualNetworks", vnet)
     subnet_id = f"{arm_id}/subnets/{name}"
-    driver._lro(
+    driver.long_running(
         f"creating the subnet {name}",
         "network.subnets.begin_create_or_update",
         vnet_group,
@@ -194,7 +194,7 @@ def public_ip(driver: AzureDriver, machine: Machine, names: Names, made) -> str:
         "properties": properties,
     }
     arm_id = driver.arm_id(rg, "Microsoft.Network/publicIPAddresses", name)
-    driver._lro(
+    driver.long_running(
         "creating the public IP",
         "network.public_ip_addresses.begin_create_or_update",
         rg,
@@ -227,7 +227,7 @@ def interface(
         },
     }
     arm_id = driver.arm_id(rg, "Microsoft.Network/networkInterfaces", name)
-    driver._lro(
+    driver.long_running(
         "creating the network interface",
         "network.network_interfaces.begin_create_or_update",
         rg,

@@ -28,7 +28,7 @@ def delete(driver: AzureDriver, resource: Resource) -> bool | None:
     arm = ArmId.parse(resource.id)
     what = f"deleting the {driver._noun(resource.kind)} {arm.name}"
     if resource.kind in DELETE:
-        driver._lro(what, DELETE[resource.kind], arm.group, arm.name, missing_ok=True)
+        driver.long_running(what, DELETE[resource.kind], arm.group, arm.name, missing_ok=True)
         return True
     users = _users(driver, resource, arm)
     if users is None:
@@ -44,11 +44,13 @@ def delete(driver: AzureDriver, resource: Resource) -> bool | None:
     elif resource.kind == "vnet":
         path, args = "network.virtual_networks.begin_delete", (arm.group, arm.name)
     elif resource.kind == "availability_set":
-        driver._sdk(what, "compute.availability_sets.delete", arm.group, arm.name, missing_ok=True)
+        driver.sdk_call(
+            what, "compute.availability_sets.delete", arm.group, arm.name, missing_ok=True
+        )
         return True
     else:
         path, args = "resource.resource_groups.begin_delete", (arm.group,)
-    driver._lro(what, path, *args, missing_ok=True)
+    driver.long_running(what, path, *args, missing_ok=True)
     return True
 
 
@@ -56,20 +58,20 @@ def _users(driver: AzureDriver, resource: Resource, arm: ArmId) -> int | None:
     """How many other things are in a shared resource (None: it is gone)."""
     kind = resource.kind
     if kind == "group":
-        if not driver._sdk(
+        if not driver.sdk_call(
             f"looking up the resource group {arm.name}",
             "resource.resource_groups.check_existence",
             arm.name,
         ):
             return None
-        inside = driver._sdk(
+        inside = driver.sdk_call(
             f"listing what is in the resource group {arm.name}",
             "resource.resources.list_by_resource_group",
             arm.name,
         )
         return len(inside)
     if kind == "availability_set":
-        found = driver._sdk(
+        found = driver.sdk_call(
             f"looking up the availability set {arm.name}",
             "compute.availability_sets.get",
             arm.group,
@@ -78,7 +80,7 @@ def _users(driver: AzureDriver, resource: Resource, arm: ArmId) -> int | None:
         )
         return None if found is None else len(found["properties"].get("virtualMachines") or [])
     if kind == "subnet":
-        found = driver._sdk(
+        found = driver.sdk_call(
             f"looking up the subnet {arm.name}",
             "network.subnets.get",
             arm.group,
@@ -87,7 +89,7 @@ def _users(driver: AzureDriver, resource: Resource, arm: ArmId) -> int | None:
             missing_ok=True,
         )
         return None if found is None else len(found["properties"].get("ipConfigurations") or [])
-    found = driver._sdk(
+    found = driver.sdk_call(
         f"looking up the virtual network {arm.name}",
         "network.virtual_networks.get",
         arm.group,
@@ -125,7 +127,7 @@ def shared_parts(driver: AzureDriver, machine: Machine, names: Names) -> list[Re
         )
     found = []
     for kind, path, args, arm_id, name in candidates:
-        item = driver._sdk(
+        item = driver.sdk_call(
             f"looking up the {driver._noun(kind)} {name}", path, *args, missing_ok=True
         )
         tags = (item or {}).get("tags") or {}

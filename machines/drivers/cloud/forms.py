@@ -47,6 +47,25 @@ def split_list(text: str) -> list[str]:
     return [item.strip() for item in re.split(r"[,\s]+", text or "") if item.strip()]
 
 
+PORT_RE = re.compile(r"\A(\d{1,5})(?:/(tcp|udp))?\Z")
+
+
+def parse_ports(text: str) -> list[str]:
+    """Ports to open, comma-separated, as `port/protocol` ("8080" is "8080/tcp")."""
+    ports = split_list(text)
+    for port in ports:
+        match = PORT_RE.fullmatch(port)
+        if not match or not 1 <= int(match[1]) <= 65535:
+            raise ValidationError(f"{port!r} is not a port, such as 8080 or 53/udp.")
+    return [p if "/" in p else f"{p}/tcp" for p in ports]
+
+
+def refuse_reserved(key: str, *prefixes: str) -> None:
+    """A user's tag (or label) may not claim a prefix the provider or dockerdash keeps."""
+    if key.lower().startswith(prefixes):
+        raise ValidationError(f"Tags under {' and '.join(prefixes)} are not yours to set.")
+
+
 def parse_sources(text: str) -> list[str]:
     """Addresses and CIDR ranges, comma-separated, as networks ("203.0.113.7/32")."""
     sources = []

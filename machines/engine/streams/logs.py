@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import struct
-import threading
-import weakref
-from urllib.parse import quote
 
+from machines.engine.streams.base import DockerStream, LoopQueue, PerUserSlots, slots
 from machines.models import Container
 
 log = logging.getLogger(__name__)
@@ -118,26 +115,21 @@ class _Dropped:
         self.count = 0
 
 
-class LineQueue:
+class LineQueue(LoopQueue):
     """Lines from a follower thread to its socket's task, bounded; never blocks the thread.
 
     When the socket falls behind, new lines are dropped and counted, and the socket gets a
-    line saying how many, in their place. At most one wake-up waits on the loop at a time,
-    so a flood cannot pile up callbacks there either.
+    line saying how many, in their place.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, lines: int = QUEUE_LINES) -> None:
-        self.loop = loop
+        super().__init__(loop)
         self.max_lines = lines
         self.max_bytes = QUEUE_BYTES
-        self.lock = threading.Lock()
         self.items: collections.deque[str | _Dropped] = collections.deque()
         self.size = 0
         self.dropped = 0  # in all, for whoever wants to know
-        self.ended = False
         self.error: str | None = None
-        self.ready = asyncio.Event()
-        self.woken = False
 
     def put(self, lines: list[str]) -> None:
         with self.lock:
@@ -153,20 +145,7 @@ class LineQueue:
         self._wake()
 
     def end(self, error: str | None = None) -> None:
-        with self.lock:
-            self.ended, self.error = True, error
-        self._wake()
-
-    def _wake(self) -> None:
-        with self.lock:
-            if self.woken:
-                return
-            self.woken = True
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
-            self.loop.call_soon_threadsafe(self.ready.set)
-
-    async def wait(self) -> None:
-        await self.ready.wait()
+        self._end(error=error)
 
     def take(self, most: int) -> tuple[list[str], bool]:
         """Up to `most` lines (a drop counted as one), and whether the stream has ended and
@@ -180,75 +159,43 @@ class LineQueue:
                 else:
                     self.size -= len(item)
                     texts.append(item)
-            if not self.items and not self.ended:
-                self.ready.clear()
-                self.woken = False
+            self._settle(not self.items)
             return texts, self.ended and not self.items
 
 
-class LogFollower(threading.Thread):
+class LogFollower(DockerStream):
     """Reads `docker logs --follow --tail N` in a thread and hands lines to a LineQueue."""
 
     def __init__(self, container: Container, tail: int, queue: LineQueue) -> None:
-        super().__init__(daemon=True, name=f"logs-{container.container_id[:12]}")
+        super().__init__(None, f"logs-{container.container_id[:12]}")
         self.container = container
         self.tail = tail
         self.queue = queue
         self.cutter = LineCutter()
-        self.stopping = threading.Event()
-        self.response = None
-        self.client = None
         self.end_reason = "The container is not running: the log ends here."
 
-    def stop(self) -> None:
-        from docker.types import CancellableStream
+    def engine_machine(self):
+        return self.container.machine
 
-        self.stopping.set()
-        # Shutting the socket down wakes the read even when the container is quiet; over
-        # ssh:// that is refused, and closing the client ends it.
-        closers = []
-        if self.response is not None:
-            closers.append(CancellableStream(iter(()), self.response).close)
-        if self.client is not None:
-            closers.append(self.client.close)
-        for close in closers:
-            with contextlib.suppress(Exception):
-                close()
+    def follow(self) -> None:
+        info = self.client.api.inspect_container(self.container.container_id)
+        if info["State"].get("Running"):
+            self.end_reason = "The container stopped: the log ends here."
+        self._follow(tty=bool(info["Config"].get("Tty")))
+        if not self.stopping.is_set():
+            self.queue.end()
 
-    def run(self) -> None:
-        from django.db import close_old_connections
-
-        from machines.engine.clients import client_for_machine
-
-        try:
-            self.client = client_for_machine(self.container.machine, timeout=10)
-            info = self.client.api.inspect_container(self.container.container_id)
-            if info["State"].get("Running"):
-                self.end_reason = "The container stopped: the log ends here."
-            self._follow(tty=bool(info["Config"].get("Tty")))
-            if not self.stopping.is_set():
-                self.queue.end()
-        except Exception as e:
-            if not self.stopping.is_set():
-                log.info("Following the log of %s failed: %s", self.container, e)
-                self.queue.end(getattr(e, "explanation", None) or e.__class__.__name__)
-        finally:
-            if self.client is not None:
-                with contextlib.suppress(Exception):
-                    self.client.close()
-            close_old_connections()
+    def failed(self, error: Exception) -> None:
+        log.info("Following the log of %s failed: %s", self.container, error)
+        self.queue.end(getattr(error, "explanation", None) or error.__class__.__name__)
 
     def _follow(self, *, tty: bool) -> None:
         import docker.errors
         import requests
 
-        api = self.client.api
-        url = f"{api.base_url}/v{api.api_version}/containers/"
-        url += f"{quote(self.container.container_id, safe='')}/logs"
         params = {"stdout": 1, "stderr": 1, "follow": 1, "tail": self.tail}
         # A quiet container may say nothing for hours: no read timeout on the stream.
-        self.response = api.get(url, params=params, stream=True, timeout=(10, None))
-        if self.stopping.is_set():  # stopped while connecting: stop() may have missed it
+        if self.open(self.container.container_id, "logs", params, (10, None)) is None:
             return
         try:
             self.response.raise_for_status()
@@ -264,37 +211,6 @@ class LogFollower(threading.Thread):
                     self.queue.put(lines)
         if last := self.cutter.end():
             self.queue.put(last)
-
-
-class PerUserSlots:
-    """How many streams of one kind (logs, terminals) each user holds in this process."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.by_user: dict[int, set[object]] = collections.defaultdict(set)
-
-    def claim(self, user_id: int, owner: object) -> bool:
-        held = self.by_user[user_id]
-        if owner not in held and len(held) >= self.limit:
-            return False
-        held.add(owner)
-        return True
-
-    def release(self, user_id: int, owner: object) -> None:
-        self.by_user[user_id].discard(owner)
-        if not self.by_user[user_id]:
-            del self.by_user[user_id]
-
-
-# One set of counters per event loop (tests run several), per kind of stream.
-_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def slots(kind: str, limit: int) -> PerUserSlots:
-    per_loop = _slots.setdefault(asyncio.get_running_loop(), {})
-    if kind not in per_loop:
-        per_loop[kind] = PerUserSlots(limit)
-    return per_loop[kind]
 
 
 def log_streams() -> PerUserSlots:

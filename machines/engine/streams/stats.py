@@ -11,13 +11,13 @@ one container's stream into a five-minute history (statshub.py decides when one 
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import quote
+
+from machines.engine.streams.base import DockerStream
 
 log = logging.getLogger(__name__)
 
@@ -95,60 +95,25 @@ def compute(doc: dict, at: float | None = None) -> Sample | None:
     )
 
 
-class StatsStream(threading.Thread):
+class StatsStream(DockerStream):
     """Reads one container's stats stream into `history` until stopped or it ends."""
 
     def __init__(self, machine, container_id: str) -> None:
-        super().__init__(daemon=True, name=f"stats-{container_id[:12]}")
-        self.machine = machine
+        super().__init__(machine, f"stats-{container_id[:12]}")
         self.container_id = container_id
         self.history: collections.deque[Sample] = collections.deque(maxlen=HISTORY)
         self.lock = threading.Lock()
         self.version = 0  # bumped with each sample
-        self.stopping = threading.Event()
-        self.response = None
-        self.client = None
 
     def samples(self) -> list[Sample]:
         with self.lock:
             return list(self.history)
 
-    def stop(self) -> None:
-        from docker.types import CancellableStream
+    def failed(self, error: Exception) -> None:
+        log.info("The stats of %s stopped: %s", self.container_id[:12], error)
 
-        self.stopping.set()
-        closers = []
-        if self.response is not None:
-            closers.append(CancellableStream(iter(()), self.response).close)
-        if self.client is not None:
-            closers.append(self.client.close)
-        for close in closers:
-            with contextlib.suppress(Exception):
-                close()
-
-    def run(self) -> None:
-        from django.db import close_old_connections
-
-        from machines.engine.clients import client_for_machine
-
-        try:
-            self.client = client_for_machine(self.machine, timeout=10)
-            self._read()
-        except Exception as e:
-            if not self.stopping.is_set():
-                log.info("The stats of %s stopped: %s", self.container_id[:12], e)
-        finally:
-            if self.client is not None:
-                with contextlib.suppress(Exception):
-                    self.client.close()
-            close_old_connections()
-
-    def _read(self) -> None:
-        api = self.client.api
-        url = f"{api.base_url}/v{api.api_version}/containers/"
-        url += f"{quote(self.container_id, safe='')}/stats"
-        self.response = api.get(url, params={"stream": 1}, stream=True, timeout=(10, 30))
-        if self.stopping.is_set():
+    def follow(self) -> None:
+        if self.open(self.container_id, "stats", {"stream": 1}, (10, 30)) is None:
             return
         self.response.raise_for_status()
         for line in self.response.iter_lines(chunk_size=None):

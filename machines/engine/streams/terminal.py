@@ -25,7 +25,7 @@ from typing import Protocol
 
 from django.db import close_old_connections
 
-from machines.engine.streams.logs import PerUserSlots, slots
+from machines.engine.streams.base import LoopQueue, PerUserSlots, slots
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +86,14 @@ def clamp_size(cols: object, rows: object) -> tuple[int, int]:
     return number(cols, 80, 500), number(rows, 24, 200)
 
 
-class OutputBuffer:
+class OutputBuffer(LoopQueue):
     """Output bytes from the session thread to the socket's task, at most OUTPUT_LIMIT."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_room: Callable[[], None]) -> None:
-        self.loop = loop
+        super().__init__(loop)
         self.on_room = on_room
-        self.lock = threading.Lock()
         self.data = bytearray()
-        self.ended = False
         self.reason = ""
-        self.ready = asyncio.Event()
-        self.woken = False
 
     def has_room(self) -> bool:
         with self.lock:
@@ -109,20 +105,7 @@ class OutputBuffer:
         self._wake()
 
     def end(self, reason: str) -> None:
-        with self.lock:
-            self.ended, self.reason = True, reason
-        self._wake()
-
-    def _wake(self) -> None:
-        with self.lock:
-            if self.woken:
-                return
-            self.woken = True
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
-            self.loop.call_soon_threadsafe(self.ready.set)
-
-    async def wait(self) -> None:
-        await self.ready.wait()
+        self._end(reason=reason)
 
     def take(self) -> tuple[bytes, bool]:
         """Everything waiting, and whether the session has ended (and all was taken)."""
@@ -130,9 +113,7 @@ class OutputBuffer:
             data, was_full = bytes(self.data), len(self.data) >= OUTPUT_LIMIT
             self.data.clear()
             ended = self.ended
-            if not ended:
-                self.ready.clear()
-                self.woken = False
+            self._settle(True)
         if was_full:
             self.on_room()
         return data, ended
