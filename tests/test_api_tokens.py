@@ -150,6 +150,10 @@ def test_the_management_command_creates_lists_and_revokes(admin_user):
     call_command("api_token", "list", stdout=out)
     assert token.key in out.getvalue() and "active" in out.getvalue()
     call_command("api_token", "revoke", token.key, stdout=io.StringIO())
+    minted, revoked = AuditEntry.objects.filter(action="token").order_by("at", "id")
+    assert (minted.what, minted.username) == ("minted API token", "admin")
+    assert "scope admin" in minted.detail and "env=prod" in minted.detail
+    assert (revoked.what, revoked.via) == ("revoked API token", "cli")
     assert _api(secret).get("/api/v1/machines").status_code == 401
     with pytest.raises(CommandError, match="is not a duration"):
         call_command("api_token", "create", "--user", "admin", "--expires", "forever")

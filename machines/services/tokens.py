@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from machines.audit import log as audit
 from machines.models import ApiToken, Machine
 from machines.models.tokens import PREFIX, digest_of
 from machines.services import roles
@@ -82,17 +83,32 @@ def mint(
     except ValidationError as e:
         raise TokenError(" ".join(m for ms in e.message_dict.values() for m in ms)) from None
     token.save()
+    audit.record(
+        audit.Action.TOKEN,
+        "minted API token",
+        user=user,
+        target=str(token),
+        detail=f"scope {scope}, expires {token.expires_at:%Y-%m-%d}"
+        + (f", machines tagged {token.selector}" if token.selector else ""),
+    )
     return token, secret
 
 
 def revoke(token: ApiToken) -> bool:
-    return bool(
+    done = bool(
         ApiToken.objects.filter(pk=token.pk, revoked_at=None).update(revoked_at=timezone.now())
     )
+    if done:
+        # Who revoked it: the page's user, or the command line's OS user.
+        owner = token.user.get_username()
+        audit.record(audit.Action.TOKEN, "revoked API token", target=f"{token} of {owner}")
+    return done
 
 
 def revoke_all(user) -> int:
-    return ApiToken.objects.filter(user=user, revoked_at=None).update(revoked_at=timezone.now())
+    count = ApiToken.objects.filter(user=user, revoked_at=None).update(revoked_at=timezone.now())
+    audit.record(audit.Action.TOKEN, f"revoked all {count} API tokens", target=user.get_username())
+    return count
 
 
 def authenticate(secret: str, address: str | None) -> ApiToken:
