@@ -131,6 +131,22 @@ LIST_FIELDS = (
 )
 
 
+STATE_LABELS = dict(Machine.State.choices)
+
+
+def _row_out(row: dict) -> dict:
+    """machine_out() of a values() row: a thousand rows without model instances."""
+    out = {
+        k: row[k] for k in LIST_FIELDS if "__" not in k and k not in ("engine_port", "engine_url")
+    }
+    return out | {
+        "driver": row["driver__kind"],
+        "driver_name": row["driver__name"],
+        "state_label": STATE_LABELS.get(row["state"], row["state"]),
+        "url": Machine.url_of(row["engine_url"], row["ip"], row["engine_port"]),
+    }
+
+
 def machine_out(m: Machine) -> dict:
     return {
         "name": m.name,
@@ -170,14 +186,14 @@ def list_machines(request: HttpRequest, filters: Query[MachineFilter]):
     form = MachineFilterForm(filters.dict(exclude={"per_page"}))
     if form.errors:
         raise HttpError(422, " ".join(e for errs in form.errors.values() for e in errs))
-    machines = visible(request, form.queryset()).only(*LIST_FIELDS)
+    machines = visible(request, form.queryset()).values(*LIST_FIELDS)
     paginator = Paginator(machines, filters.per_page or page_size())
     page = paginator.get_page(filters.page)
     body = {
         "count": paginator.count,
         "page": page.number,
         "pages": paginator.num_pages,
-        "results": [machine_out(m) for m in page.object_list],
+        "results": [_row_out(row) for row in page.object_list],
     }
     # Built here as the document says (MachinePage): a thousand rows through pydantic again
     # would double the time of the list.

@@ -146,14 +146,19 @@ class Machine(models.Model):
     @property
     def tls_engine_url(self) -> str:
         """Where a provisioned engine listens: the machine's IP (bracketed when IPv6)."""
-        if not self.ip:
-            return ""
-        host = f"[{self.ip}]" if ":" in self.ip else self.ip
-        return f"tcp://{host}:{self.engine_port}"
+        return self.url_of("", self.ip, self.engine_port)
 
     @property
     def url(self) -> str:
-        return self.engine_url or self.tls_engine_url
+        return self.url_of(self.engine_url, self.ip, self.engine_port)
+
+    @staticmethod
+    def url_of(engine_url: str, ip: str, engine_port: int) -> str:
+        """`url` from the stored fields alone (a list read with values(), no instances)."""
+        if engine_url or not ip:
+            return engine_url
+        host = f"[{ip}]" if ":" in ip else ip
+        return f"tcp://{host}:{engine_port}"
 
     @property
     def driver_class(self) -> type[BaseDriver]:
