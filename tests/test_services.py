@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied
 
 from machines.models import Driver, Machine, Operation
 from machines.services import bulk, machines
-from machines.services.drivers import driver_for
+from machines.services.drivers import add_account, driver_for, remove_account
 from machines.services.errors import InvalidInput
 
 from .fleet import make_machine
@@ -80,3 +80,15 @@ def test_an_operator_may_not_create_nor_bulk_remove(operator, generic_machine):
     with pytest.raises(PermissionDenied):
         bulk.request_bulk(Operation.Kind.REMOVE, [generic_machine], user=operator)
     assert not Operation.objects.exists()
+
+
+def test_only_admins_add_or_remove_provider_accounts(operator, admin_user):
+    with pytest.raises(PermissionDenied, match="You may not add provider accounts"):
+        add_account(operator, "do-ops", "digitalocean", {"access_token": "t0ken"})
+    account = add_account(admin_user, "do-admin", "digitalocean", {"access_token": "t0ken"})
+    assert account.secrets and "t0ken" not in str(account.settings)
+    with pytest.raises(PermissionDenied):
+        remove_account(operator, account)
+    make_machine(account, name="on-do")
+    with pytest.raises(InvalidInput, match="do-admin still has 1 machine"):
+        remove_account(admin_user, account)

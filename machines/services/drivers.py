@@ -51,11 +51,7 @@ def _driver_with(user, kind: str, given: dict) -> tuple[Driver, bool]:
     for driver in Driver.objects.filter(kind=kind):
         if driver.settings == settings and driver.secrets == secrets:
             return driver, False
-    rights.require(user, "machines.add_driver", "add provider accounts")
-    driver = Driver.objects.create(
-        name=_free_name(kind), kind=kind, settings=settings, secrets=secrets
-    )
-    return driver, True
+    return add_account(user, _free_name(kind), kind, form.cleaned_data), True
 
 
 def _free_name(base: str) -> str:
@@ -77,6 +73,33 @@ def options_with_defaults(kind: str, given: dict) -> dict:
         if f.initial is not None and not isinstance(f, forms.BooleanField)
     }
     return data | given
+
+
+def add_account(user, name: str, kind: str, settings: dict) -> Driver:
+    """A driver row (a provider account) with the settings its form cleaned; the secrets
+    among them stored encrypted, the row checked by the model."""
+    rights.require(user, "machines.add_driver", "add provider accounts")
+    account = Driver(name=name, kind=kind)
+    account.settings, account.secrets = driver_class(kind).split_settings(settings)
+    account.full_clean()
+    account.save()
+    return account
+
+
+def test_account(account: Driver) -> tuple[str, bool]:
+    """What the provider says of the account's token: a sentence, and whether it worked."""
+    try:
+        return account.get_driver().test_connection(), True
+    except DriverError as e:
+        return str(e), False
+
+
+def remove_account(user, account: Driver) -> None:
+    """Forget an account no machine uses any more."""
+    rights.require(user, "machines.delete_driver", "remove provider accounts")
+    if count := account.machines.count():
+        raise InvalidInput(f"{account.name} still has {count} machine(s): remove them first.")
+    account.delete()
 
 
 def clean_options(driver: Driver, data: dict) -> dict:

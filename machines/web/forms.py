@@ -141,16 +141,6 @@ class ProviderAccountForm(forms.ModelForm):
             return None
         return driver_class(kind).settings_form(data, prefix="set")
 
-    def save_with(self, settings_form: forms.Form) -> Driver:
-        """The account with its settings; the secrets among them stored encrypted."""
-        account = self.save(commit=False)
-        account.settings, account.secrets = driver_class(account.kind).split_settings(
-            settings_form.cleaned_data
-        )
-        account.full_clean()
-        account.save()
-        return account
-
 
 class ConfirmRemoveForm(forms.Form):
     confirm = forms.CharField(label="Type the machine's name to confirm")

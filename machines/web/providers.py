@@ -9,8 +9,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from machines.drivers import DriverError, driver_class
+from machines.drivers import driver_class
 from machines.models import Driver
+from machines.services import drivers
+from machines.services.errors import InvalidInput
 from machines.web.forms import ProviderAccountForm, account_kinds
 
 
@@ -24,14 +26,6 @@ def _accounts():
     return accounts
 
 
-def _tested(account: Driver) -> tuple[str, bool]:
-    """What the provider says of the account's token: a sentence, and whether it worked."""
-    try:
-        return account.get_driver().test_connection(), True
-    except DriverError as e:
-        return str(e), False
-
-
 @permission_required("machines.add_driver", raise_exception=True)
 def providers(request: HttpRequest) -> HttpResponse:
     """The provider accounts (tokens never shown again), and a form to add one."""
@@ -39,8 +33,11 @@ def providers(request: HttpRequest) -> HttpResponse:
     form = ProviderAccountForm(request.POST or None, initial={"kind": kinds[0][0]})
     settings_form = form.settings_form(request.POST or None)
     if request.method == "POST" and form.is_valid() and settings_form and settings_form.is_valid():
-        account = form.save_with(settings_form)
-        result, ok = _tested(account)
+        data = form.cleaned_data
+        account = drivers.add_account(
+            request.user, data["name"], data["kind"], settings_form.cleaned_data
+        )
+        result, ok = drivers.test_account(account)
         if ok:
             messages.success(request, f"Added {account.name}. {result}")
         else:
@@ -64,7 +61,7 @@ def provider_fields(request: HttpRequest) -> HttpResponse:
 @permission_required("machines.add_driver", raise_exception=True)
 def provider_test(request: HttpRequest, pk: int) -> HttpResponse:
     account = get_object_or_404(Driver, pk=pk, kind__in=dict(account_kinds()))
-    result, ok = _tested(account)
+    result, ok = drivers.test_account(account)
     ctx = {"account": account, "result": result, "ok": ok}
     return render(request, "machines/providers.html#test_result", ctx)
 
@@ -73,9 +70,10 @@ def provider_test(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("machines.delete_driver", raise_exception=True)
 def provider_remove(request: HttpRequest, pk: int) -> HttpResponse:
     account = get_object_or_404(Driver, pk=pk, kind__in=dict(account_kinds()))
-    if count := account.machines.count():
-        messages.error(request, f"{account.name} still has {count} machine(s): remove them first.")
+    try:
+        drivers.remove_account(request.user, account)
+    except InvalidInput as e:
+        messages.error(request, str(e))
     else:
-        account.delete()
         messages.success(request, f"Removed the account {account.name}.")
     return redirect("machines:providers")
