@@ -160,3 +160,34 @@ def test_containers_through_the_api_on_a_real_engine(db, operator, parent, engin
     finally:
         for c in parent.containers.list(all=True, filters={"label": "dockerdash.test=api"}):
             c.remove(force=True)
+
+
+@pytest.mark.engine
+def test_scoped_tokens_against_the_real_server(dashboard, tmp_path, engine_url):
+    """A read token limited to env=prod, from a laptop: it sees prod only, cannot act, and
+    stops working once revoked; each refusal is one sentence."""
+    url, admin_token, server_env = dashboard
+    admin = laptop_env(tmp_path / "admin-home")
+    run(f"{DOCKERDASH} login {url} --token {admin_token}", admin)
+    for name, env in (("prod-1", "prod"), ("dev-1", "dev")):
+        run(f"{DOCKERDASH} create -d none --url {engine_url} --tag env={env} {name}", admin)
+    reader = run(
+        f"{MANAGE} api_token create --user alice --scope read --selector env=prod --expires 1h",
+        server_env,
+    ).stdout.strip()
+    laptop = laptop_env(tmp_path / "home")
+    run(f"{DOCKERDASH} login {url} --token {reader}", laptop)
+    assert run(f"{DOCKERDASH} ls -q", laptop).stdout.split() == ["prod-1"]
+    acted = run(f"{DOCKERDASH} restart prod-1", laptop, check=False)
+    assert acted.returncode == 1
+    assert acted.stderr.strip() == (
+        "Only operators and admins act on machines: this token or its user is read-only."
+    )
+    hidden = run(f"{DOCKERDASH} status dev-1", laptop, check=False)
+    assert hidden.stderr.strip() == "Error: Host does not exist: 'dev-1'."
+    run(f"{MANAGE} api_token revoke --all --user alice", server_env)
+    refused = run(f"{DOCKERDASH} ls", laptop, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "Error: This API token was revoked: mint a new one on the API tokens page."
+    )
