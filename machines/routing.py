@@ -3,8 +3,10 @@ from __future__ import annotations
 from django.urls import path
 
 from . import consumers, engine_consumers, fleet_consumers, terminal_consumers
+from .alerts.urls import websocket_urlpatterns as alerts_sockets
 
 websocket_urlpatterns = [
+    *alerts_sockets,
     path("ws/machines/", fleet_consumers.MachineListConsumer.as_asgi()),
     path("ws/machines/<int:machine_id>/", consumers.MachineConsumer.as_asgi()),
     path(

@@ -3,9 +3,11 @@ from __future__ import annotations
 from django.urls import path
 
 from . import audit_views, engine_views, fleet_views, provider_views, terminal_views, views
+from .alerts import urls as alerts_urls
 
 app_name = "machines"
 urlpatterns = [
+    *alerts_urls.urlpatterns,
     path("", views.machine_list, name="list"),
     path("containers/", views.fleet, name="fleet"),
     path("machines/new/", views.machine_create, name="create"),
