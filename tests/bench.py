@@ -466,6 +466,12 @@ def bench_import() -> None:
     run()
 
 
+def bench_history() -> None:
+    from tests.bench_alerts import bench_history as run
+
+    run()
+
+
 def bench_kvm() -> None:
     from tests.bench_kvm import bench_kvm as run
 
@@ -483,6 +489,7 @@ SECTIONS = {
     "terminal": bench_terminal,
     "stats": bench_stats,
     "kvm": bench_kvm,
+    "history": bench_history,
 }
 
 
