@@ -104,7 +104,8 @@ def bench_history() -> None:
     size, how = _history_bytes()
     blocks = MetricBlock.objects.count()
     print(
-        f"5-minute and hourly means: {blocks} blocks written in {time.monotonic() - started:.1f} s, "
+        f"5-minute and hourly means: {blocks} blocks, written in "
+        f"{time.monotonic() - started:.1f} s, "
         f"{size / 2**20:.1f} MiB ({how}; goal <= 200 MB)"
     )
     user, _ = get_user_model().objects.get_or_create(username="bench-history", is_superuser=True)
