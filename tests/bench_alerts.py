@@ -115,13 +115,14 @@ def bench_history() -> None:
     timings = []
     for _ in range(20):
         t0 = time.perf_counter()
-        response = client.get(url)
+        response = client.get(url, HTTP_HOST="localhost")
         timings.append((time.perf_counter() - t0) * 1000)
         assert response.status_code == 200, response.status_code
     points = response.content.count(b",") // 6
     print(
         f"one machine's 30-day chart (view + template, in-process): median "
-        f"{statistics.median(timings):.1f} ms, max {max(timings):.1f} ms, ~{points} points, "
+        f"{statistics.median(timings[1:]):.1f} ms, max {max(timings[1:]):.1f} ms "
+        f"(the first, templates not yet loaded: {timings[0]:.0f} ms), ~{points} points, "
         f"{len(response.content) // 1024} KB (goal <= 100 ms)"
     )
     Machine.objects.filter(name__startswith="hist-").delete()
