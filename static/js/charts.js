@@ -3,18 +3,19 @@
 (function () {
   "use strict";
   const SERIES = {
+    // Reachability first: drawn beneath, it would hide a CPU at 100 %.
     machine: [
+      ["reachable", "Reachable %", "#dc2626", "%"],
       ["cpu", "CPU %", "#2563eb", "%"],
       ["memory", "Memory %", "#16a34a", "%"],
       ["disk", "Disk %", "#d97706", "%"],
       ["load", "Load", "#7c3aed", "load"],
-      ["reachable", "Reachable", "#dc2626", "%"],
     ],
     container: [
+      ["healthy", "Healthy %", "#0d9488", "%"],
       ["cpu", "CPU %", "#2563eb", "%"],
       ["memory", "Memory MiB", "#16a34a", "MiB"],
       ["restarts", "Restarts", "#dc2626", "n"],
-      ["healthy", "Healthy", "#0d9488", "%"],
     ],
   };
   // 0/1 means are drawn as percentages, beside CPU and memory.
@@ -38,7 +39,16 @@
     const opts = {
       width: Math.max(el.clientWidth, 320),
       height: 220,
-      series: [{}, ...SERIES[kind].map(([, label, stroke, scale]) => ({ label, stroke, scale, spanGaps: false }))],
+      series: [
+        {},
+        ...SERIES[kind].map(([key, label, stroke, scale]) => ({
+          label,
+          stroke,
+          scale,
+          width: PERCENT_OF_ONE.has(key) ? 1 : 2,
+          dash: PERCENT_OF_ONE.has(key) ? [4, 4] : undefined,
+        })),
+      ],
       axes: [{}, ...units.slice(0, 2).map((u, i) => ({ scale: u, side: i ? 1 : 3, label: u, grid: { show: i === 0 } }))],
       scales: { "%": { range: [0, 100] } },
     };
