@@ -6,7 +6,6 @@ from . import consumers, engine_consumers, fleet_consumers, terminal_consumers
 from .alerts.urls import websocket_urlpatterns as alerts_sockets
 
 websocket_urlpatterns = [
-    *alerts_sockets,
     path("ws/machines/", fleet_consumers.MachineListConsumer.as_asgi()),
     path("ws/machines/<int:machine_id>/", consumers.MachineConsumer.as_asgi()),
     path(
@@ -30,4 +29,5 @@ websocket_urlpatterns = [
     path("ws/containers/", consumers.FleetConsumer.as_asgi()),
     path("ws/bulk/<int:bulk_id>/", fleet_consumers.BulkConsumer.as_asgi()),
     path("ws/operations/<int:operation_id>/", consumers.OperationConsumer.as_asgi()),
+    *alerts_sockets,
 ]

@@ -218,3 +218,25 @@ def test_a_selector_scopes_a_rule():
     assert list(Alert.objects.filter(rule=rule).values_list("machine_name", flat=True)) == [
         "prod-1"
     ]
+
+
+def test_the_chart_of_a_container_for_viewers(viewer_client):
+    machine = make_machine(name="chart-1", ip="192.0.2.8", state="running")
+    now = timezone.now()
+    MetricSample.objects.bulk_create(
+        MetricSample(machine=machine, container="web", at=now - timedelta(minutes=i), cpu=i)
+        for i in range(10)
+    )
+    page = viewer_client.get("/machines/chart-1/history/?range=1h&container=web").content.decode()
+    assert (
+        "10 points" in page
+        and "container web" in page
+        and 'pressed="true" hx-get="/machines/chart-1/history/?range=1h' in page
+    )
+    assert '"cpu": [9.0, 8.0' in page
+    # An unknown range is the default day; another machine's name is a 404.
+    assert (
+        'pressed="true" hx-get="/machines/chart-1/history/?range=24h'
+        in viewer_client.get("/machines/chart-1/history/?range=9y").content.decode()
+    )
+    assert viewer_client.get("/machines/nope/history/").status_code == 404

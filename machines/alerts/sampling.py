@@ -125,7 +125,10 @@ def sample(machines: list[Machine]) -> list[MetricSample]:
         for found in _pool.map(_containers_of, reachable, [now] * len(reachable)):
             samples += found
     metrics.record(samples)
+    by_machine: dict[int, list[tuple[str, dict]]] = {}
     for s in samples:
         point = {"t": int(s.at.timestamp()), **{m: getattr(s, m) for m in metrics.METRICS}}
-        live.metrics_sampled(s.machine_id, s.container, point)
+        by_machine.setdefault(s.machine_id, []).append((s.container, point))
+    for machine_id, points in by_machine.items():
+        live.metrics_sampled(machine_id, points)
     return samples

@@ -351,14 +351,16 @@ def metrics_group(machine_id: int) -> str:
     return f"metrics-{machine_id}"
 
 
-def metrics_sampled(machine_id: int, container: str, point: dict) -> None:
-    """A new history point: the charts on screen append it (static/js/charts.js)."""
-    html = render_to_string(
-        "alerts/charts.html#point", {"point": json.dumps(point), "container": container}
+def metrics_sampled(machine_id: int, points: list[tuple[str, dict]]) -> None:
+    """New history points of a machine and its containers ((container or "", point)), in one
+    message: the charts on screen append theirs (static/js/charts.js)."""
+    html = "".join(
+        render_to_string(
+            "alerts/charts.html#point", {"point": json.dumps(point), "container": container}
+        )
+        for container, point in points
     )
-    _group_send(
-        metrics_group(machine_id), {"type": "metrics.sampled", "html": html, "container": container}
-    )
+    _group_send(metrics_group(machine_id), {"type": "metrics.sampled", "html": html})
 
 
 def alerts_live_html(context: dict) -> dict[str, str]:
