@@ -146,3 +146,50 @@ def test_a_stopped_host_is_unreachable_after_the_rules_seconds(
         assert http_inbox.titles() == [
             f"[dockerdash] FIRING: Machine unreachable on {machine.name}"
         ]
+
+
+def test_a_restart_loop_and_an_unhealthy_container_alert(running_machine, settings, http_inbox):
+    machine = running_machine
+    hook = NotificationChannel.objects.create(
+        name="hook", kind="apprise", target=f"json://127.0.0.1:{http_inbox.port}/hook"
+    )
+    AlertRule.objects.exclude(kind__in=["container-restarting", "container-unhealthy"]).update(
+        enabled=False
+    )
+    for rule in AlertRule.objects.filter(enabled=True):
+        rule.channels.set([hook])
+    AlertRule.objects.filter(kind="container-unhealthy").update(for_seconds=0)
+    AlertRule.objects.filter(kind="container-restarting").update(threshold=2)
+    run_in(machine, "true", name="image-loader")  # imports the shell image
+    client = clients.client_for_machine(machine, timeout=30)
+    try:
+        client.containers.run(
+            "dockerdash-test/shell:1",
+            ["/bin/sh", "-c", "sleep 1; exit 3"],
+            name="crashy",
+            detach=True,
+            environment={"PATH": "/bin"},
+            restart_policy={"Name": "always"},
+        )
+        client.containers.run(
+            "dockerdash-test/shell:1",
+            ["/bin/sh", "-c", "sleep 600"],
+            name="sickly",
+            detach=True,
+            environment={"PATH": "/bin"},
+            healthcheck={"test": ["CMD-SHELL", "exit 1"], "interval": 10**9, "retries": 1},
+        )
+        with runner_running(settings):
+            restarting = wait_until(
+                lambda: Alert.objects.filter(rule__kind="container-restarting").first(), 90
+            )
+            unhealthy = wait_until(
+                lambda: Alert.objects.filter(rule__kind="container-unhealthy").first(), 60
+            )
+    finally:
+        client.close()
+    assert "container crashy restarted" in restarting.message
+    assert "container sickly is unhealthy" in unhealthy.message
+    titles = http_inbox.titles()
+    assert f"[dockerdash] FIRING: Container restarting on {machine.name}" in titles
+    assert f"[dockerdash] FIRING: Container unhealthy on {machine.name}" in titles
