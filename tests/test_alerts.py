@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from machines import alerts
-from machines.alerts import metrics, notify
-from machines.models import Machine, Operation
+from machines.alerts import metrics, notify, state
+from machines.models import AuditEntry, Machine, Operation
 from machines.models.alerts import (
     Alert,
     AlertRule,
@@ -159,6 +159,10 @@ def test_debounce_resolve_silence_and_acknowledge(operator_client, http_inbox):
     alerts.check()
     assert Alert.objects.get(pk=alert.pk).status == "resolved"
     assert len(http_inbox.items) == 1
+    # Resolved alerts are kept as long as the hourly history.
+    assert state.prune(timezone.now() + timedelta(days=364)) == 0
+    assert state.prune(timezone.now() + timedelta(days=366)) >= 1
+    assert not Alert.objects.filter(pk=alert.pk).exists()
 
 
 def test_a_client_certificate_expiring_in_a_day_raises_an_alert(settings, admin_user):
@@ -198,6 +202,9 @@ def test_rules_and_channels_are_for_admins(viewer_client, operator_client, admin
     assert ok.status_code == 302
     rule.refresh_from_db()
     assert rule.threshold == 80 and rule.selector == "env=prod"
+    entry = AuditEntry.objects.get(action="alerts", what="change alert rule")
+    assert entry.username == "admin" and entry.target == "Data-root disk full"
+    assert "threshold=80.0" in entry.detail and "selector=env=prod" in entry.detail
     bad_channel = admin_client_.post(
         "/alerts/channels/", {"name": "x", "kind": "email", "target": "not an address"}
     )
@@ -240,3 +247,11 @@ def test_the_chart_of_a_container_for_viewers(viewer_client):
         in viewer_client.get("/machines/chart-1/history/?range=9y").content.decode()
     )
     assert viewer_client.get("/machines/nope/history/").status_code == 404
+
+
+def test_the_snapshot_tells_unhealthy_from_healthy():
+    from machines.watch import _ps_row
+
+    assert _ps_row({"Status": "Up 3 minutes (unhealthy)"})["health"] == "unhealthy"
+    assert _ps_row({"Status": "Up 3 minutes (healthy)"})["health"] == "healthy"
+    assert _ps_row({"Status": "Up 2 seconds (health: starting)"})["health"] == "starting"

@@ -55,6 +55,7 @@ def check(runner_name: str | None = None) -> None:
         _last_rollup[0] = time.monotonic()
         metrics.rollup()
         metrics.prune()
+        state.prune()
 
 
 def check_interval() -> float:

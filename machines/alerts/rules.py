@@ -117,7 +117,8 @@ def unhealthy(rule: AlertRule, machines: list[Machine], now: datetime) -> Condit
     return {
         f"m{m.pk}/c/{c.name}": (m, f"{m.name}: container {c.name} is unhealthy.")
         for m, c in _containers(machines)
-        if c.health == "unhealthy" and c.state == "running"
+        # The engine's own words ("Up 3 minutes (unhealthy)"), whatever the snapshot parsed.
+        if c.state == "running" and "(unhealthy)" in c.status
     }
 
 

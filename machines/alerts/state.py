@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from machines import live
-from machines.models.alerts import Alert, AlertRule
+from machines.models.alerts import Alert, AlertRule, Delivery
 
 from . import notify
 from .history import live_context
@@ -106,3 +107,11 @@ def silence(rule: AlertRule, minutes: int) -> None:
     """No notices from this rule for `minutes` (0 ends a silence); alerts are still kept."""
     rule.silenced_until = timezone.now() + timedelta(minutes=minutes) if minutes else None
     rule.save(update_fields=["silenced_until"])
+
+
+def prune(now: datetime | None = None) -> int:
+    """Resolved alerts (and test notices) are kept as long as hourly history."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.METRICS_HOURLY_DAYS)
+    deleted = Alert.objects.filter(status=Alert.Status.RESOLVED, resolved_at__lt=cutoff).delete()
+    tests = Delivery.objects.filter(alert=None, created_at__lt=cutoff).delete()
+    return deleted[0] + tests[0]

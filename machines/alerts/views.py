@@ -10,7 +10,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from machines.models import Machine
+from machines import audit
+from machines.models import AuditEntry, Machine
 from machines.models.alerts import Alert, AlertRule, NotificationChannel
 
 from . import metrics, notify, state
@@ -28,6 +29,12 @@ def _roles(request: HttpRequest) -> dict:
     }
 
 
+def _audit(request: HttpRequest, what: str, target: str, detail: str = "", **kw) -> None:
+    audit.record(
+        AuditEntry.Action.ALERTS, what, user=request.user, target=target, detail=detail, **kw
+    )
+
+
 @require_GET
 @permission_required("machines.view_machine", raise_exception=True)
 def alert_history(request: HttpRequest) -> HttpResponse:
@@ -37,7 +44,15 @@ def alert_history(request: HttpRequest) -> HttpResponse:
 @require_POST
 @permission_required("machines.operate_machine", raise_exception=True)
 def acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
-    state.acknowledge(get_object_or_404(Alert, pk=pk), request.user)
+    alert = get_object_or_404(Alert, pk=pk)
+    state.acknowledge(alert, request.user)
+    _audit(
+        request,
+        "acknowledge alert",
+        alert.rule.name,
+        alert.message,
+        machine_name=alert.machine_name,
+    )
     if request.htmx:
         return render(
             request, "alerts/history.html#alerts_live", {**live_context(), **_roles(request)}
@@ -73,6 +88,14 @@ def rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = RuleForm(request.POST, instance=rule, prefix=f"r{rule.pk}")
     if form.is_valid():
         form.save()
+        changed = ", ".join(
+            f"{k}={form.cleaned_data[k]}" for k in form.changed_data if k != "channels"
+        )
+        if "channels" in form.changed_data:
+            changed += (
+                f"{', ' if changed else ''}channels={', '.join(map(str, rule.channels.all()))}"
+            )
+        _audit(request, "change alert rule", rule.name, changed)
         messages.success(request, f"Saved the rule “{rule.name}”.")
         return redirect("machines:alert_rules")
     return render(request, "alerts/rules.html", _rules_context(request, **{f"form_{pk}": form}))
@@ -85,6 +108,7 @@ def rule_silence(request: HttpRequest, pk: int) -> HttpResponse:
     form = SilenceForm(request.POST)
     if form.is_valid():
         state.silence(rule, form.cleaned_data["minutes"])
+        _audit(request, "silence alert rule", rule.name, f"{form.cleaned_data['minutes']} min")
         messages.success(
             request, f"“{rule.name}”: " + ("silenced." if rule.silenced else "notices on.")
         )
@@ -99,6 +123,7 @@ def channel_add(request: HttpRequest) -> HttpResponse:
     form = ChannelForm(request.POST)
     if form.is_valid():
         channel = form.save()
+        _audit(request, "add alert channel", channel.name, channel.get_kind_display())
         messages.success(request, f"Added the channel “{channel.name}”.")
         return redirect("machines:alert_rules")
     return render(request, "alerts/rules.html", _rules_context(request, channel_form=form))
@@ -109,6 +134,7 @@ def channel_add(request: HttpRequest) -> HttpResponse:
 def channel_remove(request: HttpRequest, pk: int) -> HttpResponse:
     channel = get_object_or_404(NotificationChannel, pk=pk)
     channel.delete()
+    _audit(request, "remove alert channel", channel.name)
     messages.success(request, f"Removed the channel “{channel.name}”.")
     return redirect("machines:alert_rules")
 

@@ -20,6 +20,7 @@ class AuditEntry(models.Model):
         LOCKOUT = "lockout", "Login locked out"
         USER = "user", "User or role change"
         DRIVER = "driver", "Provider account change"
+        ALERTS = "alerts", "Alert rule, channel or alert"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # Who: the dashboard user (kept by name once the user is deleted), or on the command line
