@@ -100,7 +100,9 @@ def test_a_failed_operation_is_told_by_mail_and_webhook_once(smtp_settings, smtp
     assert set(alert.deliveries.values_list("status", flat=True)) == {"sent"}
 
 
-def test_a_failing_channel_is_retried_logged_and_shown(admin_client_, http_inbox, caplog):
+def test_a_failing_channel_is_retried_logged_and_shown(
+    admin_client_, viewer_client, http_inbox, caplog
+):
     channel = NotificationChannel.objects.create(
         name="flaky", kind="apprise", target=f"json://127.0.0.1:{http_inbox.port}/fail"
     )
@@ -121,6 +123,8 @@ def test_a_failing_channel_is_retried_logged_and_shown(admin_client_, http_inbox
     assert delivery.status == "failed"
     page = admin_client_.get("/alerts/").content.decode()
     assert "Notices that could not be delivered" in page and "flaky" in page
+    shown = viewer_client.get("/alerts/").content.decode()
+    assert "Notices that could not be delivered" in shown and delivery.last_error not in shown
     rules = admin_client_.get("/alerts/rules/").content.decode()
     assert "Last failure" in rules
     # The fixed channel works again: its test notice goes through.

@@ -59,6 +59,8 @@ def _cpu_percent(key: tuple[int, str], stats: dict) -> float | None:
     if total is None or system is None:
         return None
     with _lock:
+        if len(_previous_cpu) > 50_000:  # containers long gone: start over
+            _previous_cpu.clear()
         before = _previous_cpu.get(key)
         _previous_cpu[key] = (total, system)
     if before is None or system <= before[1] or total < before[0]:

@@ -366,7 +366,8 @@ def metrics_sampled(machine_id: int, points: list[tuple[str, dict]]) -> None:
 def alerts_live_html(context: dict) -> dict[str, str]:
     """The header badge, the open alerts and the recent history (alerts.history.live_context),
     per role."""
-    return _per_role("alerts/history.html#alerts_oob", {**context, "oob": True})
+    # Admins also see why a notice failed (a channel's error can name its server).
+    return _per_role("alerts/history.html#alerts_oob", {**context, "oob": True}, admin=True)
 
 
 def alerts_changed(context: dict) -> None:
