@@ -319,3 +319,30 @@ WEBHOOK_MAX_FAILURES = envint("DOCKERDASH_WEBHOOK_MAX_FAILURES", 5)
 WEBHOOK_ATTEMPTS = envint("DOCKERDASH_WEBHOOK_ATTEMPTS", 4)
 WEBHOOK_BACKOFF = float(os.getenv("DOCKERDASH_WEBHOOK_BACKOFF", "2"))
 WEBHOOK_TIMEOUT = float(os.getenv("DOCKERDASH_WEBHOOK_TIMEOUT", "5"))
+# Metrics history and alerts (machines/alerts): how long raw samples, 5-minute means and
+# hourly means are kept; how often alert rules are checked against what is stored; whether
+# the health checks also sample containers (CPU, memory, restarts: two engine calls each).
+METRICS_RAW_HOURS = envint("DOCKERDASH_METRICS_RAW_HOURS", 24)
+METRICS_5MIN_DAYS = envint("DOCKERDASH_METRICS_5MIN_DAYS", 30)
+METRICS_HOURLY_DAYS = envint("DOCKERDASH_METRICS_HOURLY_DAYS", 365)
+METRICS_CONTAINERS = envbool("DOCKERDASH_METRICS_CONTAINERS", "True")
+ALERT_CHECK_INTERVAL = envint("DOCKERDASH_ALERT_CHECK_INTERVAL", 5)
+# Where notices link to (e.g. https://dash.example.com); empty: no link.
+ALERT_BASE_URL = os.getenv("DOCKERDASH_ALERT_BASE_URL", "").rstrip("/")
+
+# Email notices go through Django's mailer (SMTP), configured from the environment.
+MAILERS = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": os.getenv("DOCKERDASH_EMAIL_HOST", "localhost"),
+            "port": envint("DOCKERDASH_EMAIL_PORT", 25),
+            "username": os.getenv("DOCKERDASH_EMAIL_USER", ""),
+            "password": os.getenv("DOCKERDASH_EMAIL_PASSWORD", ""),
+            "use_tls": envbool("DOCKERDASH_EMAIL_USE_TLS"),
+            "use_ssl": envbool("DOCKERDASH_EMAIL_USE_SSL"),
+            "timeout": envint("DOCKERDASH_EMAIL_TIMEOUT", 10),
+        },
+    }
+}
+DEFAULT_FROM_EMAIL = os.getenv("DOCKERDASH_EMAIL_FROM", "dockerdash@localhost")

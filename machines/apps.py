@@ -22,6 +22,7 @@ class MachinesConfig(AppConfig):
     verbose_name = "Machines"
 
     def ready(self) -> None:
+        from machines.alerts.rules import ensure_default_rules
         from machines.audit import signals as audit_signals
         from machines.services.roles import ensure_roles
 
@@ -29,3 +30,4 @@ class MachinesConfig(AppConfig):
 
         post_migrate.connect(ensure_roles, sender=self)
         post_migrate.connect(ensure_default_drivers, sender=self)
+        post_migrate.connect(ensure_default_rules, sender=self)

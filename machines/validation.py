@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 
 # RFC 1123 labels; '_' too, which some internal DNS zones and container names use.
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
@@ -278,3 +279,24 @@ def validate_tags(value) -> None:
             parse_tag(f"{key}={item}")
         except ValueError as e:
             raise ValidationError("%(why)s.", code="invalid_tag", params={"why": e}) from None
+
+
+def validate_notification_target(kind: str, target: str) -> None:
+    """A channel's target: email addresses for kind "email", else a URL Apprise knows."""
+    target = target.strip()
+    if kind == "email":
+        addresses = [a.strip() for a in target.split(",") if a.strip()]
+        if not addresses:
+            raise ValidationError({"target": "Give one or more email addresses, comma separated."})
+        for address in addresses:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ValidationError({"target": f"'{address}' is not an email address."}) from None
+        return
+    import apprise
+
+    if not apprise.Apprise().add(target):
+        raise ValidationError(
+            {"target": "Apprise does not know this URL (see its list: ntfy://, json://, ...)."}
+        )

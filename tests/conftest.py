@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.cloudfakes.fixtures",
     "tests.registry",
     "tests.inside",
+    "tests.receivers",
 ]
 
 

@@ -133,6 +133,8 @@ def test_every_websocket_route_is_enumerated():
         "/ws/containers/",
         "/ws/bulk/1/",
         "/ws/operations/1/",
+        "/ws/alerts/",
+        "/ws/machines/1/metrics/",
     ]
 
 

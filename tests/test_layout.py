@@ -142,7 +142,7 @@ TOP_LEVEL = {
     "validation.py",
     *("audit", "cli", "dockermachine", "drivers", "engine", "lib", "live", "management"),
     *("migrations", "models", "operations", "pki", "provision", "services", "sockets"),
-    *("templatetags", "web", "api", "webhooks"),
+    *("templatetags", "web", "api", "webhooks", "alerts"),
 }
 
 

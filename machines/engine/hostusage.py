@@ -22,7 +22,7 @@ from machines.models import Machine
 log = logging.getLogger(__name__)
 
 COMMAND = (
-    "head -n1 /proc/stat; {second}"
+    "cat /proc/loadavg; head -n1 /proc/stat; {second}"
     "grep -E '^(MemTotal|MemAvailable):' /proc/meminfo; "
     "d=/var/lib/docker; [ -d $d ] || d=/; df -Pk $d | tail -n1"
 )
@@ -43,6 +43,8 @@ def parse(output: str, previous: tuple[int, int] | None) -> dict:
         if line.startswith(("MemTotal:", "MemAvailable:"))
     }
     disk = output.splitlines()[-1].split()
+    # /proc/loadavg: "0.12 0.08 0.01 1/123 456" (the 1-minute load, for the history).
+    load = next((line.split()[0] for line in output.splitlines() if "/" in line[:40]), None)
     ticks = _ticks(cpu_lines[-1])
     before = _ticks(cpu_lines[0]) if len(cpu_lines) > 1 else previous
     cpu = None
@@ -57,6 +59,7 @@ def parse(output: str, previous: tuple[int, int] | None) -> dict:
         "disk_total": int(disk[1]) * 1024,
         "disk_used": int(disk[2]) * 1024,
         "disk_path": disk[5] if len(disk) > 5 else "/",
+        "load": float(load) if load and load.replace(".", "", 1).isdigit() else None,
     }
 
 

@@ -25,7 +25,8 @@ from machines.models import Container, Machine
 def _ps_row(c: dict) -> dict:
     """A `docker ps -a` row from the list API's JSON."""
     status = c.get("Status", "")
-    health = next((h for h in ("healthy", "unhealthy", "health: starting") if h in status), "")
+    # "unhealthy" first: "healthy" is a part of it.
+    health = next((h for h in ("unhealthy", "healthy", "health: starting") if h in status), "")
     ports = ", ".join(
         sorted(
             {

@@ -10,8 +10,11 @@
 from __future__ import annotations
 
 from .publish import (
+    ALERTS,
     FLEET,
     MACHINES,
+    alerts_changed,
+    alerts_live_html,
     bind_loop,
     bulk_changed,
     bulk_group,
@@ -28,14 +31,19 @@ from .publish import (
     machine_changed,
     machine_group,
     machine_removed,
+    metrics_group,
+    metrics_sampled,
     operation_changed,
     operation_group,
     state_counts_html,
 )
 
 __all__ = [
+    "ALERTS",
     "FLEET",
     "MACHINES",
+    "alerts_changed",
+    "alerts_live_html",
     "bind_loop",
     "bulk_changed",
     "bulk_group",
@@ -52,6 +60,8 @@ __all__ = [
     "machine_changed",
     "machine_group",
     "machine_removed",
+    "metrics_group",
+    "metrics_sampled",
     "operation_changed",
     "operation_group",
     "state_counts_html",

@@ -22,6 +22,7 @@ class AuditEntry(models.Model):
         DRIVER = "driver", "Provider account change"
         TOKEN = "token", "API token change"
         WEBHOOK = "webhook", "Webhook change"
+        ALERTS = "alerts", "Alert rule, channel or alert"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # Who: the dashboard user (kept by name once the user is deleted), or on the command line

@@ -28,7 +28,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from machines import live
+from machines import alerts, live
 from machines.audit import log as audit
 from machines.engine.health import engine_access, probe, save_observation
 from machines.engine.watch import EngineWatcher
@@ -170,6 +170,7 @@ class Runner:
             self._every(LEASE_EVERY, self._lease_cycle),
             self._every(settings.HEALTH_CHECK_INTERVAL, self._health_cycle),
             self._every(AUDIT_PRUNE_EVERY, _prune_audit),
+            self._every(settings.ALERT_CHECK_INTERVAL, lambda: alerts.check(self.name)),
         ]
         tasks = [asyncio.create_task(c) for c in loops]
         await self.stopping.wait()
@@ -294,6 +295,7 @@ class Runner:
             watcher = self.watchers.get(machine.pk)
             if watcher and watcher.connected and machine.engine_reachable is False:
                 watcher.stop()
+        alerts.after_health_cycle(machines)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

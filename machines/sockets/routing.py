@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from machines.sockets import alerts as alert_consumers
 from machines.sockets import engine as engine_consumers
 from machines.sockets import fleet as fleet_consumers
 from machines.sockets import machines as consumers
@@ -31,4 +32,6 @@ websocket_urlpatterns = [
     path("ws/containers/", consumers.FleetConsumer.as_asgi()),
     path("ws/bulk/<int:bulk_id>/", fleet_consumers.BulkConsumer.as_asgi()),
     path("ws/operations/<int:operation_id>/", consumers.OperationConsumer.as_asgi()),
+    path("ws/alerts/", alert_consumers.AlertsConsumer.as_asgi()),
+    path("ws/machines/<int:machine_id>/metrics/", alert_consumers.MetricsConsumer.as_asgi()),
 ]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from machines.web import alerts as alert_views
 from machines.web import audit as audit_views
 from machines.web import engine as engine_views
 from machines.web import fleet as fleet_views
@@ -13,6 +14,17 @@ from machines.web import webhooks as webhook_views
 
 app_name = "machines"
 urlpatterns = [
+    path("alerts/", alert_views.alert_history, name="alerts"),
+    path("alerts/<int:pk>/acknowledge/", alert_views.acknowledge, name="alert_acknowledge"),
+    path("alerts/rules/", alert_views.rules, name="alert_rules"),
+    path("alerts/rules/<int:pk>/", alert_views.rule_edit, name="alert_rule_edit"),
+    path("alerts/rules/<int:pk>/silence/", alert_views.rule_silence, name="alert_rule_silence"),
+    path("alerts/channels/", alert_views.channel_add, name="alert_channel_add"),
+    path(
+        "alerts/channels/<int:pk>/remove/", alert_views.channel_remove, name="alert_channel_remove"
+    ),
+    path("alerts/channels/<int:pk>/test/", alert_views.channel_test, name="alert_channel_test"),
+    path("machines/<str:name>/history/", alert_views.chart, name="machine_chart"),
     path("", views.machine_list, name="list"),
     path("containers/", views.fleet, name="fleet"),
     path("machines/new/", views.machine_create, name="create"),
