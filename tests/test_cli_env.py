@@ -158,9 +158,10 @@ def test_env_refuses_what_would_not_work(machine):
     machine.state = Machine.State.STOPPED
     machine.save()
     assert _fails("env", "web-1") == (
-        "web-1 is not running. Please start it in order to use the connection settings"
+        "Host is not running: web-1 is not running. Please start it in order to use the "
+        "connection settings"
     )
-    assert _fails("config", "nope") == "Host does not exist: 'nope'"
+    assert _fails("config", "nope").startswith('Docker machine "nope" does not exist. Use "')
 
 
 @pytest.mark.engine

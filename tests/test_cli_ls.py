@@ -95,4 +95,7 @@ def test_inspect_prints_json_with_operations(fleet):
         "Error": "",
     }
     assert "PRIVATE" not in out.getvalue()
-    assert _fails("inspect", "nope").strip() == "Host does not exist: 'nope'"
+    assert _fails("inspect", "nope").strip() == (
+        'Docker machine "nope" does not exist. Use "dockerdash ls" to list machines. '
+        'Use "dockerdash create" to add a new one.'
+    )

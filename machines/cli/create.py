@@ -115,7 +115,7 @@ def _retry(cli, machine: Machine, verbose: bool) -> None:
 
     last = machine.operations.filter(kind=Operation.Kind.CREATE).order_by("-created_at").first()
     if last is None or last.status == Operation.Status.SUCCEEDED:
-        raise CommandError(f"Machine {machine.name} already exists")
+        raise CommandError(f'Docker machine "{machine.name}" already exists')
     try:
         op = operations.request(machine, Operation.Kind.CREATE, via="cli")
     except operations.OperationConflict as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
@@ -14,7 +15,7 @@ from machines.models import Machine
 from machines.shellquote import SHELLS
 from machines.validation import one_line
 
-from .common import clean_only, get_machine
+from .common import HOST_NOT_RUNNING, clean_only, get_machine
 
 
 def add_arguments(action: str, parser) -> None:
@@ -35,8 +36,6 @@ def run(action: str, cli, name: str | None, **options) -> None:
 
 
 def _env(name: str | None, shell: str, unset: bool, no_proxy: bool) -> str:
-    from machines.provision import certs
-
     # The usage hint repeats the command line; called from code, rebuild one like it.
     argv = list(sys.argv)
     if argv[1:3] != ["machine", "env"]:
@@ -63,7 +62,7 @@ def _env(name: str | None, shell: str, unset: bool, no_proxy: bool) -> str:
         values = {
             "DOCKER_TLS_VERIFY": "1",
             "DOCKER_HOST": machine.url,
-            "DOCKER_CERT_PATH": str(certs.write_client_bundle(machine)),
+            "DOCKER_CERT_PATH": str(cert_path(machine)),
             "DOCKER_MACHINE_NAME": machine.name,
         }
         ip = machine.ip
@@ -80,11 +79,27 @@ def _env(name: str | None, shell: str, unset: bool, no_proxy: bool) -> str:
     return "".join(lines) + _usage_hint(shell, argv)
 
 
-def _config(machine: Machine) -> str:
+def cert_path(machine: Machine) -> Path:
+    """Where the client certificates go: under $MACHINE_STORAGE_PATH/machines/NAME when
+    docker-machine's variable (or -s) is set, where its users' scripts look; else in
+    dockerdash's data folder."""
     from machines.provision import certs
 
+    store = os.getenv("MACHINE_STORAGE_PATH")
+    if not store:
+        return certs.write_client_bundle(machine)
+    folder = Path(store).expanduser().absolute() / "machines" / machine.name
+    if not folder.parent.exists():
+        folder.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        return certs.write_client_bundle(machine, folder)
+    except OSError as e:
+        raise CommandError(f"Cannot write the certificates to {folder}: {e.strerror}") from None
+
+
+def _config(machine: Machine) -> str:
     machine = connectable(machine)
-    folder = certs.write_client_bundle(machine)
+    folder = cert_path(machine)
     return (
         f"--tlsverify --tlscacert={json.dumps(str(folder / 'ca.pem'))} "
         f"--tlscert={json.dumps(str(folder / 'cert.pem'))} "
@@ -102,8 +117,8 @@ def connectable(machine: Machine) -> Machine:
         raise CommandError(f"{machine.name!r} cannot be connected to: {one_line(e)}") from None
     if machine.state != Machine.State.RUNNING:
         raise CommandError(
-            f"{machine.name} is not running. Please start it in order to use the connection "
-            "settings"
+            f"{HOST_NOT_RUNNING}: {machine.name} is not running. Please start it in order to "
+            "use the connection settings"
         )
     if machine.url.startswith("tcp://") and machine.driver_options.get("tls_ca"):
         # An engine attached with its own CA and a client certificate (by URL, or imported

@@ -8,10 +8,10 @@ import re
 
 from django.core.management.base import CommandError
 
-from machines.models import Machine
+from machines.models import Driver, Machine
 from machines.validation import parse_tag
 
-from .common import get_machine
+from .common import get_machine, running
 
 LS_FIELDS = {
     "Name": lambda m: m.name,
@@ -52,6 +52,11 @@ def add_arguments(action: str, parser) -> None:
         )
     elif action == "version":
         parser.add_argument("name", nargs="?")
+    elif action == "inspect":
+        parser.add_argument(
+            "-f", "--format", default="", help="a Go template, e.g. {{.Driver.IPAddress}}"
+        )
+        parser.add_argument("name")
     elif action != "active":
         parser.add_argument("name")
 
@@ -59,19 +64,33 @@ def add_arguments(action: str, parser) -> None:
 def run(action: str, cli, **options) -> None:
     out = cli.stdout
     if action == "ls":
-        out.write(_ls(options["quiet"], options["filter"], options["format"]))
+        listing = _ls(options["quiet"], options["filter"], options["format"])
+        if listing:  # nothing matched: print nothing (`ls -q --filter ... | wc -l` is 0)
+            out.write(listing)
     elif action == "inspect":
-        out.write(json.dumps(_inspect(get_machine(options["name"])), indent=4))
+        out.write(_inspected(get_machine(options["name"], secrets=False), options["format"]))
     elif action == "ip":
-        out.write(get_machine(options["name"]).ip)
+        out.write(get_machine(options["name"], secrets=False).ip)
     elif action == "url":
-        out.write(get_machine(options["name"]).url)
+        out.write(running(get_machine(options["name"], secrets=False)).url)
     elif action == "status":
-        out.write(get_machine(options["name"]).get_state_display())
+        out.write(get_machine(options["name"], secrets=False).get_state_display())
     elif action == "active":
         out.write(_active())
     elif action == "version":
         out.write(_version(options["name"]))
+
+
+def listed_machines():
+    """Machines with what a listing shows: no secret is read (and so decrypted)."""
+    from machines.fields import EncryptedTextField
+
+    def secret(model) -> list[str]:
+        return [f.name for f in model._meta.fields if isinstance(f, EncryptedTextField)]
+
+    return Machine.objects.select_related("driver").defer(
+        *secret(Machine), *(f"driver__{name}" for name in secret(Driver))
+    )
 
 
 def _is_active(machine: Machine) -> bool:
@@ -80,7 +99,7 @@ def _is_active(machine: Machine) -> bool:
 
 def _ls(quiet: bool, filters: list[str], format: str) -> str:
     wanted = _parse_filters(filters)
-    machines = list(Machine.objects.select_related("driver").order_by("name"))
+    machines = list(listed_machines().order_by("name"))
     machines = [m for m in machines if _matches(m, wanted)]
     if quiet:
         format = "{{.Name}}"
@@ -105,11 +124,29 @@ def _ls(quiet: bool, filters: list[str], format: str) -> str:
     return "\n".join(rows)
 
 
+def _inspected(machine: Machine, template: str) -> str:
+    """The JSON, or the template executed on it as docker-machine did (on the JSON read back
+    into plain maps, lists and numbers)."""
+    if not template:
+        return json.dumps(_inspect(machine), indent=4)
+    from machines.lib.gotemplate import TemplateError, render
+
+    try:
+        return render(template, json.loads(json.dumps(_inspect(machine))))
+    except TemplateError as e:
+        raise CommandError(str(e).replace("\n", " ")) from None
+
+
 def _inspect(machine: Machine) -> dict:
     return {
         "Name": machine.name,
         "DriverName": machine.driver.kind,
         "Driver": {
+            # libmachine's BaseDriver fields, which docker-machine users' templates read.
+            "IPAddress": machine.ip,
+            "MachineName": machine.name,
+            "SSHUser": machine.ssh_user,
+            "SSHPort": machine.ssh_port,
             "Name": machine.driver.name,
             **machine.driver.settings,
             **machine.driver_options,
@@ -184,7 +221,7 @@ def _version(name: str | None) -> str:
             return f"dockerdash version {version('dockerdash')}"
         except PackageNotFoundError:
             return "dockerdash version (not installed as a package)"
-    machine = get_machine(name)
+    machine = running(get_machine(name, secrets=False))
     if not machine.docker_version:
         raise CommandError(f"The Docker version of {name} is not known yet")
     return machine.docker_version
