@@ -37,6 +37,7 @@ from .health import (
     sample_host,
     save_observation,
 )
+from .live import wakeups
 from .models import Machine, Operation, RunnerProcess
 from .stale import STALE_AFTER, interrupt, interrupt_stale, retry_hint
 from .watch import EngineWatcher
@@ -169,6 +170,7 @@ class Runner:
         await _in_thread(self._register)
         await _in_thread(interrupt_stale)
         await _in_thread(_prune_tls_cache)
+        self.bell = wakeups.OperationsBell(loop)
         loops = [
             self._operations_loop(),
             self._every(LEASE_EVERY, self._lease_cycle),
@@ -177,6 +179,7 @@ class Runner:
         ]
         tasks = [asyncio.create_task(c) for c in loops]
         await self.stopping.wait()
+        self.bell.close()
         for task in tasks:
             task.cancel()
         await self._drain()
@@ -197,7 +200,7 @@ class Runner:
                 op = None
             if op is None:
                 slots.release()
-                await self._sleep(POLL_EVERY)
+                await self.bell.wait(POLL_EVERY)  # or until an operation is requested here
                 continue
             task = asyncio.create_task(self._run(op, slots))
             self.running_ops[op.pk] = task

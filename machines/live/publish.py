@@ -16,18 +16,33 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import os
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.template.loader import render_to_string
 
 from machines.models import EngineObject, Machine
+
+from . import wakeups
 
 log = logging.getLogger(__name__)
 
 MACHINES = "machines"
 # Every container of every machine: the fleet view.
 FLEET = "fleet"
+
+
+def _unheard() -> bool:
+    """A command-line process with the in-memory layer: nobody can hear it (the pages are
+    another process's), so rendering fragments would only slow `machine create` down."""
+    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    return os.environ.get(CLI_PROCESS) == "1" and backend.endswith(".InMemoryChannelLayer")
+
+
+# Set by the `machine` command line (dockerdash.cli) for its process and its children.
+CLI_PROCESS = "DOCKERDASH_CLI_PROCESS"
 
 
 def machine_group(machine_id: int) -> str:
@@ -180,6 +195,8 @@ def machine_changed(machine) -> None:
     A new machine needs no special case: each list socket inserts the rows its page lacks
     (when the machine belongs in its view and its page has room).
     """
+    if _unheard():
+        return
     _machine_row(machine)
     _counts_changed(machine.pk, machine.state)
     _group_send(
@@ -192,6 +209,8 @@ def machine_changed(machine) -> None:
 
 
 def machine_removed(machine_id: int, name: str) -> None:
+    if _unheard():
+        return
     _group_send(MACHINES, _deleted(f"machine-{machine_id}", "machine.changed"))
     _counts_changed(machine_id, None)
     _send(
@@ -202,6 +221,9 @@ def machine_removed(machine_id: int, name: str) -> None:
 
 
 def log_lines_added(operation, lines) -> None:
+    wakeups.operation_progressed(operation.pk)
+    if _unheard():
+        return
     html = render_to_string(
         "machines/detail.html#log_lines_oob", {"operation": operation, "lines": lines}
     )
@@ -210,6 +232,12 @@ def log_lines_added(operation, lines) -> None:
 
 
 def operation_changed(operation) -> None:
+    # First the processes on this host waiting for it (a runner, `machine create`).
+    if operation.status == operation.Status.PENDING:
+        wakeups.operation_requested()
+    wakeups.operation_progressed(operation.pk)
+    if _unheard():
+        return
     head = render_to_string("machines/detail.html#operation_oob", {"operation": operation})
     _send(
         operation_group(operation.pk),

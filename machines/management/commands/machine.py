@@ -64,6 +64,8 @@ class Command(BaseCommand):
             description=help_text,
             called_from_command_line=self._called_from_command_line,
         )
+        # What was given, for an action whose options depend on it (create: the driver's).
+        parser.given = list(args)
         module.add_arguments(action, parser)
         parsed = vars(parser.parse_args(list(args)))
         if options["debug"] and "verbose" in parsed:
