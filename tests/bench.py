@@ -472,8 +472,16 @@ def bench_kvm() -> None:
     run()
 
 
+def bench_cli() -> None:
+    from tests.bench_cli import bench_create_generic, bench_ls_one
+
+    bench_ls_one()
+    bench_create_generic()
+
+
 SECTIONS = {
     "ls": bench_ls,
+    "cli": bench_cli,
     "import": bench_import,
     "list": bench_list,
     "health": bench_health,

@@ -219,6 +219,8 @@ def test_url_version_and_env_of_a_stopped_machine(sh):
         assert "Host is not running" in _fails(sh(f"{M} env {sh.name}", check=False))
     finally:
         sh(f"{M} start {sh.name}")
+    # Running again (a container restarted may get another address from its engine).
+    sh.ip = sh(f"{M} ip {sh.name}").stdout.strip()
     assert sh(f"{M} url {sh.name}").stdout.strip() == f"tcp://{sh.ip}:2376"
 
 

@@ -87,11 +87,11 @@ def _print_until_done(cli, op: Operation, verbose: bool, woken) -> None:
 def _spawn_runner(op: Operation) -> None:
     """A one-shot runner for one operation, in its own session (Ctrl-C here spares it):
     this very process forked, Django already set up, so the operation starts at once.
-    Where forking is not safe (other threads run here, as in a test server), a new
-    process is started instead."""
-    from django.db import connections
+    Where forking is not safe (other threads run here, as in a test server; a transaction
+    open), a new process is started instead."""
+    from django.db import connection, connections
 
-    if not hasattr(os, "fork") or threading.active_count() > 1:
+    if not hasattr(os, "fork") or threading.active_count() > 1 or connection.in_atomic_block:
         _start_runner_process(op)
         return
     connections.close_all()  # neither process may use the other's database connection
