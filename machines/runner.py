@@ -39,12 +39,20 @@ from .health import (
 )
 from .live import wakeups
 from .models import Machine, Operation, RunnerProcess
-from .stale import STALE_AFTER, interrupt, interrupt_stale, retry_hint
+from .stale import STALE_AFTER, interrupt, interrupt_stale, retry_hint, runner_alive
 from .watch import EngineWatcher
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EngineWatcher", "Runner", "check_machine", "claim", "interrupt_stale", "run_claimed"]
+__all__ = [
+    "EngineWatcher",
+    "Runner",
+    "check_machine",
+    "claim",
+    "interrupt_stale",
+    "run_claimed",
+    "runner_alive",
+]
 
 HEARTBEAT_EVERY = 5
 POLL_EVERY = 0.5
@@ -132,11 +140,6 @@ def run_claimed(op: Operation) -> Operation:
         return operations.execute(op)
     finally:
         heartbeat.done.set()
-
-
-def runner_alive() -> bool:
-    cutoff = timezone.now() - timedelta(seconds=HEARTBEAT_EVERY * 3)
-    return RunnerProcess.objects.filter(heartbeat_at__gte=cutoff).exclude(kind="cli").exists()
 
 
 # -- the process -------------------------------------------------------------------------

@@ -39,12 +39,12 @@ def follow(cli, op: Operation, verbose: bool) -> None:
     operation goes on. Runners on this host wake this process at each change of the
     operation (live.wakeups); a poll remains for runners elsewhere.
     """
-    from machines import runner
     from machines.live import wakeups
+    from machines.stale import interrupt_stale, runner_alive
 
     with wakeups.listen_to_operation(op.pk) as woken:
-        runner.interrupt_stale(refresh=False)
-        if not runner.runner_alive():
+        interrupt_stale(refresh=False)
+        if not runner_alive():
             _spawn_runner(op)
         try:
             _print_until_done(cli, op, verbose, woken)
@@ -59,7 +59,7 @@ def follow(cli, op: Operation, verbose: bool) -> None:
 
 
 def _print_until_done(cli, op: Operation, verbose: bool, woken) -> None:
-    from machines import runner
+    from machines.stale import interrupt_stale
 
     spawned_at = checked_at = time.monotonic()
     seen = 0
@@ -79,7 +79,7 @@ def _print_until_done(cli, op: Operation, verbose: bool, woken) -> None:
             spawned_at = time.monotonic()
         if time.monotonic() - checked_at > STALE_CHECK_EVERY:
             # Is the runner running it still alive? If not, it is interrupted (said above).
-            runner.interrupt_stale(refresh=False)
+            interrupt_stale(refresh=False)
             checked_at = time.monotonic()
         woken.wait(POLL_EVERY)
 
