@@ -6,6 +6,6 @@ import sys
 
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dockerdash.settings")
-    from django.core.management import execute_from_command_line
+    from dockerdash.cli import execute
 
-    execute_from_command_line(sys.argv)
+    execute(sys.argv)

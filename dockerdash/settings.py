@@ -13,8 +13,6 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-import dj_database_url
-
 from dockerdash.datadir import secure_data_dir, secure_sqlite
 
 
@@ -129,6 +127,8 @@ SQLITE_OPTIONS = {
     "timeout": 20,
 }
 if db_url := os.getenv("DATABASE_URL"):
+    import dj_database_url
+
     DATABASES = {"default": dj_database_url.parse(db_url, conn_max_age=60)}
 else:
     DATABASES = {

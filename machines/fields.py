@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 import os
 from functools import cache
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+
+# cryptography is imported where a secret is encrypted or decrypted, not with the models:
+# `machine ls` and the other stored-state commands never touch a secret (they defer these
+# fields) and start faster without it.
 
 
 class DecryptionError(Exception):
@@ -26,6 +33,8 @@ def _read_or_create_key_file() -> list[str]:
             pass  # another process just wrote it
         else:
             with os.fdopen(fd, "w") as f:
+                from cryptography.fernet import Fernet
+
                 f.write(Fernet.generate_key().decode() + "\n")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
@@ -36,6 +45,8 @@ def field_keys() -> list[str]:
 
 @cache
 def fernet() -> MultiFernet:
+    from cryptography.fernet import Fernet, MultiFernet
+
     keys = field_keys()
     if not keys:
         raise ImproperlyConfigured("No field encryption key: set DOCKERDASH_FIELD_KEYS")
@@ -47,6 +58,8 @@ def encrypt(plaintext: str) -> str:
 
 
 def decrypt(token: str) -> str:
+    from cryptography.fernet import InvalidToken
+
     try:
         return fernet().decrypt(token.encode()).decode()
     except InvalidToken:

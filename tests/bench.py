@@ -94,13 +94,15 @@ def bench_ls() -> None:
 
     from machines.models import Machine
     from machines.operations import runner
+    from tests.bench_cli import _cli
     from tests.helpers import BlackHole
 
     with tempfile.TemporaryDirectory() as tmp:
         hole = BlackHole(os.path.join(tmp, "hole.sock"))
         print("\n== machine ls (stored state; whole command including Python start-up) ==")
         print(
-            f"{'machines':>9} {'black-holed':>12} {'median s':>9} {'max s':>7}  in-process median s"
+            f"{'machines':>9} {'black-holed':>12} {'median s':>9} {'max s':>7} {'CPU s':>6}  "
+            "in-process median s"
         )
         for total, unreachable in [(50, 0), (50, 5), (1000, 0), (1000, 100)]:
             _reset_machines()
@@ -112,10 +114,11 @@ def bench_ls() -> None:
             for t in checks:
                 t.start()
             times = _time_cli("ls")
+            cpu = statistics.median(_cli("ls")[1] for _ in range(3))
             inproc = _time_inprocess_ls()
             print(
                 f"{total:>9} {unreachable:>12} {statistics.median(times):>9.3f} "
-                f"{max(times):>7.3f}  {statistics.median(inproc):.3f}"
+                f"{max(times):>7.3f} {cpu:>6.3f}  {statistics.median(inproc):.3f}"
             )
             for t in checks:
                 t.join()
@@ -482,8 +485,16 @@ def bench_kvm() -> None:
     run()
 
 
+def bench_cli() -> None:
+    from tests.bench_cli import bench_create_generic, bench_ls_one
+
+    bench_ls_one()
+    bench_create_generic()
+
+
 SECTIONS = {
     "ls": bench_ls,
+    "cli": bench_cli,
     "import": bench_import,
     "list": bench_list,
     "health": bench_health,

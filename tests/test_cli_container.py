@@ -10,9 +10,8 @@ import uuid
 import pytest
 
 from machines.drivers.container.driver import INSTANCE_LABEL
-
-from . import helpers
-from .helpers import MANAGE, user_env
+from tests import helpers
+from tests.helpers import MANAGE, user_env
 
 pytestmark = pytest.mark.engine
 
@@ -85,7 +84,7 @@ def test_failures_exit_1_with_the_error_on_stderr(cli, tmp_path):
 
     result = cli("machine", "stop", "no-such-machine", check=False)
     assert result.returncode == 1
-    assert "Host does not exist: 'no-such-machine'" in result.stderr
+    assert 'Docker machine "no-such-machine" does not exist.' in result.stderr
     # Its engine is still down: rm says so, and -f forgets the machine all the same.
     result = cli("machine", "rm", "-y", "cli-down", check=False)
     assert result.returncode == 1

@@ -15,10 +15,9 @@ from django.core.management import call_command
 from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.models import Machine
 from machines.pki import certs
-
-from .fleet import make_machine
-from .helpers import MANAGE, run, user_env
-from .tinyimage import tiny_image_tar
+from tests.fleet import make_machine
+from tests.helpers import MANAGE, run, user_env
+from tests.tinyimage import tiny_image_tar
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,9 +157,10 @@ def test_env_refuses_what_would_not_work(machine):
     machine.state = Machine.State.STOPPED
     machine.save()
     assert _fails("env", "web-1") == (
-        "web-1 is not running. Please start it in order to use the connection settings"
+        "Host is not running: web-1 is not running. Please start it in order to use the "
+        "connection settings"
     )
-    assert _fails("config", "nope") == "Host does not exist: 'nope'"
+    assert _fails("config", "nope").startswith('Docker machine "nope" does not exist. Use "')
 
 
 @pytest.mark.engine

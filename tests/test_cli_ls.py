@@ -9,8 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from machines.models import Machine, Operation
-
-from .fleet import make_machine
+from tests.fleet import make_machine
 
 
 def _ls(*args: str) -> str:
@@ -95,4 +94,7 @@ def test_inspect_prints_json_with_operations(fleet):
         "Error": "",
     }
     assert "PRIVATE" not in out.getvalue()
-    assert _fails("inspect", "nope").strip() == "Host does not exist: 'nope'"
+    assert _fails("inspect", "nope").strip() == (
+        'Docker machine "nope" does not exist. Use "dockerdash ls" to list machines. '
+        'Use "dockerdash create" to add a new one.'
+    )

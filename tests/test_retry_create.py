@@ -11,8 +11,7 @@ from django.urls import reverse
 
 from machines.models import Machine, Operation
 from machines.operations import runner
-
-from .fleet import run_operation
+from tests.fleet import run_operation
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
@@ -59,4 +58,4 @@ def test_a_failed_create_is_retried_from_the_cli_and_the_page(new_machine, admin
     page = admin_client_.get(reverse("machines:detail", args=[machine.name])).content.decode()
     assert "Retry create" not in page
     code, _, err = _cli("create", machine.name)
-    assert code == 1 and err.strip() == f"Machine {machine.name} already exists"
+    assert code == 1 and err.strip() == f'Docker machine "{machine.name}" already exists'

@@ -55,6 +55,8 @@ def _parser(action: str, api: Api | None) -> argparse.ArgumentParser:
         create.add_arguments(parser, api.get("/drivers/flags"))
     else:
         parser.add_argument("name")
+        if action == "inspect":
+            parser.add_argument("-f", "--format", default="")
     return parser
 
 

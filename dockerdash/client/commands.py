@@ -3,7 +3,6 @@ prints both), over the REST API only. No Django here."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -49,9 +48,12 @@ def _check_tag(text: str) -> None:
         raise ValueError(f"{text!r} is not a tag")
 
 
-def show(api: Api, action: str, name: str, **_) -> str:
+def show(api: Api, action: str, name: str, format: str = "", **_) -> str:
     if action == "inspect":
-        return json.dumps(api.get(_path(name) + "/inspect"), indent=4)
+        try:
+            return machinefmt.inspect_text(api.get(_path(name) + "/inspect"), format)
+        except ValueError as e:
+            raise ClientError(str(e)) from None
     machine = api.machine(name)
     return {"ip": machine["ip"], "url": machine["url"], "status": machine["state_label"]}[action]
 

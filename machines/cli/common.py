@@ -1,17 +1,51 @@
-"""What several `machine` subcommands share: finding machines by name."""
+"""What several `machine` subcommands share: finding machines by name, asking, the
+program's name in docker-machine's messages."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 from django.core.management.base import CommandError
 
-from machines.models import Machine
+from machines.models import Driver, Machine
+
+# docker-machine's libmachine/drivers.ErrHostIsNotRunning: scripts grep for these words.
+HOST_NOT_RUNNING = "Host is not running"
 
 
-def get_machine(name: str) -> Machine:
+def program() -> str:
+    """How the user called us, for the commands docker-machine's messages name
+    ("docker-machine ls" becomes "dockerdash ls" or "manage.py machine ls")."""
+    name = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return "manage.py machine" if name == "manage.py" else "dockerdash"
+
+
+def not_found(name: str) -> CommandError:
+    # docker-machine's mcnerror.ErrHostDoesNotExist, word for word but the program's name.
+    prog = program()
+    return CommandError(
+        f'Docker machine "{name}" does not exist. Use "{prog} ls" to list machines. '
+        f'Use "{prog} create" to add a new one.'
+    )
+
+
+def get_machine(name: str, secrets: bool = True) -> Machine:
+    """The machine named; without its secrets (not decrypted, for stored-state commands)
+    unless asked for."""
+    machines = listed_machines() if not secrets else Machine.objects.select_related("driver")
     try:
-        return Machine.objects.select_related("driver").get(name=name)
+        return machines.get(name=name)
     except Machine.DoesNotExist:
-        raise CommandError(f"Host does not exist: {name!r}") from None
+        raise not_found(name) from None
+
+
+def running(machine: Machine) -> Machine:
+    """The machine, if it was last seen running (docker-machine's url and version ask the
+    host; we read the stored state, which the health checks keep current)."""
+    if machine.state != Machine.State.RUNNING:
+        raise CommandError(HOST_NOT_RUNNING)
+    return machine
 
 
 def clean_only(machine: Machine, *names: str) -> None:
@@ -21,6 +55,23 @@ def clean_only(machine: Machine, *names: str) -> None:
 
 
 def confirm(question: str, refused: str) -> None:
-    answer = input(question)
+    """Ask; anything but yes is no. Without a terminal (stdin closed or a file at its end)
+    there is no answer, which is no too: said in one sentence, never a traceback."""
+    try:
+        answer = input(question)
+    except EOFError:
+        raise CommandError(f"{refused}: no answer came (no terminal to ask).") from None
     if answer.strip().lower() not in ("y", "yes"):
         raise CommandError(refused)
+
+
+def listed_machines():
+    """Machines with what a listing shows: no secret is read (and so decrypted)."""
+    from machines.fields import EncryptedTextField
+
+    def secret(model) -> list[str]:
+        return [f.name for f in model._meta.fields if isinstance(f, EncryptedTextField)]
+
+    return Machine.objects.select_related("driver").defer(
+        *secret(Machine), *(f"driver__{name}" for name in secret(Driver))
+    )

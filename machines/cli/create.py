@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -9,12 +10,11 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
+from machines.cli.follow import follow
 from machines.drivers import all_drivers, driver_class, registered
 from machines.drivers.base import CLIFlag
-from machines.models import Machine, Operation, machine_name_validator
+from machines.models import Driver, Machine, Operation, machine_name_validator
 from machines.validation import one_line, parse_tags
-
-from .follow import follow
 
 # Engine options, as docker-machine's --engine-* flags: option -> (MachineForm field, repeated).
 ENGINE_FLAGS = {
@@ -33,13 +33,29 @@ def _dest(flag: CLIFlag) -> str:
     return flag.flag.lstrip("-").replace("-", "_")
 
 
+def _drivers_for(given: list[str] | None) -> list[tuple[str, type]]:
+    """The drivers whose flags this command line may use: the one -d names, as
+    docker-machine parsed a driver's flags only once chosen (and importing every driver
+    loads every cloud SDK: a second and more); all of them for --help or no -d."""
+    if given is None or {"-h", "--help"} & set(given):
+        return all_drivers()
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("-d", "--driver")
+    name = pre.parse_known_args(given)[0].driver
+    kinds = registered()
+    if name is not None and name not in kinds:  # a configured driver's name
+        name = Driver.objects.filter(name=name).values_list("kind", flat=True).first()
+    return [(name, driver_class(name))] if name in kinds else all_drivers()
+
+
 def add_arguments(action: str, parser) -> None:
     parser.add_argument("name")
-    default = next((kind for kind, cls in all_drivers() if cls.cli_default), None)
+    drivers = _drivers_for(getattr(parser, "given", None))
+    default = next((kind for kind, cls in drivers if cls.cli_default), None)
     parser.add_argument(
         "-d", "--driver", default=default, help=f"driver kind or configured name ({default})"
     )
-    for kind, driver in all_drivers():
+    for kind, driver in drivers:
         group = parser.add_argument_group(f"{kind} driver")
         for flag in driver.cli_flags():
             form_field = getattr(driver, f"{flag.form}_form").base_fields[flag.field]
@@ -108,7 +124,7 @@ def _retry(cli, machine: Machine, verbose: bool) -> None:
 
     last = machine.operations.filter(kind=Operation.Kind.CREATE).order_by("-created_at").first()
     if last is None or last.status == Operation.Status.SUCCEEDED:
-        raise CommandError(f"Machine {machine.name} already exists")
+        raise CommandError(f'Docker machine "{machine.name}" already exists')
     try:
         op = services.request_action(None, machine, Operation.Kind.CREATE, via="cli")
     except services.OperationConflict as e:

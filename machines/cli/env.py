@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
+from machines.cli.common import HOST_NOT_RUNNING, clean_only, get_machine
 from machines.lib import machinefmt
 from machines.lib.shellquote import SHELLS
 from machines.models import Machine
 from machines.validation import one_line
-
-from .common import clean_only, get_machine
 
 
 def add_arguments(action: str, parser) -> None:
@@ -33,8 +34,6 @@ def run(action: str, cli, name: str | None, **options) -> None:
 
 
 def _env(name: str | None, shell: str, unset: bool, no_proxy: bool) -> str:
-    from machines.pki import certs
-
     # The usage hint repeats the command line; called from code, rebuild one like it.
     argv = list(sys.argv)
     if argv[1:3] != ["machine", "env"]:
@@ -46,7 +45,7 @@ def _env(name: str | None, shell: str, unset: bool, no_proxy: bool) -> str:
 
     def connect(name: str) -> tuple[str, str, str]:
         machine = connectable(get_machine(name))
-        return machine.url, str(certs.write_client_bundle(machine)), machine.ip
+        return machine.url, str(cert_path(machine)), machine.ip
 
     try:
         return machinefmt.env_text(
@@ -56,11 +55,27 @@ def _env(name: str | None, shell: str, unset: bool, no_proxy: bool) -> str:
         raise CommandError(str(e)) from None
 
 
-def _config(machine: Machine) -> str:
+def cert_path(machine: Machine) -> Path:
+    """Where the client certificates go: under $MACHINE_STORAGE_PATH/machines/NAME when
+    docker-machine's variable (or -s) is set, where its users' scripts look; else in
+    dockerdash's data folder."""
     from machines.pki import certs
 
+    store = os.getenv("MACHINE_STORAGE_PATH")
+    if not store:
+        return certs.write_client_bundle(machine)
+    folder = Path(store).expanduser().absolute() / "machines" / machine.name
+    if not folder.parent.exists():
+        folder.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        return certs.write_client_bundle(machine, folder)
+    except OSError as e:
+        raise CommandError(f"Cannot write the certificates to {folder}: {e.strerror}") from None
+
+
+def _config(machine: Machine) -> str:
     machine = connectable(machine)
-    return machinefmt.config_text(str(certs.write_client_bundle(machine)), machine.url)
+    return machinefmt.config_text(str(cert_path(machine)), machine.url)
 
 
 def connectable(machine: Machine) -> Machine:
@@ -73,8 +88,8 @@ def connectable(machine: Machine) -> Machine:
         raise CommandError(f"{machine.name!r} cannot be connected to: {one_line(e)}") from None
     if machine.state != Machine.State.RUNNING:
         raise CommandError(
-            f"{machine.name} is not running. Please start it in order to use the connection "
-            "settings"
+            f"{HOST_NOT_RUNNING}: {machine.name} is not running. Please start it in order to "
+            "use the connection settings"
         )
     if machine.url.startswith("tcp://") and machine.driver_options.get("tls_ca"):
         # An engine attached with its own CA and a client certificate (by URL, or imported

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from machines.models import Operation, OperationLogLine
 
 # How often a CLI following an operation checks that its runner is alive.
 STALE_CHECK_EVERY = 2
+# How often it looks at the operation when nothing woke it (a runner on another host).
+POLL_EVERY = 0.5
 
 
 def add_arguments(action: str, parser) -> None:
@@ -31,48 +34,84 @@ def run(action: str, cli, operation_id: int, **_) -> None:
 def follow(cli, op: Operation, verbose: bool) -> None:
     """Follow an operation to its end, printing its steps (every line with --verbose).
 
-    A live runner (serve or worker) runs it; without one, a one-shot runner process is
-    started detached, so that Ctrl-C here only stops following: the operation goes on.
+    A live runner (serve or worker) runs it; without one, this process forks a runner of
+    its own (no second start-up), detached, so that Ctrl-C here only stops following: the
+    operation goes on. Runners on this host wake this process at each change of the
+    operation (live.wakeups); a poll remains for runners elsewhere.
     """
-    from machines.operations import runner
+    from machines.live import wakeups
+    from machines.operations.stale import interrupt_stale, runner_alive
 
-    runner.interrupt_stale(refresh=False)
-    if not runner.runner_alive():
-        _spawn_runner(op)
-    spawned_at = checked_at = time.monotonic()
-    seen = 0
-    try:
-        while True:
-            op.refresh_from_db()
-            lines = op.log_lines.filter(seq__gt=seen).order_by("seq")
-            if not verbose:
-                lines = lines.exclude(kind=OperationLogLine.Kind.DETAIL)
-            for line in lines:
-                seen = line.seq
-                cli.stdout.write(line.text)
-            if not op.is_active:
-                break
-            if op.status == Operation.Status.PENDING and time.monotonic() - spawned_at > 10:
-                # The runner we counted on has not taken it: run it ourselves.
-                _spawn_runner(op)
-                spawned_at = time.monotonic()
-            if time.monotonic() - checked_at > STALE_CHECK_EVERY:
-                # Is the runner running it still alive? If not, it is interrupted (said below).
-                runner.interrupt_stale(refresh=False)
-                checked_at = time.monotonic()
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        cli.stderr.write(
-            f"\nDetached: the {op.kind} of {op.machine_name} goes on in the runner "
-            f"(machine inspect {op.machine_name} shows how it ends)."
-        )
-        sys.exit(130)
+    with wakeups.listen_to_operation(op.pk) as woken:
+        interrupt_stale(refresh=False)
+        if not runner_alive():
+            _spawn_runner(op)
+        try:
+            _print_until_done(cli, op, verbose, woken)
+        except KeyboardInterrupt:
+            cli.stderr.write(
+                f"\nDetached: the {op.kind} of {op.machine_name} goes on in the runner "
+                f"(machine inspect {op.machine_name} shows how it ends)."
+            )
+            sys.exit(130)
     if op.status != Operation.Status.SUCCEEDED:
         raise CommandError(op.error or f"{op.kind} of {op.machine_name} ended {op.status}")
 
 
+def _print_until_done(cli, op: Operation, verbose: bool, woken) -> None:
+    from machines.operations.stale import interrupt_stale
+
+    spawned_at = checked_at = time.monotonic()
+    seen = 0
+    while True:
+        op.refresh_from_db()
+        lines = op.log_lines.filter(seq__gt=seen).order_by("seq")
+        if not verbose:
+            lines = lines.exclude(kind=OperationLogLine.Kind.DETAIL)
+        for line in lines:
+            seen = line.seq
+            cli.stdout.write(line.text)
+        if not op.is_active:
+            return
+        if op.status == Operation.Status.PENDING and time.monotonic() - spawned_at > 10:
+            # The runner we counted on has not taken it: run it ourselves.
+            _spawn_runner(op)
+            spawned_at = time.monotonic()
+        if time.monotonic() - checked_at > STALE_CHECK_EVERY:
+            # Is the runner running it still alive? If not, it is interrupted (said above).
+            interrupt_stale(refresh=False)
+            checked_at = time.monotonic()
+        woken.wait(POLL_EVERY)
+
+
 def _spawn_runner(op: Operation) -> None:
-    """A one-shot runner for one operation, in its own session (Ctrl-C here spares it)."""
+    """A one-shot runner for one operation, in its own session (Ctrl-C here spares it):
+    this very process forked, Django already set up, so the operation starts at once.
+    Where forking is not safe (other threads run here, as in a test server; a transaction
+    open), a new process is started instead."""
+    from django.db import connection, connections
+
+    if not hasattr(os, "fork") or threading.active_count() > 1 or connection.in_atomic_block:
+        _start_runner_process(op)
+        return
+    connections.close_all()  # neither process may use the other's database connection
+    if os.fork():
+        return
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        from machines.operations import runner
+
+        claimed = runner.claim(op.pk)
+        if claimed is not None:
+            runner.run_claimed(claimed)
+    finally:
+        os._exit(0)  # the parent's exit handlers and buffers are not the child's
+
+
+def _start_runner_process(op: Operation) -> None:
     from django.db import connection
 
     env = dict(os.environ)

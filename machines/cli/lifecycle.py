@@ -7,10 +7,9 @@ import sys
 
 from django.core.management.base import CommandError
 
+from machines.cli.common import confirm, get_machine
+from machines.cli.follow import follow
 from machines.models import Machine, Operation
-
-from .common import confirm, get_machine
-from .follow import follow
 
 
 def add_arguments(action: str, parser) -> None:
@@ -25,7 +24,10 @@ def add_arguments(action: str, parser) -> None:
     if action == "rm":
         parser.add_argument("-y", action="store_true", help="do not ask for confirmation")
         parser.add_argument(
-            "-f", "--force", action="store_true", help="forget even if removal fails"
+            "-f",
+            "--force",
+            action="store_true",
+            help="do not ask, and forget even if removal fails (as docker-machine's -f)",
         )
         parser.add_argument(
             "--purge",
@@ -71,7 +73,7 @@ def _each(cli, kind: str, names: list[str], verbose: bool, args: dict | None = N
 def _remove(cli, names, verbose, y: bool, force: bool, purge: bool, **_):
     for name in names:
         get_machine(name)  # fail early on a typo
-    if not y:
+    if not (y or force):
         confirm(f"About to remove {', '.join(names)}\nAre you sure? (y/n): ", "Remove cancelled")
     _each(cli, Operation.Kind.REMOVE, names, verbose, args={"force": force, "purge": purge})
     for name in names:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from django.core.management.base import CommandError
 
+from machines.cli.common import get_machine, listed_machines, running
 from machines.lib import machinefmt
 from machines.models import Machine
 from machines.services.inspect import inspect_machine
 from machines.validation import parse_tag
-
-from .common import get_machine
 
 
 def row(m: Machine) -> dict:
@@ -46,6 +44,11 @@ def add_arguments(action: str, parser) -> None:
         )
     elif action == "version":
         parser.add_argument("name", nargs="?")
+    elif action == "inspect":
+        parser.add_argument(
+            "-f", "--format", default="", help="a Go template, e.g. {{.Driver.IPAddress}}"
+        )
+        parser.add_argument("name")
     elif action != "active":
         parser.add_argument("name")
 
@@ -53,15 +56,17 @@ def add_arguments(action: str, parser) -> None:
 def run(action: str, cli, **options) -> None:
     out = cli.stdout
     if action == "ls":
-        out.write(_ls(options["quiet"], options["filter"], options["format"]))
+        listing = _ls(options["quiet"], options["filter"], options["format"])
+        if listing:  # nothing matched: print nothing (`ls -q --filter ... | wc -l` is 0)
+            out.write(listing)
     elif action == "inspect":
-        out.write(json.dumps(inspect_machine(get_machine(options["name"])), indent=4))
+        out.write(_inspected(get_machine(options["name"], secrets=False), options["format"]))
     elif action == "ip":
-        out.write(get_machine(options["name"]).ip)
+        out.write(get_machine(options["name"], secrets=False).ip)
     elif action == "url":
-        out.write(get_machine(options["name"]).url)
+        out.write(running(get_machine(options["name"], secrets=False)).url)
     elif action == "status":
-        out.write(get_machine(options["name"]).get_state_display())
+        out.write(get_machine(options["name"], secrets=False).get_state_display())
     elif action == "active":
         out.write(_active())
     elif action == "version":
@@ -71,10 +76,17 @@ def run(action: str, cli, **options) -> None:
 def _ls(quiet: bool, filters: list[str], format: str) -> str:
     try:
         wanted = machinefmt.parse_filters(filters, parse_tag)
-        rows = [row(m) for m in Machine.objects.select_related("driver").order_by("name")]
+        rows = [row(m) for m in listed_machines().order_by("name")]
         return machinefmt.render_ls(
             [r for r in rows if machinefmt.matches(r, wanted)], quiet, format
         )
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+
+
+def _inspected(machine: Machine, template: str) -> str:
+    try:
+        return machinefmt.inspect_text(inspect_machine(machine), template)
     except ValueError as e:
         raise CommandError(str(e)) from None
 
@@ -95,7 +107,7 @@ def _version(name: str | None) -> str:
             return f"dockerdash version {version('dockerdash')}"
         except PackageNotFoundError:
             return "dockerdash version (not installed as a package)"
-    machine = get_machine(name)
+    machine = running(get_machine(name, secrets=False))
     if not machine.docker_version:
         raise CommandError(f"The Docker version of {name} is not known yet")
     return machine.docker_version

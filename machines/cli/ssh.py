@@ -8,11 +8,10 @@ import sys
 
 from django.core.management.base import CommandError
 
+from machines.cli.common import get_machine
+from machines.cli.mount import mount, rsync_argv
+from machines.cli.sshargs import scp_argv, ssh_argv, ssh_checked, ssh_files, ssh_host
 from machines.models import Machine
-
-from .common import get_machine
-from .mount import mount, rsync_argv
-from .sshargs import scp_argv, ssh_argv, ssh_checked, ssh_files, ssh_host
 
 
 def add_arguments(action: str, parser) -> None:
@@ -44,10 +43,14 @@ def run(action: str, cli, **options) -> None:
         _scp(**{k: options[k] for k in ("recursive", "delta", "quiet", "source", "destination")})
 
 
-def _ssh(name: str, command: list[str]) -> None:
+def _ssh(name: str, args: list[str]) -> None:
+    from machines.cli.sshopts import split
+
     machine = ssh_checked(get_machine(name))
+    options, command = split(args)
     with ssh_files([machine]) as (identity_args, known_hosts):
-        status = subprocess.call(ssh_argv(machine, identity_args, known_hosts, command))
+        argv = ssh_argv(machine, identity_args, known_hosts, command, options)
+        status = subprocess.call(argv)
     if status:
         sys.exit(status)  # the remote command's own exit status, as ssh gives it
 

@@ -34,13 +34,20 @@ def ssh_checked(machine: Machine) -> Machine:
 
 
 def ssh_argv(
-    machine: Machine, identity_args: list[str], known_hosts: Path, command: list[str]
+    machine: Machine,
+    identity_args: list[str],
+    known_hosts: Path,
+    command: list[str],
+    options: list[str] | None = None,
 ) -> list[str]:
     """ssh's command line: the user by -l and the host after '--', so that neither is ever
-    taken for an option, whatever they hold."""
-    args = ["ssh", *identity_args, *ssh_options(known_hosts), "-p", str(machine.ssh_port)]
-    args += ["-l", machine.ssh_user]
-    args += ["-t"] if not command else []
+    taken for an option, whatever they hold; the user's vetted options (sshopts) after
+    ours, before the host."""
+    options = options or []
+    args = ["ssh", *identity_args, *ssh_options(known_hosts), *options]
+    args += ["-p", str(machine.ssh_port), "-l", machine.ssh_user]
+    # A login shell gets a terminal, unless the user said otherwise (-T, or -N: no shell).
+    args += ["-t"] if not command and not {"-T", "-N", "-t"} & set(options) else []
     return [*args, "--", machine.ip, *command]
 
 

@@ -223,7 +223,7 @@ def _machine(store: Store, machine_dir: Path, config: dict, user, log):
     ours, _ = for_docker_machine(kind)
     tls = read_tls(store, machine_dir.name, auth)
 
-    ip = driver_cfg.get("IPAddress") or ""
+    ip = _host_of(driver_cfg.get("IPAddress") or "")
     port = _port(driver_cfg.get("EnginePort"), 2376, "EnginePort")
     host = f"[{ip}]" if isinstance(ip, str) and ":" in ip else ip
     url = driver_cfg.get("URL") or (f"tcp://{host}:{port}" if ip else "")
@@ -256,6 +256,19 @@ def _machine(store: Store, machine_dir: Path, config: dict, user, log):
     if machine.driver_class.attaches_engines:
         machine.driver_options["url"] = url
     return machine, kind, tls
+
+
+def _host_of(ip):
+    """docker-machine's `none` driver records its URL's "host:port" as the IPAddress: the
+    host is the address. Anything else is left whole for the model's validation to judge."""
+    if not isinstance(ip, str):
+        return ip
+    host, sep, port = ip.rpartition(":")
+    if sep and port.isdigit() and host.startswith("[") and host.endswith("]"):
+        return host[1:-1]  # [v6]:port
+    if sep and port.isdigit() and host and ":" not in host:
+        return host
+    return ip
 
 
 def _tags(machine: Machine, log) -> dict[str, str]:

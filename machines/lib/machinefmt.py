@@ -68,6 +68,19 @@ def render_ls(rows: list[Row], quiet: bool, format: str) -> str:
     return "\n".join(lines)
 
 
+def inspect_text(doc: dict, template: str = "") -> str:
+    """`inspect`'s JSON, or a Go template executed on it as docker-machine did (on the JSON
+    read back into plain maps, lists and numbers); ValueError is the template's error."""
+    if not template:
+        return json.dumps(doc, indent=4)
+    from machines.lib.gotemplate import TemplateError, render
+
+    try:
+        return render(template, json.loads(json.dumps(doc)))
+    except TemplateError as e:
+        raise ValueError(str(e).replace("\n", " ")) from None
+
+
 def align(rows: list[str]) -> list[str]:
     cells = [row.split("\t") for row in rows]
     widths = [

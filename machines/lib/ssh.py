@@ -8,13 +8,19 @@ import io
 import shlex
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from .errorwords import Target, describe
-from .keys import load_pem_private_key
+from machines.lib.errorwords import Target, describe
+from machines.lib.keys import load_pem_private_key
+
+if TYPE_CHECKING:
+    import paramiko
+
+# paramiko is imported where a connection is made: the command line's stored-state and
+# create commands never connect, and start faster without it.
 
 CONNECT_TIMEOUT = 10
 
@@ -86,6 +92,8 @@ def public_key_of(private_key: str) -> str:
 
 def load_pkey(private_key: str) -> paramiko.PKey:
     """A paramiko key from OpenSSH or PEM text (Ed25519, ECDSA or RSA)."""
+    import paramiko
+
     public_key_of(private_key)  # validates, with a clear error
     text = private_key.strip() + "\n"
     for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
@@ -112,6 +120,24 @@ def command(*words: object) -> str:
     return " ".join(quote(w) for w in words)
 
 
+def _pinned_client(host: str, port: int, host_key: str) -> paramiko.SSHClient:
+    """A client accepting only `host_key`; any key on first contact when it is empty."""
+    import paramiko
+
+    client = paramiko.SSHClient()
+    if host_key:
+        key_type, key_b64 = host_key.split()[:2]
+        name = host if port == 22 else f"[{host}]:{port}"
+        client.get_host_keys().add(
+            name, key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
+        )
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    else:
+        # First contact: the key offered is pinned by the caller (trust on first use).
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507
+    return client
+
+
 class SSHSession:
     """One SSH connection to a machine, with its host key pinned.
 
@@ -128,18 +154,11 @@ class SSHSession:
         host_key: str = "",
         timeout: float = CONNECT_TIMEOUT,
     ) -> None:
+        import paramiko
+
         self.host, self.port, self.user, self.host_key = host, port, user, host_key
-        self.client = paramiko.SSHClient()
+        self.client = _pinned_client(host, port, host_key)
         pkey = load_pkey(private_key)
-        if host_key:
-            key_type, key_b64 = host_key.split()[:2]
-            name = host if port == 22 else f"[{host}]:{port}"
-            self.client.get_host_keys().add(
-                name, key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
-            )
-            self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        else:
-            self.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
             self.client.connect(
                 host,

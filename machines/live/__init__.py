@@ -9,12 +9,10 @@
 
 from __future__ import annotations
 
+from .alerts import ALERTS, alerts_changed, alerts_live_html, metrics_group, metrics_sampled
 from .publish import (
-    ALERTS,
     FLEET,
     MACHINES,
-    alerts_changed,
-    alerts_live_html,
     bind_loop,
     bulk_changed,
     bulk_group,
@@ -31,8 +29,6 @@ from .publish import (
     machine_changed,
     machine_group,
     machine_removed,
-    metrics_group,
-    metrics_sampled,
     operation_changed,
     operation_group,
     state_counts_html,

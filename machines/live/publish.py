@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
+import os
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.template.loader import render_to_string
 
+from machines.live import wakeups
 from machines.models import EngineObject, Machine
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,17 @@ log = logging.getLogger(__name__)
 MACHINES = "machines"
 # Every container of every machine: the fleet view.
 FLEET = "fleet"
+
+
+def _unheard() -> bool:
+    """A command-line process with the in-memory layer: nobody can hear it (the pages are
+    another process's), so rendering fragments would only slow `machine create` down."""
+    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    return os.environ.get(CLI_PROCESS) == "1" and backend.endswith(".InMemoryChannelLayer")
+
+
+# Set by the `machine` command line (dockerdash.cli) for its process and its children.
+CLI_PROCESS = "DOCKERDASH_CLI_PROCESS"
 
 
 def machine_group(machine_id: int) -> str:
@@ -48,7 +61,7 @@ def bulk_group(bulk_id: int) -> str:
 
 
 def _send(group: str, event_type: str, html: str, **extra) -> None:
-    _group_send(group, {"type": event_type, "html": html, **extra})
+    group_send(group, {"type": event_type, "html": html, **extra})
 
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -64,7 +77,7 @@ def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
     _loop = loop
 
 
-def _group_send(group: str, event: dict) -> None:
+def group_send(group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
@@ -89,7 +102,7 @@ def _group_send(group: str, event: dict) -> None:
         log.exception("Publishing to %s failed", group)
 
 
-def _per_role(template: str, context: dict, *, admin: bool = False) -> dict[str, str]:
+def per_role(template: str, context: dict, *, admin: bool = False) -> dict[str, str]:
     """One rendering per role whose page differs: viewers must not even see buttons."""
     renderings = {
         "html": render_to_string(template, context),
@@ -111,8 +124,8 @@ def _row_event(event_type: str, row_id: str, tbody: str, template: str, context:
     <template>, where a <tbody> or <tr> after other elements is dropped by the parser.
     """
     where, _, tbody_id = tbody.partition(":")
-    replace = _per_role(template, {**context, "oob": True}, **kw)
-    insert = _per_role(template, context, **kw)
+    replace = per_role(template, {**context, "oob": True}, **kw)
+    insert = per_role(template, context, **kw)
     return {
         "type": event_type,
         "row": row_id,
@@ -145,7 +158,7 @@ def _machine_row(machine) -> None:
         admin=True,
     )
     # For the lists' filters: whether this row belongs in a view (machines.listing).
-    _group_send(MACHINES, {**event, "fields": fields_of(machine)})
+    group_send(MACHINES, {**event, "fields": fields_of(machine)})
 
 
 # The counts per state the lists show: recounted when a machine's state is not the one this
@@ -181,19 +194,23 @@ def machine_changed(machine) -> None:
     A new machine needs no special case: each list socket inserts the rows its page lacks
     (when the machine belongs in its view and its page has room).
     """
+    if _unheard():
+        return
     _machine_row(machine)
     _counts_changed(machine.pk, machine.state)
-    _group_send(
+    group_send(
         machine_group(machine.pk),
         {
             "type": "machine.changed",
-            **_per_role("machines/detail.html#machine_oob", {"machine": machine}),
+            **per_role("machines/detail.html#machine_oob", {"machine": machine}),
         },
     )
 
 
 def machine_removed(machine_id: int, name: str) -> None:
-    _group_send(MACHINES, _deleted(f"machine-{machine_id}", "machine.changed"))
+    if _unheard():
+        return
+    group_send(MACHINES, _deleted(f"machine-{machine_id}", "machine.changed"))
     _counts_changed(machine_id, None)
     _send(
         machine_group(machine_id),
@@ -203,6 +220,9 @@ def machine_removed(machine_id: int, name: str) -> None:
 
 
 def log_lines_added(operation, lines) -> None:
+    wakeups.operation_progressed(operation.pk)
+    if _unheard():
+        return
     html = render_to_string(
         "machines/detail.html#log_lines_oob", {"operation": operation, "lines": lines}
     )
@@ -211,6 +231,12 @@ def log_lines_added(operation, lines) -> None:
 
 
 def operation_changed(operation) -> None:
+    # First the processes on this host waiting for it (a runner, `machine create`).
+    if operation.status == operation.Status.PENDING:
+        wakeups.operation_requested()
+    wakeups.operation_progressed(operation.pk)
+    if _unheard():
+        return
     head = render_to_string("machines/detail.html#operation_oob", {"operation": operation})
     _send(
         operation_group(operation.pk),
@@ -230,7 +256,7 @@ def operation_changed(operation) -> None:
         event["insert_html"] = render_to_string(
             "machines/detail.html#operation_insert", {"operation": operation}
         )
-    _group_send(machine_group(operation.machine_id), event)
+    group_send(machine_group(operation.machine_id), event)
     # The list shows an operation's progress in its machine's row.
     machine = Machine.objects.select_related("driver").filter(pk=operation.machine_id).first()
     if machine is not None:
@@ -259,13 +285,13 @@ def container_changed(container) -> None:
             "containers.changed", row, tbody, "machines/containers.html#container_row", context
         )
         # For the filters of container tables: whether this row belongs in the view.
-        _group_send(group, {**event, "fields": fields})
+        group_send(group, {**event, "fields": fields})
 
 
 def container_removed(machine_id: int, row_id: int) -> None:
     event = _deleted(f"container-{row_id}", "containers.changed")
-    _group_send(containers_group(machine_id), event)
-    _group_send(FLEET, event)
+    group_send(containers_group(machine_id), event)
+    group_send(FLEET, event)
 
 
 def container_notice(container, text: str, *, error: bool = False) -> None:
@@ -297,8 +323,8 @@ def engine_changed(machine, kind: str) -> None:
     """One kind of a machine's engine objects changed: its whole table, per role."""
     rows = EngineObject.objects.filter(machine=machine, kind=kind).order_by("name")
     context = {"machine": machine, "kind": kind, "rows": list(rows), "oob": True}
-    renderings = _per_role("machines/engine.html#engine_table", context)
-    _group_send(engine_group(machine.pk), {"type": "engine.changed", **renderings})
+    renderings = per_role("machines/engine.html#engine_table", context)
+    group_send(engine_group(machine.pk), {"type": "engine.changed", **renderings})
 
 
 def engine_pull(machine_id: int, pull: dict) -> None:
@@ -306,7 +332,7 @@ def engine_pull(machine_id: int, pull: dict) -> None:
     html = render_to_string("machines/engine.html#pull", {"pull": pull, "oob": True})
     insert = render_to_string("machines/engine.html#pull", {"pull": pull})
     row = f"pull-{pull['id']}"
-    _group_send(
+    group_send(
         engine_group(machine_id),
         {
             "type": "engine.pull",
@@ -340,36 +366,3 @@ def _bulk_summary(bulk) -> str:
 
 def bulk_changed(bulk) -> None:
     _send(bulk_group(bulk.pk), "bulk.changed", _bulk_summary(bulk))
-
-
-# -- metrics history and alerts (machines/alerts) ------------------------------------------
-
-ALERTS = "alerts"
-
-
-def metrics_group(machine_id: int) -> str:
-    return f"metrics-{machine_id}"
-
-
-def metrics_sampled(machine_id: int, points: list[tuple[str, dict]]) -> None:
-    """New history points of a machine and its containers ((container or "", point)), in one
-    message: the charts on screen append theirs (static/js/charts.js)."""
-    html = "".join(
-        render_to_string(
-            "alerts/charts.html#point", {"point": json.dumps(point), "container": container}
-        )
-        for container, point in points
-    )
-    _group_send(metrics_group(machine_id), {"type": "metrics.sampled", "html": html})
-
-
-def alerts_live_html(context: dict) -> dict[str, str]:
-    """The header badge, the open alerts and the recent history (alerts.history.live_context),
-    per role."""
-    # Admins also see why a notice failed (a channel's error can name its server).
-    return _per_role("alerts/history.html#alerts_oob", {**context, "oob": True}, admin=True)
-
-
-def alerts_changed(context: dict) -> None:
-    """An alert fired, resolved or was acknowledged, or a notice of one was sent or failed."""
-    _group_send(ALERTS, {"type": "alerts.changed", **alerts_live_html(context)})

@@ -32,14 +32,29 @@ from machines import alerts, live
 from machines.audit import log as audit
 from machines.engine.health import engine_access, probe, save_observation
 from machines.engine.watch import EngineWatcher
+from machines.live import wakeups
 from machines.models import Machine, Operation, RunnerProcess
 from machines.operations import actions as operations
 from machines.operations.checks import check_machine, heal, sample_host
-from machines.operations.stale import STALE_AFTER, interrupt, interrupt_stale, retry_hint
+from machines.operations.stale import (
+    STALE_AFTER,
+    interrupt,
+    interrupt_stale,
+    retry_hint,
+    runner_alive,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EngineWatcher", "Runner", "check_machine", "claim", "interrupt_stale", "run_claimed"]
+__all__ = [
+    "EngineWatcher",
+    "Runner",
+    "check_machine",
+    "claim",
+    "interrupt_stale",
+    "run_claimed",
+    "runner_alive",
+]
 
 HEARTBEAT_EVERY = 5
 POLL_EVERY = 0.5
@@ -129,11 +144,6 @@ def run_claimed(op: Operation) -> Operation:
         heartbeat.done.set()
 
 
-def runner_alive() -> bool:
-    cutoff = timezone.now() - timedelta(seconds=HEARTBEAT_EVERY * 3)
-    return RunnerProcess.objects.filter(heartbeat_at__gte=cutoff).exclude(kind="cli").exists()
-
-
 # -- the process -------------------------------------------------------------------------
 
 
@@ -165,6 +175,7 @@ class Runner:
         await _in_thread(self._register)
         await _in_thread(interrupt_stale)
         await _in_thread(_prune_tls_cache)
+        self.bell = wakeups.OperationsBell(loop)
         loops = [
             self._operations_loop(),
             self._every(LEASE_EVERY, self._lease_cycle),
@@ -174,6 +185,7 @@ class Runner:
         ]
         tasks = [asyncio.create_task(c) for c in loops]
         await self.stopping.wait()
+        self.bell.close()
         for task in tasks:
             task.cancel()
         await self._drain()
@@ -194,7 +206,7 @@ class Runner:
                 op = None
             if op is None:
                 slots.release()
-                await self._sleep(POLL_EVERY)
+                await self.bell.wait(POLL_EVERY)  # or until an operation is requested here
                 continue
             task = asyncio.create_task(self._run(op, slots))
             self.running_ops[op.pk] = task

@@ -11,11 +11,12 @@ from datetime import timedelta
 from django.utils import timezone
 
 from machines import live
-from machines.models import Machine, Operation
-from machines.operations.checks import refresh_machine
+from machines.models import Machine, Operation, RunnerProcess
 
 # Operations heartbeat every 5 s (runner.HEARTBEAT_EVERY): four missed beats is a dead runner.
 STALE_AFTER = timedelta(seconds=20)
+# A runner process (serve, worker) heartbeats every 5 s: three missed beats and it is gone.
+RUNNER_ALIVE_WITHIN = timedelta(seconds=15)
 # What `machine ...` retries an operation of each kind (rotate-client-ca has a page of its own).
 RETRY = {"create": "create", "rm": "rm -y", "regenerate-certs": "regenerate-certs -f"}
 
@@ -24,6 +25,12 @@ def retry_hint(op: Operation) -> str:
     if op.kind == Operation.Kind.ROTATE_CLIENT_CA:
         return "Retry it from the Certificates page."
     return f"Retry with `machine {RETRY.get(op.kind, op.kind)} {op.machine_name}`."
+
+
+def runner_alive() -> bool:
+    """Is a serve or worker process (not a command line's one-shot runner) alive?"""
+    cutoff = timezone.now() - RUNNER_ALIVE_WITHIN
+    return RunnerProcess.objects.filter(heartbeat_at__gte=cutoff).exclude(kind="cli").exists()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -67,6 +74,10 @@ def interrupt_stale(*, refresh: bool = True) -> list[Operation]:
         if op.machine_id:
             _state_unknown(op.machine_id)
             if refresh:
+                # Here, not at the top: the command line checks for dead runners too, and
+                # needs no Docker SDK for that.
+                from machines.operations.checks import refresh_machine
+
                 refresh_machine(op.machine_id)
     return interrupted
 

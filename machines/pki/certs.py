@@ -346,10 +346,12 @@ def bundle_dir(machine_name: str) -> Path:
     return Path(settings.CERTS_DIR) / machine_name
 
 
-def write_client_bundle(machine: Machine) -> Path:
-    """ca.pem, cert.pem and key.pem for the docker CLI (DOCKER_CERT_PATH), private to the user."""
+def write_client_bundle(machine: Machine, folder: Path | None = None) -> Path:
+    """ca.pem, cert.pem and key.pem for the docker CLI (DOCKER_CERT_PATH), private to the
+    user: in the data folder, or in `folder` (docker-machine's store layout, for its users'
+    scripts)."""
     ca = ca_for_machine(machine)
-    folder = bundle_dir(machine.name)
+    folder = folder or bundle_dir(machine.name)
     folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.mkdir(mode=0o700, exist_ok=True)
     folder.chmod(0o700)

@@ -11,6 +11,11 @@ def inspect_machine(machine: Machine) -> dict:
         "Name": machine.name,
         "DriverName": machine.driver.kind,
         "Driver": {
+            # libmachine's BaseDriver fields, which docker-machine users' templates read.
+            "IPAddress": machine.ip,
+            "MachineName": machine.name,
+            "SSHUser": machine.ssh_user,
+            "SSHPort": machine.ssh_port,
             "Name": machine.driver.name,
             **machine.driver.settings,
             **machine.driver_options,
