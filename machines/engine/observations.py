@@ -25,10 +25,13 @@ from machines.models import Machine
 log = logging.getLogger(__name__)
 
 # What pages show: a change to one of these is written and published at once.
-VISIBLE = ("state", "engine_reachable", "docker_version", "last_error", "last_error_detail", "ip")
+VISIBLE = ("state", "engine_reachable", "docker_version", "last_error", "ip")
+# The library's text behind an error: written with a visible change, never alone (its
+# wording varies between attempts that fail alike).
+CARRIED = ("last_error_detail",)
 # When the state was last confirmed: renewed in bulk, when due.
 FRESHNESS = ("last_checked", "last_seen")
-KNOWN = (*VISIBLE, *FRESHNESS)
+KNOWN = (*VISIBLE, *CARRIED, *FRESHNESS)
 BATCH_WAIT = 0.2
 CHUNK = 500
 
