@@ -466,6 +466,18 @@ def bench_import() -> None:
     run()
 
 
+def bench_outage() -> None:
+    from tests.bench_outage import bench_outage as run
+
+    run()
+
+
+def bench_healthy() -> None:
+    from tests.bench_outage import bench_healthy as run
+
+    run()
+
+
 def bench_kvm() -> None:
     from tests.bench_kvm import bench_kvm as run
 
@@ -483,6 +495,8 @@ SECTIONS = {
     "terminal": bench_terminal,
     "stats": bench_stats,
     "kvm": bench_kvm,
+    "outage": bench_outage,
+    "healthy": bench_healthy,
 }
 
 
