@@ -19,6 +19,7 @@ import math
 import os
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -260,6 +261,7 @@ class Runner:
         )
 
     def _health_cycle(self) -> None:
+        read_at = time.monotonic()
         busy = Operation.objects.filter(status__in=Operation.ACTIVE).values_list(
             "machine_id", flat=True
         )
@@ -268,7 +270,7 @@ class Runner:
             .filter(lease_owner=self.name)
             .exclude(pk__in=busy)
         )
-        checks.run_cycle(self.watching, machines, self.health_pool)
+        checks.run_cycle(self.watching, machines, self.health_pool, read_at)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -29,12 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _serve(port: int, log_name: str) -> subprocess.Popen:
+def _serve(port: int, log_name: str, *args: str) -> subprocess.Popen:
     from tests.bench import BENCH_DIR, _env
 
     log = open(BENCH_DIR / log_name, "w")  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"],
+        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", *args],
         cwd=ROOT,
         env=_env(),
         stdout=log,
@@ -195,13 +195,17 @@ def bench_outage(window: float = 60) -> None:
         _wait_listening(port)
         cpu0, t0 = _proc_cpu_seconds(server.pid), time.monotonic()
         time.sleep(window)
-        cpu = (_proc_cpu_seconds(server.pid) - cpu0) / (time.monotonic() - t0) * 100
+        cpu1, t1 = _proc_cpu_seconds(server.pid), time.monotonic()
+        first = (cpu1 - cpu0) / (t1 - t0) * 100
+        time.sleep(window)
+        cpu = (_proc_cpu_seconds(server.pid) - cpu1) / (time.monotonic() - t1) * 100
         load = os.getloadavg()
         threads, names = _threads(server.pid)
         firsts = sorted(_get(port, "/", cookie)[0] * 1000 for _ in range(10))
         print(
-            f"after {window:.0f} s: {threads} threads ({names}); load average {load[0]:.2f} "
-            f"(1 min, whole machine); serve's CPU {cpu:.1f} % of a core over the minute; "
+            f"after {2 * window:.0f} s: {threads} threads ({names}); load average "
+            f"{load[0]:.2f} (1 min, whole machine); serve's CPU {cpu:.1f} % of a core over "
+            f"the second minute ({first:.1f} % over the first, start-up included); "
             f"RSS {_proc_rss_mib(server.pid):.0f} MiB; "
             f"{Machine.objects.filter(engine_reachable=False).count()} stored unreachable"
         )
@@ -215,7 +219,28 @@ def bench_outage(window: float = 60) -> None:
     finally:
         print(f"SIGTERM -> exit {_stop_time(server):.2f} s")
         silent.close()
+    _baseline(cookie)
     _reset_machines()
+
+
+def _baseline(cookie: str) -> None:
+    """The same list from `serve --no-runner` (nothing watched), now: what the machine's
+    own load costs the list, for comparison."""
+    from tests.bench_fleet import _get, _wait_listening
+    from tests.browser import free_port
+
+    port = free_port()
+    server = _serve(port, "serve-outage-baseline.log", "--no-runner")
+    try:
+        _wait_listening(port)
+        _get(port, "/", cookie)
+        firsts = sorted(_get(port, "/", cookie)[0] * 1000 for _ in range(10))
+        print(
+            f"the same list from serve --no-runner (no engine watched), for comparison: "
+            f"p50 {statistics.median(firsts):.0f} ms, p99 {firsts[-1]:.0f} ms"
+        )
+    finally:
+        _stop_time(server)
 
 
 class Forwarder:
@@ -266,17 +291,35 @@ def _wait_reachable(count: int, timeout: float = 180) -> float:
     return time.monotonic() - started
 
 
+def _forwarded_machines(forwarder: Forwarder, cert: str, start: int, end: int) -> None:
+    from machines.models import Driver, Machine
+
+    none = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
+    Machine.objects.bulk_create(
+        Machine(
+            name=f"h-{n:03d}",
+            driver=none,
+            engine_url=f"tcp://127.0.0.1:{forwarder.ports[n]}",
+            tls_server_cert=cert,
+            state="running",
+        )
+        for n in range(start, end)
+    )
+
+
 def bench_healthy(sizes: tuple[int, ...] = (50, 100, 200), events: int = 40) -> None:
-    """Engines that answer: serve's memory and threads as it watches 50, 100, 200 of them,
-    then a container's change on the engine to the DOM of a page (every one of the 200
-    streams carries it: they all lead to the one engine)."""
-    from machines import clients
-    from machines.lib.hostimage import BARE_HOST_IMAGE
-    from machines.models import Container, Driver, Machine
+    """Engines that answer: serve's memory and threads as it watches 50, 100, 200 of them
+    (one private dockerd through the forwarder's ports), then, with the 200 streams open, a
+    container's change to the DOM of its machine's page. That container lives on another
+    private dockerd: behind the forwarder every change would come 200 times, once per
+    stream, which is not what 200 engines make; and the shared test engine, busy with other
+    work, would send each of its events 200 times too."""
+    from machines.models import Machine
     from machines.provision import certs
-    from tests.bench import _EngineEvents, _proc_rss_mib, _reset_machines
-    from tests.bench_fleet import _session_cookie, _wait_listening
-    from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port
+    from tests.bench import _reset_machines
+    from tests.bench_fleet import _session_cookie
+    from tests.browser import CHROMIUM
+    from tests.private_engine import private_dockerd
 
     engine = os.getenv("DOCKER_HOST", "")
     if not engine.startswith("unix://") or not Path(CHROMIUM).exists():
@@ -286,69 +329,69 @@ def bench_healthy(sizes: tuple[int, ...] = (50, 100, 200), events: int = 40) -> 
     _session_cookie()  # the bench operator, with its password
     host = Machine(name="forwarder", ip="127.0.0.1")
     certs.issue_server_cert(host, certs.get_or_create_ca())
-    forwarder = Forwarder(
-        engine[len("unix://") :], max(sizes), host.tls_server_cert, host.tls_server_key
-    )
-    none = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
+    with private_dockerd(Path(tempfile.mkdtemp(prefix="quiet-"))) as quiet:
+        forwarder = Forwarder(
+            str(quiet.socket), max(sizes), host.tls_server_cert, host.tls_server_key
+        )
+        _healthy(forwarder, host.tls_server_cert, sizes, events)
+
+
+def _healthy(forwarder: Forwarder, cert: str, sizes: tuple[int, ...], events: int) -> None:
+    from machines import clients
+    from machines.models import Container, Driver, Machine
+    from tests.bench import _bench_browser, _EngineEvents, _proc_rss_mib, _reset_machines
+    from tests.bench_fleet import _wait_listening
+    from tests.browser import CHROMIUM_ARGS, free_port
+    from tests.private_engine import private_dockerd
+    from tests.tinyimage import TINY, tiny_image_tar
+
     port = free_port()
     server = _serve(port, "serve-healthy.log")
-    docker = clients.client(engine, timeout=60)
-    container = docker.containers.run(
-        BARE_HOST_IMAGE,
-        ["sleep", "3600"],
-        name=f"healthy-{os.getpid()}",
-        detach=True,
-        network_mode="none",
-    )
-    timeline = _EngineEvents(engine, container.id)
-    timeline.start()
-    try:
-        _wait_listening(port)
-        made = 0
-        print("\n== healthy: engines that answer, watched by the embedded serve ==")
-        for size in sizes:
-            Machine.objects.bulk_create(
-                Machine(
-                    name=f"h-{n:03d}",
-                    driver=none,
-                    engine_url=f"tcp://127.0.0.1:{forwarder.ports[n]}",
-                    tls_server_cert=host.tls_server_cert,
-                    state="running",
+    print("\n== healthy: engines that answer, watched by the embedded serve ==")
+    made = 0
+    with private_dockerd(Path(tempfile.mkdtemp(prefix="healthy-"))) as own:
+        docker = clients.client(own.url, timeout=60)
+        docker.api.import_image_from_data(tiny_image_tar(), repository=TINY.split(":")[0], tag="1")
+        container = docker.containers.run(
+            TINY, ["/bin/sleep", "86400"], detach=True, network_mode="none"
+        )
+        timeline = _EngineEvents(own.url, container.id)
+        timeline.start()
+        try:
+            _wait_listening(port)
+            for size in sizes:
+                _forwarded_machines(forwarder, cert, made, size)
+                made = size
+                took = _wait_reachable(size)
+                time.sleep(10)  # settle
+                threads, names = _threads(server.pid)
+                print(
+                    f"N={size}: all reachable {took:.0f} s after being added; RSS "
+                    f"{_proc_rss_mib(server.pid):.0f} MiB; {threads} threads ({names})"
                 )
-                for n in range(made, size)
+            none = Driver.objects.get(name="none")
+            measured = Machine.objects.create(
+                name="measured", driver=none, engine_url=own.url, state="running"
             )
-            made = size
-            took = _wait_reachable(size)
-            time.sleep(10)  # settle
-            threads, names = _threads(server.pid)
-            print(
-                f"N={size}: all reachable {took:.0f} s after being added; RSS "
-                f"{_proc_rss_mib(server.pid):.0f} MiB; {threads} threads ({names})"
+            row = None
+            while row is None:
+                row = Container.objects.filter(machine=measured, container_id=container.id)
+                row = row.first()
+                time.sleep(0.2)
+            page_url = f"http://127.0.0.1:{port}/machines/measured/?q={container.name}"
+            print(f"with the {made} streams open, one more engine's container:")
+            _bench_browser(
+                f"http://127.0.0.1:{port}",
+                page_url,
+                f"container-{row.pk}",
+                container,
+                timeline,
+                events,
+                CHROMIUM_ARGS,
             )
-        first = Machine.objects.get(name="h-000")
-        row = None
-        while row is None:
-            row = Container.objects.filter(machine=first, container_id=container.id).first()
-            time.sleep(0.2)
-        from tests.bench import _bench_browser
-
-        page_url = f"http://127.0.0.1:{port}/machines/{first.name}/?q={container.name}"
-        _bench_browser(
-            f"http://127.0.0.1:{port}",
-            page_url,
-            f"container-{row.pk}",
-            container,
-            timeline,
-            events,
-            CHROMIUM_ARGS,
-        )
-        print(
-            f"(with {max(sizes)} engines watched, each pause/unpause on all {max(sizes)} streams)"
-        )
-    finally:
-        stop = _stop_time(server)
-        print(f"SIGTERM -> exit {stop:.2f} s with {made} streams open")
-        timeline.close()
-        container.remove(force=True)
-        docker.close()
-        _reset_machines()
+        finally:
+            print(f"SIGTERM -> exit {_stop_time(server):.2f} s with {made + 1} streams open")
+            timeline.close()
+            container.remove(force=True)
+            docker.close()
+            _reset_machines()

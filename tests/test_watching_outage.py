@@ -12,6 +12,7 @@ from collections import Counter
 
 import pytest
 from django.db.backends.signals import connection_created
+from django.utils import timezone
 
 from machines import clients, runner
 from machines.lib.hostimage import BARE_HOST_IMAGE
@@ -175,3 +176,5 @@ def test_engines_that_keep_refusing_cost_only_their_state_changes(settings, runn
     assert counter.batched <= duration / settings.HEALTH_CHECK_INTERVAL + 2
     for machine in Machine.objects.filter(pk__in=ids):
         assert "refused" in machine.last_error
+        # ... and the pages still call it a fresh observation, not "as of" some time ago.
+        assert not machine.stale, (machine.last_checked, timezone.now())

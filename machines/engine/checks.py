@@ -39,8 +39,11 @@ log = logging.getLogger(__name__)
 ASK_AGAIN = (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, EOFError)
 
 
-def run_cycle(watching: Watching, machines: list[Machine], pool: ThreadPoolExecutor) -> None:
-    """Check these machines once; store what changed; nudge their watchers."""
+def run_cycle(
+    watching: Watching, machines: list[Machine], pool: ThreadPoolExecutor, read_at: float
+) -> None:
+    """Check these machines (as read from the database at `read_at`, time.monotonic())
+    once; store what changed; nudge their watchers."""
     accesses = {m.pk: engine_access(m) for m in machines}
     results = watching.submit(_check_all(machines, accesses, pool)).result()
     reachable = []
@@ -49,7 +52,7 @@ def run_cycle(watching: Watching, machines: list[Machine], pool: ThreadPoolExecu
         if changes is None:
             continue
         stored = {k: getattr(machine, k) for k in KNOWN}
-        watching.writer.submit(machine.pk, changes, stored)
+        watching.writer.submit(machine.pk, changes, stored, read_at)
         for key, value in changes.items():
             setattr(machine, key, value)
         if changes.get("engine_reachable") is True:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -43,13 +44,17 @@ class ObservationWriter(threading.Thread):
         super().__init__(daemon=True, name="observations")
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.known: dict[int, dict] = {}
+        self.written_at: dict[int, float] = {}
         self.stopping = threading.Event()
         self.idle = threading.Event()
 
-    def submit(self, machine_id: int, changes: dict, stored: dict | None = None) -> None:
-        """Observed `changes` of one machine; `stored` is its row as just read, if known."""
+    def submit(
+        self, machine_id: int, changes: dict, stored: dict | None = None, read_at: float = 0
+    ) -> None:
+        """Observed `changes` of one machine; `stored` is its row as read at `read_at`
+        (time.monotonic(), taken before the read), if known."""
         self.idle.clear()
-        self.queue.put((machine_id, changes, stored))
+        self.queue.put((machine_id, changes, stored, read_at))
 
     def stop(self, timeout: float = 2) -> None:
         self.stopping.set()
@@ -72,19 +77,25 @@ class ObservationWriter(threading.Thread):
             close_old_connections()
 
     def _collect(self) -> dict[int, dict]:
-        """What arrived within BATCH_WAIT of the first item, merged per machine."""
+        """What arrived within BATCH_WAIT of the first item, merged per machine: a steady
+        trickle of retries must not hold a batch open."""
         try:
             item = self.queue.get(timeout=1)
         except queue.Empty:
             return {}
         batch: dict[int, dict] = {}
+        until = time.monotonic() + BATCH_WAIT
         while item is not None:
-            machine_id, changes, stored = item
-            if stored is not None:
+            machine_id, changes, stored, read_at = item
+            # A row read before our last write to it is older than what we know.
+            if stored is not None and self.written_at.get(machine_id, -1) < read_at:
                 self.known[machine_id] = {k: stored[k] for k in KNOWN if k in stored}
             batch[machine_id] = {**batch.get(machine_id, {}), **changes}
+            left = until - time.monotonic()
+            if left <= 0:
+                break
             try:
-                item = self.queue.get(timeout=BATCH_WAIT)
+                item = self.queue.get(timeout=left)
             except queue.Empty:
                 break
         return batch
@@ -106,6 +117,7 @@ class ObservationWriter(threading.Thread):
                     news.update({k: v for k, v in changes.items() if k not in VISIBLE})
                     Machine.objects.filter(pk=pk).update(**news)
                     known.update(news)
+                    self.written_at[pk] = time.monotonic()
                     changed.append(pk)
                     continue
                 if "last_checked" in changes and _older(known.get("last_checked"), due):

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 DB_THREADS = 4
 # A stream that held this long was healthy: its next failure starts the backoff again.
 HELD_FOR = 30.0
+# How often a failing engine's machine is read again between attempts.
+RELOAD_EVERY = 60.0
 
 
 class Watching:
@@ -129,9 +131,12 @@ class Watching:
         return await self.loop.run_in_executor(self.db, call)
 
     async def _watch(self, pk: int) -> None:
-        backoff = 1.0
+        backoff, loaded = 1.0, -RELOAD_EVERY
         while True:
-            machine, access = await self.in_db(_load, pk)
+            # Read again now and then (a new address, new certificates), not at every retry.
+            if time.monotonic() - loaded >= RELOAD_EVERY:
+                machine, access = await self.in_db(_load, pk)
+                loaded = time.monotonic()
             if machine is None:
                 return
             endpoint = Endpoint(access.url, access.ca, access.cert, access.key)
