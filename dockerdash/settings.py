@@ -284,7 +284,17 @@ KVM_DOMAIN_TYPE = os.getenv("DOCKERDASH_KVM_DOMAIN_TYPE", "")
 HEALTH_CHECK_INTERVAL = envint("DOCKERDASH_HEALTH_CHECK_INTERVAL", 30)
 HEALTH_CHECK_TIMEOUT = envint("DOCKERDASH_HEALTH_CHECK_TIMEOUT", 3)
 HEALTH_CHECK_CONCURRENCY = envint("DOCKERDASH_HEALTH_CHECK_CONCURRENCY", 64)
+# Threads asking drivers for their hosts' state (engine pings need none: they are async).
+HEALTH_CHECK_THREADS = envint("DOCKERDASH_HEALTH_CHECK_THREADS", 4)
 SHUTDOWN_GRACE = envint("DOCKERDASH_SHUTDOWN_GRACE", 20)
+# Watching engines (machines/engine/): at most this many engines per worker (its lease share
+# is capped here too), connection attempts in flight at once, the longest pause between
+# attempts to an engine that keeps failing, and threads streaming ssh:// engines (the SDK's
+# paramiko transport needs one each; more ssh:// engines are health-checked only).
+WORKER_MAX_ENGINES = envint("DOCKERDASH_WORKER_MAX_ENGINES", 2000)
+WATCH_CONNECT_CONCURRENCY = envint("DOCKERDASH_WATCH_CONNECT_CONCURRENCY", 32)
+WATCH_BACKOFF_MAX = envint("DOCKERDASH_WATCH_BACKOFF_MAX", 300)
+WATCH_SSH_THREADS = envint("DOCKERDASH_WATCH_SSH_THREADS", 8)
 
 # Cloud drivers: how long a new or restarted VM may take to run with a public address, then
 # to answer SSH; how often to ask the provider meanwhile; how long region, size and image

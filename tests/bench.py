@@ -470,11 +470,25 @@ def bench_import() -> None:
 
 
 def bench_api() -> None:
-    pass
+    from tests.bench_api import bench_api as run
+
+    run()
 
 
 def bench_history() -> None:
     from tests.bench_alerts import bench_history as run
+
+    run()
+
+
+def bench_outage() -> None:
+    from tests.bench_outage import bench_outage as run
+
+    run()
+
+
+def bench_healthy() -> None:
+    from tests.bench_outage import bench_healthy as run
 
     run()
 
@@ -506,6 +520,8 @@ SECTIONS = {
     "kvm": bench_kvm,
     "api": bench_api,
     "history": bench_history,
+    "outage": bench_outage,
+    "healthy": bench_healthy,
 }
 
 

@@ -201,6 +201,7 @@ def bench_health() -> None:
         steady = time.perf_counter() - steady_started
         hole.close()
         worker.health_pool.shutdown()
+        worker.watching.stop()
         reachable = Machine.objects.filter(engine_reachable=True).count()
         print("\n== health checks: one cycle over 1,000 machines, 100 black-holed ==")
         print(

@@ -1,0 +1,1 @@
+"""Docker engines: reaching them over asyncio streams and watching many at once."""

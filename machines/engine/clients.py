@@ -121,7 +121,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 
 @functools.lru_cache(maxsize=256)
-def _tls_context(ca: str, cert: str, key: str, tls12: bool = False) -> ssl.SSLContext:
+def tls_context(ca: str, cert: str, key: str, tls12: bool = False) -> ssl.SSLContext:
     """A client context with the engine's CA and our client certificate (one per credential:
     loading them costs more than the ping). Strict X.509 checks are off only for the CAs
     docker-machine made, as _LegacyCAAdapter does for the SDK."""
@@ -154,14 +154,14 @@ def ping(url: str, *, ca: str = "", cert: str = "", key: str = "", timeout: floa
     target = parse_engine_url(url.replace("https://", "tcp://", 1))
     host, port = target.host.strip("[]"), target.port
     try:
-        context = _tls_context(ca, cert, key)
+        context = tls_context(ca, cert, key)
         return _get_version(
             http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
         )
     except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, http.client.RemoteDisconnected):
         # With TLS 1.3 an engine refusing our client certificate says so after the handshake,
         # often as a bare reset; with TLS 1.2 it says why during it: ask again to know.
-        context = _tls_context(ca, cert, key, tls12=True)
+        context = tls_context(ca, cert, key, tls12=True)
         return _get_version(
             http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
         )

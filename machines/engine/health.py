@@ -53,8 +53,22 @@ def probe(machine: Machine, access: EngineAccess | None, timeout=None, *, heal=N
     """What a health check observes (the fields to store); only the network (and `heal`)."""
     timeout = timeout or settings.HEALTH_CHECK_TIMEOUT
     started = time.monotonic()
-    now = timezone.now()
-    changes: dict = {"last_checked": now}
+    changes, ask_engine = observe_host(machine, access, heal)
+    if not ask_engine:
+        return changes
+    try:
+        version = clients.ping(
+            access.url, ca=access.ca, cert=access.cert, key=access.key, timeout=timeout
+        )
+    except Exception as e:
+        return changes | engine_failed(access, e, timeout)
+    return changes | engine_answered(version, started)
+
+
+def observe_host(machine: Machine, access: EngineAccess | None, heal=None) -> tuple[dict, bool]:
+    """The driver's view of the host (blocking: a driver may ask a provider or a parent
+    engine), and whether its engine should be pinged next."""
+    changes: dict = {"last_checked": timezone.now()}
     try:
         changes["state"] = machine.get_driver().state(machine)
         changes.update(last_error="", last_error_detail="")
@@ -64,30 +78,37 @@ def probe(machine: Machine, access: EngineAccess | None, timeout=None, *, heal=N
         )
     running = changes["state"] == Machine.State.RUNNING
     if running and heal is not None and heal(machine):
-        return changes
-    if running and access is not None:
-        try:
-            version = clients.ping(
-                access.url, ca=access.ca, cert=access.cert, key=access.key, timeout=timeout
-            )
-            changes.update(engine_reachable=True, docker_version=version.get("Version", ""))
-        except Exception as e:
-            sentence = describe(e, target_of(access.url, ca=access.ca_name, timeout=timeout))
-            return changes | {
-                "engine_reachable": False,
-                "last_error": _unreachable(sentence)[:1000],
-                "last_error_detail": detail(e),
-            }
-    if running:
-        changes.update(last_seen=now, response_time_ms=int((time.monotonic() - started) * 1000))
-    return changes
+        return changes, False
+    if running and access is None:
+        changes["last_seen"] = changes["last_checked"]
+    return changes, running and access is not None
+
+
+def engine_answered(version: dict, started: float) -> dict:
+    return {
+        "engine_reachable": True,
+        "docker_version": version.get("Version", ""),
+        "last_seen": timezone.now(),
+        "response_time_ms": int((time.monotonic() - started) * 1000),
+    }
+
+
+def engine_failed(access: EngineAccess, error: BaseException, timeout: float) -> dict:
+    sentence = describe(error, target_of(access.url, ca=access.ca_name, timeout=timeout))
+    return {
+        "engine_reachable": False,
+        "last_error": unreachable_words(sentence)[:1000],
+        "last_error_detail": detail(error),
+    }
 
 
 def unreachable(machine: Machine, error: BaseException, timeout: float | None = None) -> str:
     """Why the machine's engine cannot be reached, in one sentence."""
     access = engine_access(machine) or EngineAccess(machine.url)
-    return _unreachable(describe(error, target_of(access.url, ca=access.ca_name, timeout=timeout)))
+    return unreachable_words(
+        describe(error, target_of(access.url, ca=access.ca_name, timeout=timeout))
+    )
 
 
-def _unreachable(sentence: str) -> str:
+def unreachable_words(sentence: str) -> str:
     return f"Engine unreachable: {sentence}" + ("" if sentence.endswith(("?", "!")) else ".")

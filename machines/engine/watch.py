@@ -1,10 +1,14 @@
-"""Engine watchers: one `docker events` stream per engine, keeping its stored container
-snapshot (`docker ps -a`) current and publishing each change as it happens; its images,
-volumes and networks too (engine_objects.py)."""
+"""An engine's container snapshot (`docker ps -a`), kept current from its `docker events`
+and published as it changes; its images, volumes and networks too (engine_objects.py).
+
+The functions here run in threads with the database and take an `api` with the SDK's
+method names: the SDK's own client (SdkWatcher, for ssh:// engines) or the asyncio one's
+facade (machines/engine/watching.py, for every other engine)."""
 
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 from datetime import UTC, datetime
@@ -20,6 +24,9 @@ from machines.engine import objects as engine_objects
 from machines.engine.health import save_observation, unreachable
 from machines.lib.errorwords import detail
 from machines.models import Container, Machine
+
+# What a watcher subscribes to: containers, and the kinds engine_objects keeps.
+EVENT_TYPES = ["container", *map(str, engine_objects.EVENTS)]
 
 
 def _ps_row(c: dict) -> dict:
@@ -48,11 +55,83 @@ def _ps_row(c: dict) -> dict:
     }
 
 
-class EngineWatcher(threading.Thread):
-    """One `docker events` stream for one engine, keeping its container snapshot current."""
+def resync(machine: Machine, api, rows: list[dict] | None = None) -> None:
+    """Store the engine's containers as listed (`rows`, or listed now), forget the others."""
+    if rows is None:
+        rows = api.containers(all=True)
+    seen = set()
+    for row in rows:
+        seen.add(row["Id"])
+        store(machine, row["Id"], _ps_row(row))
+    for gone in machine.containers.exclude(container_id__in=seen):
+        forget(machine, gone)
+
+
+def on_event(machine: Machine, api, event: dict) -> None:
+    if engine_objects.on_event(machine, api, event):
+        return
+    container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
+    if not container_id:
+        return
+    if event.get("Action") == "destroy":
+        row = machine.containers.filter(container_id=container_id).first()
+        if row:
+            forget(machine, row)
+        return
+    if event.get("Action") == "die":
+        attributes = event.get("Actor", {}).get("Attributes", {})
+        webhooks.emit(
+            "container.died",
+            {
+                "machine": machine.name,
+                "container": attributes.get("name", container_id[:12]),
+                "id": container_id,
+                "exit_code": attributes.get("exitCode"),
+            },
+        )
+    rows = api.containers(all=True, filters={"id": [container_id]})
+    # Engine 20.10 announces pause, unpause and die before its container list shows
+    # them: until the list agrees with the container itself, ask again (milliseconds).
+    for _ in range(20):
+        if not rows:
+            return
+        try:
+            state = api.inspect_container(container_id)["State"]["Status"]
+        except docker.errors.NotFound:
+            return
+        if rows[0]["State"] == state:
+            break
+        time.sleep(0.005)
+        rows = api.containers(all=True, filters={"id": [container_id]})
+    if rows:
+        store(machine, container_id, _ps_row(rows[0]))
+
+
+def store(machine: Machine, container_id: str, fields: dict) -> None:
+    row, created = Container.objects.get_or_create(
+        machine=machine, container_id=container_id, defaults=fields
+    )
+    if not created:
+        if all(getattr(row, k) == v for k, v in fields.items()):
+            return
+        for key, value in fields.items():
+            setattr(row, key, value)
+        row.save()
+    live.container_changed(row)
+
+
+def forget(machine: Machine, row: Container) -> None:
+    row_id = row.pk
+    row.delete()
+    live.container_removed(machine.pk, row_id)
+
+
+class SdkWatcher(threading.Thread):
+    """One engine's stream through the Docker SDK, in a thread of its own: for ssh:// engines,
+    whose paramiko transport asyncio cannot drive (watching.py bounds how many run)."""
 
     def __init__(self, machine_id: int) -> None:
-        super().__init__(daemon=True, name=f"watch-{machine_id}")
+        super().__init__(daemon=True, name=f"watch-ssh-{machine_id}")
         self.machine_id = machine_id
         self.stopping = threading.Event()
         self.client = None
@@ -81,13 +160,15 @@ class EngineWatcher(threading.Thread):
                     why, details = unreachable(machine, e, settings.HEALTH_CHECK_TIMEOUT), detail(e)
                 if self.stopping.is_set():
                     return
-                # A broken stream means the engine is unreachable now, not at the next check.
+                # A broken stream means the engine is unreachable now, not at the next check;
+                # written only when that is news.
                 machine.refresh_from_db()
-                save_observation(
-                    machine, engine_reachable=False, last_error=why, last_error_detail=details
-                )
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, 30)
+                if machine.engine_reachable is not False or machine.last_error != why:
+                    save_observation(
+                        machine, engine_reachable=False, last_error=why, last_error_detail=details
+                    )
+                self.stopping.wait(backoff * random.uniform(0.5, 1))  # noqa: S311 (jitter)
+                backoff = min(backoff * 2, settings.WATCH_BACKOFF_MAX)
         finally:
             close_old_connections()
 
@@ -97,12 +178,11 @@ class EngineWatcher(threading.Thread):
         )
         try:
             # Subscribe first, then snapshot: no event can fall between the two.
-            types = ["container", *map(str, engine_objects.EVENTS)]
-            events = client.api.events(decode=True, filters={"type": types})
+            events = client.api.events(decode=True, filters={"type": EVENT_TYPES})
             self.connected = True
             rows = client.api.containers(all=True)
             version = client.version().get("Version", "")
-            self._resync(machine, rows)
+            resync(machine, client.api, rows)
             engine_objects.resync_all(machine, client.api)
             save_observation(
                 machine,
@@ -115,73 +195,9 @@ class EngineWatcher(threading.Thread):
             for event in events:
                 if self.stopping.is_set():
                     return
-                self._on_event(machine, client, event)
+                on_event(machine, client.api, event)
         finally:
             self.client = None
             self.connected = False
             with contextlib.suppress(Exception):
                 client.close()
-
-    def _resync(self, machine: Machine, rows: list[dict]) -> None:
-        seen = set()
-        for row in rows:
-            seen.add(row["Id"])
-            self._store(machine, row["Id"], _ps_row(row))
-        for gone in machine.containers.exclude(container_id__in=seen):
-            self._forget(machine, gone)
-
-    def _on_event(self, machine: Machine, client, event: dict) -> None:
-        if engine_objects.on_event(machine, client.api, event):
-            return
-        container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
-        if not container_id:
-            return
-        if event.get("Action") == "destroy":
-            row = machine.containers.filter(container_id=container_id).first()
-            if row:
-                self._forget(machine, row)
-            return
-        if event.get("Action") == "die":
-            attributes = event.get("Actor", {}).get("Attributes", {})
-            webhooks.emit(
-                "container.died",
-                {
-                    "machine": machine.name,
-                    "container": attributes.get("name", container_id[:12]),
-                    "id": container_id,
-                    "exit_code": attributes.get("exitCode"),
-                },
-            )
-        rows = client.api.containers(all=True, filters={"id": container_id})
-        # Engine 20.10 announces pause, unpause and die before its container list shows
-        # them: until the list agrees with the container itself, ask again (milliseconds).
-        for _ in range(20):
-            if not rows:
-                return
-            try:
-                state = client.api.inspect_container(container_id)["State"]["Status"]
-            except docker.errors.NotFound:
-                return
-            if rows[0]["State"] == state:
-                break
-            time.sleep(0.005)
-            rows = client.api.containers(all=True, filters={"id": container_id})
-        if rows:
-            self._store(machine, container_id, _ps_row(rows[0]))
-
-    def _store(self, machine: Machine, container_id: str, fields: dict) -> None:
-        row, created = Container.objects.get_or_create(
-            machine=machine, container_id=container_id, defaults=fields
-        )
-        if not created:
-            if all(getattr(row, k) == v for k, v in fields.items()):
-                return
-            for key, value in fields.items():
-                setattr(row, key, value)
-            row.save()
-        live.container_changed(row)
-
-    def _forget(self, machine: Machine, row: Container) -> None:
-        row_id = row.pk
-        row.delete()
-        live.container_removed(machine.pk, row_id)

@@ -19,7 +19,8 @@ import math
 import os
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
@@ -30,12 +31,12 @@ from django.utils import timezone
 
 from machines import alerts, live
 from machines.audit import log as audit
-from machines.engine.health import engine_access, probe, save_observation
-from machines.engine.watch import EngineWatcher
+from machines.engine.watching import EngineWatcher, Watching
 from machines.live import wakeups
 from machines.models import Machine, Operation, RunnerProcess
 from machines.operations import actions as operations
-from machines.operations.checks import check_machine, heal, sample_host
+from machines.operations import cycle
+from machines.operations.checks import check_machine
 from machines.operations.stale import (
     STALE_AFTER,
     interrupt,
@@ -161,9 +162,11 @@ class Runner:
         self.name = worker_name()
         self.stopping = asyncio.Event()
         self.running_ops: dict[int, asyncio.Task] = {}
-        self.watchers: dict[int, EngineWatcher] = {}
+        # Every engine's stream and ping on one loop in one thread (engine/watching.py);
+        # drivers' state asked in a few threads.
+        self.watching = Watching()
         self.health_pool = ThreadPoolExecutor(
-            max_workers=settings.HEALTH_CHECK_CONCURRENCY, thread_name_prefix="health"
+            max_workers=settings.HEALTH_CHECK_THREADS, thread_name_prefix="health"
         )
 
     async def run(self) -> None:
@@ -243,6 +246,7 @@ class Runner:
             kind="cli"
         )
         share = math.ceil(Machine.objects.count() / max(alive.count(), 1))
+        share = min(share, settings.WORKER_MAX_ENGINES)
         wanted = share - mine.count()
         if wanted > 0:
             free = Machine.objects.filter(
@@ -262,23 +266,17 @@ class Runner:
         self._sync_watchers()
 
     def _sync_watchers(self) -> None:
-        should = set(
-            Machine.objects.filter(lease_owner=self.name)
-            .exclude(engine_url="")
-            .exclude(state__in=[Machine.State.STOPPED, Machine.State.NONE])
-            .values_list("pk", flat=True)
+        self.watching.sync(
+            set(
+                Machine.objects.filter(lease_owner=self.name)
+                .exclude(engine_url="")
+                .exclude(state__in=[Machine.State.STOPPED, Machine.State.NONE])
+                .values_list("pk", flat=True)
+            )
         )
-        for pk in list(self.watchers):
-            watcher = self.watchers[pk]
-            if pk not in should or not watcher.is_alive():
-                watcher.stop()
-                del self.watchers[pk]
-        for pk in should - set(self.watchers):
-            watcher = EngineWatcher(pk)
-            self.watchers[pk] = watcher
-            watcher.start()
 
     def _health_cycle(self) -> None:
+        read_at = time.monotonic()
         busy = Operation.objects.filter(status__in=Operation.ACTIVE).values_list(
             "machine_id", flat=True
         )
@@ -287,26 +285,7 @@ class Runner:
             .filter(lease_owner=self.name)
             .exclude(pk__in=busy)
         )
-        # Bounded concurrency and short timeouts: 100 dead hosts cost one timeout, not 100.
-        # The pool only probes; this thread stores what it saw (one writer, not 64 taking
-        # turns at SQLite's write lock).
-        futures = {self.health_pool.submit(_probed, m, engine_access(m)): m for m in machines}
-        sampled = []
-        for future in as_completed(futures):
-            if (changes := future.result()) is not None:
-                save_observation(futures[future], **changes)
-                if changes.get("engine_reachable") is True:
-                    sampled.append(self.health_pool.submit(_sampled, futures[future], changes))
-        # The hosts' own use (over SSH, only when due): in the pool, after the probes.
-        for future in as_completed(sampled):
-            if (changed := future.result()) is not None:
-                live.machine_changed(changed)
-        # A stream to a host that vanished without a word (no FIN) can block forever; the
-        # failed ping tells us, and a fresh connection attempt starts the backoff.
-        for machine in machines:
-            watcher = self.watchers.get(machine.pk)
-            if watcher and watcher.connected and machine.engine_reachable is False:
-                watcher.stop()
+        cycle.run_cycle(self.watching, machines, self.health_pool, read_at)
         alerts.after_health_cycle(machines)
 
     async def _sleep(self, seconds: float) -> None:
@@ -328,8 +307,9 @@ class Runner:
         await _in_thread(self._release)
 
     def _release(self) -> None:
-        for watcher in self.watchers.values():
-            watcher.stop()
+        # Streams closed and their threads ended before anything else (SIGTERM: 5 s in all).
+        self.watching.stop()
+        self.health_pool.shutdown(wait=False, cancel_futures=True)
         for op in Operation.objects.filter(claimed_by=self.name, status=Operation.Status.RUNNING):
             interrupt(
                 op,
@@ -365,26 +345,6 @@ async def mark_interrupted(every: float = LEASE_EVERY) -> None:
         except Exception:
             log.exception("Marking interrupted operations failed")
         await asyncio.sleep(every)
-
-
-def _sampled(machine: Machine, changes: dict) -> Machine | None:
-    try:
-        return machine if sample_host(machine, changes) else None
-    except Exception:
-        log.exception("Reading the host use of %s failed", machine.name)
-        return None
-    finally:
-        close_old_connections()
-
-
-def _probed(machine: Machine, access) -> dict | None:
-    try:
-        return probe(machine, access, heal=heal)
-    except Exception:
-        log.exception("Health check of %s failed", machine.name)
-        return None
-    finally:
-        close_old_connections()
 
 
 async def _in_thread(fn, *args, **kwargs):
