@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils.http import urlencode
 
 from .drivers import DriverError, all_drivers, driver_class
+from .listing import tag_q
 from .models import Container, Driver, Machine
 from .validation import ENV_RE, LABEL_RE, parse_tag
 
@@ -269,8 +270,7 @@ class ContainerFilterForm(forms.Form):
             containers = containers.filter(machine__driver__kind=kind)
         if tag := self.cleaned_data.get("tag"):
             key, value, exact = tag
-            lookup = {f"machine__tags__{key}": value} if exact else {"machine__tags__has_key": key}
-            containers = containers.filter(**lookup)
+            containers = containers.filter(tag_q(key, value if exact else None, "machine__tags"))
         return containers
 
     def matches(self, fields: dict) -> bool:
