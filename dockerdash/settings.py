@@ -14,8 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from dockerdash.datadir import secure_data_dir, secure_sqlite
+from dockerdash.datadir import DataDirError, data_dir_from, secure_data_dir, secure_sqlite
 
 
 def envbool(name: str, default: str = "False") -> bool:
@@ -31,7 +32,10 @@ def envlist(name: str, default: str = "") -> list[str]:
 
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.getenv("DOCKERDASH_DATA_DIR", BASE_DIR / "var")).resolve()
+try:
+    DATA_DIR = data_dir_from(os.getenv("DOCKERDASH_DATA_DIR"), BASE_DIR)
+except DataDirError as e:
+    raise ImproperlyConfigured(str(e)) from None
 secure_data_dir(DATA_DIR)
 
 # Django's debug pages show settings and the URL configuration to whoever triggers them:
