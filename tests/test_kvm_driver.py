@@ -44,6 +44,7 @@ from .kvmfleet import (
     pool_volumes,
     remove_vm,
     root_ssh,
+    ssh_agent,
 )
 from .tinyimage import tiny_image_tar
 
@@ -90,8 +91,10 @@ def cli(tmp_path_factory) -> CLI:
 def remote(cli, tmp_path_factory):
     """A VM created in the background through qemu+ssh://root@127.0.0.1/system, from the bare
     image given by path as a user gives theirs (no Docker in it: provisioning installs it)."""
-    with root_ssh(tmp_path_factory.mktemp("ssh")) as key:
-        uri = f"qemu+ssh://root@127.0.0.1/system?keyfile={key}&no_verify=1"
+    tmp = tmp_path_factory.mktemp("ssh")
+    with root_ssh(tmp) as key, ssh_agent(key, tmp) as agent:
+        cli.env["SSH_AUTH_SOCK"] = agent  # the key, for this module's later commands too
+        uri = "qemu+ssh://root@127.0.0.1/system"
         image = ensure_vm_images((BARE_VM_IMAGE,))[BARE_VM_IMAGE]
         # As a user's image new to the hypervisor: it goes through the SSH connection.
         delete_volume(f"{IMAGE_PREFIX}{file_digest(image)}.qcow2")
@@ -173,7 +176,7 @@ def test_without_libvirt_the_list_works_and_kvm_says_what_is_missing(tmp_path):
     # The binding is there, the daemon is not.
     libvirt_module()
     cli = CLI(user_env(tmp_path / "data"))
-    down = f"qemu:///system?socket={tmp_path}/no-libvirtd.sock"
+    down = "qemu+ssh://root@127.0.0.1:1/system"  # no sshd, no libvirtd there
     failed = cli("machine", "create", "-d", "kvm", "--kvm-connect-uri", down, "vm-2", check=False)
     assert failed.returncode == 1
     assert f"libvirt is not installed/running: cannot connect to {down}" in failed.stderr

@@ -125,6 +125,25 @@ class BaseDriver:
         return NotSupported(f"{self.kind} driver cannot {action} a host")
 
     @classmethod
+    def validate_settings(cls, settings: dict) -> None:
+        """The settings form's validators over stored settings: the Django admin edits a
+        provider's settings as JSON, past the form, and the model runs this (ValidationError
+        naming the setting)."""
+        errors = {}
+        for key, value in settings.items():
+            field = cls.settings_form.base_fields.get(key)
+            if field is None or not isinstance(value, str) or value in field.empty_values:
+                continue
+            try:
+                field.run_validators(value)
+            except forms.ValidationError as e:
+                errors[key] = e.messages
+        if errors:
+            raise forms.ValidationError(
+                "; ".join(f"{key}: {' '.join(m)}" for key, m in errors.items()), code="invalid"
+            )
+
+    @classmethod
     def split_settings(cls, values: dict) -> tuple[dict, dict]:
         """A cleaned settings form as (settings, secrets): secrets are stored encrypted."""
         given = {k: v for k, v in values.items() if v not in ("", None)}

@@ -4,6 +4,7 @@ import contextlib
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.urls import reverse
@@ -50,6 +51,14 @@ class Driver(models.Model):
 
     def get_driver(self) -> BaseDriver:
         return driver_class(self.kind)(self.settings, self.secrets)
+
+    def clean(self) -> None:
+        # The admin edits settings as JSON: the driver's settings form checks them here too.
+        if self.kind in dict(kind_choices()) and isinstance(self.settings, dict):
+            try:
+                driver_class(self.kind).validate_settings(self.settings)
+            except ValidationError as e:
+                raise ValidationError({"settings": e.messages}) from None
 
 
 class Machine(models.Model):

@@ -21,6 +21,8 @@ from django.conf import settings
 from machines.errors import DriverError
 from machines.lib.hostimage import cache_dir
 
+from .forms import uri_problem
+
 # The XML parsed here (noqa: S314) comes from the hypervisor we are connected to.
 # The pool every kvm machine's volumes live in, on each hypervisor (made when missing).
 POOL = "dockerdash"
@@ -43,7 +45,10 @@ def load_libvirt() -> Any:
 
 
 def connect_uri(configured: str) -> str:
-    """The driver's URI; empty means libvirt's own default (LIBVIRT_DEFAULT_URI), as virsh."""
+    """The driver's URI; empty means libvirt's own default (LIBVIRT_DEFAULT_URI), as virsh.
+    A configured one saved before the rule (or past the model) is refused here too."""
+    if configured and (problem := uri_problem(configured)):
+        raise DriverError(f"The libvirt URI {configured} is refused: {problem}")
     return configured or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_URI
 
 
