@@ -281,6 +281,10 @@ EXTRA_DRIVERS = dict(item.split("=", 1) for item in envlist("DOCKERDASH_EXTRA_DR
 # for software emulation) when the probe of the hypervisor should be overridden.
 KVM_NETWORK = os.getenv("DOCKERDASH_KVM_NETWORK", "default")
 KVM_DOMAIN_TYPE = os.getenv("DOCKERDASH_KVM_DOMAIN_TYPE", "")
+# The one folder a user's local VM image (--kvm-image PATH) may come from, and the origins
+# (scheme://host[:port]) an image URL may use or redirect to even on a private address.
+KVM_IMAGE_DIR = Path(os.getenv("DOCKERDASH_KVM_IMAGE_DIR") or DATA_DIR / "kvm-images")
+KVM_IMAGE_MIRRORS = envlist("DOCKERDASH_KVM_IMAGE_MIRRORS")
 
 # Runner knobs.
 HEALTH_CHECK_INTERVAL = envint("DOCKERDASH_HEALTH_CHECK_INTERVAL", 30)
@@ -301,6 +305,8 @@ CLOUD_CATALOG_TTL = envint("DOCKERDASH_CLOUD_CATALOG_TTL", 300)
 TERMINAL_IDLE_SECONDS = envint("DOCKERDASH_TERMINAL_IDLE_SECONDS", 15 * 60)
 # Audit entries older than this are deleted by the runner (0 keeps them forever).
 AUDIT_RETENTION_DAYS = envint("DOCKERDASH_AUDIT_RETENTION_DAYS", 365)
+# Refused requests and sockets recorded per user (or address) and minute; more are dropped.
+AUDIT_REFUSALS_PER_MINUTE = envint("DOCKERDASH_AUDIT_REFUSALS_PER_MINUTE", 10)
 # Seconds between a host's CPU, memory and disk samples (over SSH, by the health checks).
 HOST_USAGE_INTERVAL = envint("DOCKERDASH_HOST_USAGE_INTERVAL", 60)
 

@@ -23,7 +23,7 @@ from django.contrib import auth
 from django.template.loader import render_to_string
 from django.utils.module_loading import import_string
 
-from . import live
+from . import audit, live
 from .containers import LOG_TAIL, TOO_MANY_STREAMS, LineQueue, LogFollower, log_streams
 from .forms import ContainerFilterForm
 from .live.hub import local_groups
@@ -48,10 +48,9 @@ class _LiveConsumer(AsyncWebsocketConsumer):
         self.ready = False
         self.pending: list[dict] = []
         user = self.scope.get("user")
-        if not (user and user.is_authenticated):
-            await self.close()
-            return
-        if not await database_sync_to_async(self._allowed)(user):
+        allowed = database_sync_to_async(self._allowed)
+        if not (user and user.is_authenticated and await allowed(user)):
+            await database_sync_to_async(audit.record_socket_refusal)(self.scope, user)
             await self.close()
             return
         if refusal := self.admit(user):

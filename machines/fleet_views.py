@@ -10,8 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from . import audit, live, operations
 from . import bulk as bulks
-from . import live, operations
 from .forms import TagsForm
 from .models import BulkAction, Machine
 
@@ -21,10 +21,12 @@ from .models import BulkAction, Machine
 def machine_tags(request: HttpRequest, name: str) -> HttpResponse:
     """Replace a machine's tags (validated by the model, as create, the CLI and import are)."""
     machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
+    before = dict(machine.tags or {})
     form = TagsForm(request.POST, instance=machine)
     saved = form.is_valid()
     if saved:
         form.save()
+        audit.record_tags(machine, before, machine.tags)
         live.machine_changed(machine)
     context = {"machine": machine, "tags_form": form, "saved": saved, "can_operate": True}
     # htmx swaps only 2xx answers: the form with its error is the answer it must show.

@@ -33,6 +33,7 @@ from .lib.errorwords import detail
 from .lib.ssh import SSHError, generate_key
 from .models import Machine, Operation, OperationLogLine
 from .steps import Action, Cancelled, Context, Step, asked
+from .validation import strip_url_credentials
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +333,7 @@ def execute(op: Operation) -> Operation:
         if not expected:
             log.error("Operation %s failed:\n%s", op.pk, traceback.format_exc())
             message = f"Unexpected error: {e.__class__.__name__}: {e}"
+        message = strip_url_credentials(message)  # viewers read it on the machine's page
         ctx.log(f"Failed: {message}", kind=OperationLogLine.Kind.OUTCOME)
         op.status = (
             Operation.Status.CANCELLED if isinstance(e, Cancelled) else Operation.Status.FAILED

@@ -32,6 +32,17 @@ LISTENER_FLAGS = ("host", "h")
 URL_HELP = "tcp://HOST:PORT, ssh://[USER@]HOST[:PORT] or unix:///PATH"
 
 
+# Credentials in a URL: any user info of http(s)/ftp (a token alone is one), and a
+# user:password of any other scheme (ssh://user@host keeps its user name).
+WEB_USERINFO_RE = re.compile(r"\b((?:https?|ftp)://)[^\s/@]+@", re.I)
+PASSWORD_RE = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):[^\s/@]*@")
+
+
+def strip_url_credentials(text: str) -> str:
+    """Text (a log line, an error) with the credentials of every URL in it masked."""
+    return PASSWORD_RE.sub(r"\1:***@", WEB_USERINFO_RE.sub(r"\1***@", text))
+
+
 def is_host(value: str) -> bool:
     """An IPv4 or IPv6 address (without brackets) or a DNS host name."""
     try:

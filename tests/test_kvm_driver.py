@@ -96,6 +96,7 @@ def remote(cli, tmp_path_factory):
         cli.env["SSH_AUTH_SOCK"] = agent  # the key, for this module's later commands too
         uri = "qemu+ssh://root@127.0.0.1/system"
         image = ensure_vm_images((BARE_VM_IMAGE,))[BARE_VM_IMAGE]
+        cli.env["DOCKERDASH_KVM_IMAGE_DIR"] = str(image.parent)  # the one folder for images
         # As a user's image new to the hypervisor: it goes through the SSH connection.
         delete_volume(f"{IMAGE_PREFIX}{file_digest(image)}.qcow2")
         create = cli.background(
@@ -182,7 +183,7 @@ def test_without_libvirt_the_list_works_and_kvm_says_what_is_missing(tmp_path):
     assert f"libvirt is not installed/running: cannot connect to {down}" in failed.stderr
 
 
-def test_an_image_url_is_downloaded_once_into_the_cache(tmp_path, monkeypatch):
+def test_an_image_url_is_downloaded_once_into_the_cache(tmp_path, monkeypatch, settings):
     monkeypatch.setenv("DOCKERDASH_CACHE_DIR", str(tmp_path / "cache"))
     served = tmp_path / "www"
     served.mkdir()
@@ -191,6 +192,8 @@ def test_an_image_url_is_downloaded_once_into_the_cache(tmp_path, monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
+    settings.KVM_IMAGE_MIRRORS = [base]  # a local mirror, allowed by the administrator
+    settings.KVM_IMAGE_DIR = tmp_path / "images"
     try:
         lines: list[str] = []
         path = fetch_image(f"{base}/debian-12-genericcloud-amd64.qcow2", lines.append)
@@ -201,7 +204,7 @@ def test_an_image_url_is_downloaded_once_into_the_cache(tmp_path, monkeypatch):
         assert again == path
         with pytest.raises(HostImageError, match=r"Downloading .*/missing.qcow2 failed: 404"):
             fetch_image(f"{base}/missing.qcow2")
-        with pytest.raises(HostImageError, match="does not exist"):
+        with pytest.raises(HostImageError, match="is not a file in the image folder"):
             fetch_image(str(tmp_path / "nothing.qcow2"))
     finally:
         server.shutdown()

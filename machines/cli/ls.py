@@ -8,6 +8,7 @@ import re
 
 from django.core.management.base import CommandError
 
+from machines.fields import hidden_options
 from machines.models import Machine
 from machines.validation import parse_tag
 
@@ -112,7 +113,7 @@ def _inspect(machine: Machine) -> dict:
         "Driver": {
             "Name": machine.driver.name,
             **machine.driver.settings,
-            **machine.driver_options,
+            **hidden_options(machine.driver_options),  # user data: its size and hash only
         },
         "State": machine.state,
         "IPAddress": machine.ip,

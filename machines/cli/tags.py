@@ -20,6 +20,7 @@ def add_arguments(action: str, parser) -> None:
 
 def run(action: str, cli, name: str, tags: list[str], rm: list[str], **_) -> None:
     from machines import live
+    from machines.audit import record_tags
     from machines.forms import parse_tags
 
     machine = get_machine(name)
@@ -31,12 +32,14 @@ def run(action: str, cli, name: str, tags: list[str], rm: list[str], **_) -> Non
         unknown = [key for key in rm if key not in machine.tags]
         if unknown:
             raise CommandError(f"{name} has no tag {', '.join(unknown)}")
+        before = dict(machine.tags)
         machine.tags = {k: v for k, v in machine.tags.items() if k not in rm} | new
         try:
             machine.full_clean(exclude=[f.name for f in machine._meta.fields if f.name != "tags"])
         except ValidationError as e:
             raise CommandError(f"Invalid tags: {one_line(e)}") from None
         machine.save(update_fields=["tags"])
+        record_tags(machine, before, machine.tags)
         live.machine_changed(machine)
     for tag in machine.tag_list:
         cli.stdout.write(tag)

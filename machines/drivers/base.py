@@ -41,6 +41,11 @@ class CLIFlag:
     env: str = ""  # the environment variable that gives its value when the flag is not given
 
 
+#: Per-machine options that are secrets at rest (machines/fields.py OptionsJSONField): the
+#: cloud-init user data of every cloud driver, by each one's option name.
+SECRET_OPTIONS = frozenset({"userdata", "user_data", "custom_data"})
+
+
 class DriverSettingsForm(forms.Form):
     """Settings of a configured Driver (the provider): parent engine, credentials, ..."""
 

@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from machines.drivers import BaseDriver, driver_class, kind_choices
 from machines.errors import DriverError
-from machines.fields import EncryptedJSONField, EncryptedTextField
+from machines.fields import EncryptedJSONField, EncryptedTextField, OptionsJSONField
 from machines.validation import (
+    strip_url_credentials,
     validate_engine_env,
     validate_engine_labels,
     validate_engine_opts,
@@ -74,7 +75,7 @@ class Machine(models.Model):
 
     name = models.CharField(max_length=63, unique=True, validators=[machine_name_validator])
     driver = models.ForeignKey(Driver, on_delete=models.PROTECT, related_name="machines")
-    driver_options = models.JSONField(default=dict, blank=True)
+    driver_options = OptionsJSONField(default=dict, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.NONE)
 
     ip = models.CharField("IP", max_length=255, blank=True, validators=[validate_host])
@@ -330,8 +331,9 @@ LOG_LINE_BYTES = 4096
 
 
 def _capped(text: str) -> str:
-    """A log line of at most LOG_LINE_BYTES bytes (UTF-8), and a mark where it was cut."""
-    raw = text.encode()
+    """A log line of at most LOG_LINE_BYTES bytes (UTF-8), and a mark where it was cut; the
+    credentials of any URL in it masked (viewers read operation logs)."""
+    raw = (text := strip_url_credentials(text)).encode()
     if len(raw) <= LOG_LINE_BYTES:
         return text
     return raw[:LOG_LINE_BYTES].decode(errors="ignore") + f" … [line cut at {LOG_LINE_BYTES} bytes]"

@@ -20,6 +20,10 @@ class AuditEntry(models.Model):
         LOCKOUT = "lockout", "Login locked out"
         USER = "user", "User or role change"
         DRIVER = "driver", "Provider account change"
+        TAGS = "tags", "Tag change"
+        ADMIN = "admin", "Change in the Django admin"
+        PERMISSION = "permission", "Permission grant"
+        REFUSED = "refused", "Refused request"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # Who: the dashboard user (kept by name once the user is deleted), or on the command line

@@ -17,6 +17,7 @@ from django.conf import settings
 
 from machines.drivers.base import BaseDriver, DriverError, SSHAddress
 from machines.lib import vmimage
+from machines.lib.imagecheck import inspect_image
 from machines.lib.rootfs import HostImageError
 from machines.lib.ssh import public_key_of, wait_for_ssh
 
@@ -148,7 +149,7 @@ class KVMDriver(BaseDriver):
         try:
             if source:
                 path = vmimage.fetch_image(source, log)
-                fmt = vmimage.image_format(path)
+                fmt = inspect_image(path, source)  # no backing or data file, no json: name
                 name = f"{IMAGE_PREFIX}{vmimage.file_digest(path)}.{fmt}"
                 log(f"Image {source} ({fmt})")
             else:
