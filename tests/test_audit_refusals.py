@@ -6,6 +6,8 @@ change_machine, and the machine admin takes changes from superusers alone."""
 
 from __future__ import annotations
 
+import getpass
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
@@ -17,6 +19,7 @@ from django.utils import timezone
 from machines.models import AuditEntry, Driver, Machine
 from machines.roles import ADMIN, OPERATOR, ensure_roles
 
+from .helpers import MANAGE, process_env, run
 from .sockets import refused
 
 Action = AuditEntry.Action
@@ -171,4 +174,17 @@ def test_roles_put_back_after_migrate_are_not_grants_but_a_roles_change_is():
     assert not operator.permissions.filter(codename="change_machine").exists()
     assert list(AuditEntry.objects.values_list("what", "target", "detail")) == [
         ("granted permissions to role", "operator", "machines.change_machine")
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tag_edits_on_the_command_line_are_recorded_as_the_os_user():
+    _machine(tags={"env": "test"})
+    run(f"{MANAGE} machine tag web-1 env=prod", process_env())
+    run(f"{MANAGE} machine tag web-1 team=ops --rm env", process_env())
+    run(f"{MANAGE} machine tag web-1 team=ops", process_env())  # no change: no entry
+    entries = AuditEntry.objects.filter(action=Action.TAGS).order_by("id")
+    assert list(entries.values_list("username", "via", "detail")) == [
+        (getpass.getuser(), "cli", "env=prod"),
+        (getpass.getuser(), "cli", "team=ops -env"),
     ]
