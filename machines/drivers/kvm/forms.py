@@ -116,8 +116,9 @@ class KVMOptionsForm(forms.Form):
         label="Image",
         required=False,
         max_length=2000,
-        help_text="a qcow2 cloud image of Debian or Ubuntu: a path on the dashboard's host or "
-        "an http(s) URL. Empty: dockerdash's Debian 12 with Docker (built once).",
+        help_text="a qcow2 cloud image of Debian or Ubuntu: a file in the image folder "
+        "(DOCKERDASH_KVM_IMAGE_DIR) or an http(s) URL on a public address. Empty: dockerdash's "
+        "Debian 12 with Docker (built once).",
     )
     ssh_user = forms.CharField(
         label="SSH user",
