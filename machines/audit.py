@@ -114,7 +114,7 @@ def record(
 
 
 def record_refusal(what: str, *, user=None, address: str | None = None, detail: str = "") -> None:
-    """A refused request or socket, at most REFUSALS_PER_MINUTE a minute for one user (or,
+    """A refused request or socket, at most AUDIT_REFUSALS_PER_MINUTE a minute for one user (or,
     anonymous, one address): a flood of refusals must not grow the log without end."""
     request = _request.get()
     who, _, _ = _actor(user, "web", request)
