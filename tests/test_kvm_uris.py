@@ -83,5 +83,5 @@ def test_the_admin_refuses_what_the_form_refuses(uri):
 def test_a_uri_stored_past_the_model_is_refused_when_used():
     for uri in BAD:
         with pytest.raises(DriverError, match="is refused"):
-            KVMDriver({"connect_uri": uri}).hypervisor()
+            _ = KVMDriver({"connect_uri": uri}).uri  # before any connection is tried
     assert KVMDriver({"connect_uri": "qemu+ssh://kvm1/system"}).uri == "qemu+ssh://kvm1/system"
