@@ -17,6 +17,36 @@ log = logging.getLogger("dockerdash.datadir")
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
+#: The files dockerdash writes into its data folder, which must never be committed: the
+#: root's .gitignore names each of them (a test holds it to this list).
+DATA_FILES = (
+    *("secret.key", "instance.id", "field.keys", "dockerdash.sqlite3", "test.sqlite3"),
+    "tls-cache",
+)
+#: The one folder inside the source tree that may hold data: git-ignored, used by `make run`
+#: (var/) and `make test` (var/test).
+DEFAULT_SUBDIR = "var"
+
+
+class DataDirError(Exception):
+    """The configured data folder would put the key and database where they get published."""
+
+
+def data_dir_from(configured: str | None, base_dir: Path) -> Path:
+    """The data folder: DOCKERDASH_DATA_DIR (empty counts as unset), else `var/` of the
+    source tree. Refused: the source tree itself or a folder inside it other than `var/`
+    (and what is below it), where the secret key and database would be committed with the
+    code."""
+    base = base_dir.resolve()
+    default = base / DEFAULT_SUBDIR
+    path = Path(configured).expanduser().resolve() if configured else default
+    if path.is_relative_to(default) or not path.is_relative_to(base):
+        return path
+    raise DataDirError(
+        f"DOCKERDASH_DATA_DIR={configured} is in the source tree {base}: "
+        f"its secret key and database would be committed with the code. Use a folder "
+        f"outside the source tree, or leave the variable empty for {default}, which git ignores."
+    )
 
 
 def _mode(path: Path) -> int:

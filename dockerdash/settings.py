@@ -13,7 +13,9 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from dockerdash.datadir import secure_data_dir, secure_sqlite
+from django.core.exceptions import ImproperlyConfigured
+
+from dockerdash.datadir import DataDirError, data_dir_from, secure_data_dir, secure_sqlite
 
 
 def envbool(name: str, default: str = "False") -> bool:
@@ -29,7 +31,10 @@ def envlist(name: str, default: str = "") -> list[str]:
 
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.getenv("DOCKERDASH_DATA_DIR", BASE_DIR / "var")).resolve()
+try:
+    DATA_DIR = data_dir_from(os.getenv("DOCKERDASH_DATA_DIR"), BASE_DIR)
+except DataDirError as e:
+    raise ImproperlyConfigured(str(e)) from None
 secure_data_dir(DATA_DIR)
 
 # Django's debug pages show settings and the URL configuration to whoever triggers them:
@@ -279,6 +284,10 @@ EXTRA_DRIVERS = dict(item.split("=", 1) for item in envlist("DOCKERDASH_EXTRA_DR
 # for software emulation) when the probe of the hypervisor should be overridden.
 KVM_NETWORK = os.getenv("DOCKERDASH_KVM_NETWORK", "default")
 KVM_DOMAIN_TYPE = os.getenv("DOCKERDASH_KVM_DOMAIN_TYPE", "")
+# The one folder a user's local VM image (--kvm-image PATH) may come from, and the origins
+# (scheme://host[:port]) an image URL may use or redirect to even on a private address.
+KVM_IMAGE_DIR = Path(os.getenv("DOCKERDASH_KVM_IMAGE_DIR") or DATA_DIR / "kvm-images")
+KVM_IMAGE_MIRRORS = envlist("DOCKERDASH_KVM_IMAGE_MIRRORS")
 
 # Runner knobs.
 HEALTH_CHECK_INTERVAL = envint("DOCKERDASH_HEALTH_CHECK_INTERVAL", 30)
@@ -309,6 +318,8 @@ CLOUD_CATALOG_TTL = envint("DOCKERDASH_CLOUD_CATALOG_TTL", 300)
 TERMINAL_IDLE_SECONDS = envint("DOCKERDASH_TERMINAL_IDLE_SECONDS", 15 * 60)
 # Audit entries older than this are deleted by the runner (0 keeps them forever).
 AUDIT_RETENTION_DAYS = envint("DOCKERDASH_AUDIT_RETENTION_DAYS", 365)
+# Refused requests and sockets recorded per user (or address) and minute; more are dropped.
+AUDIT_REFUSALS_PER_MINUTE = envint("DOCKERDASH_AUDIT_REFUSALS_PER_MINUTE", 10)
 # Seconds between a host's CPU, memory and disk samples (over SSH, by the health checks).
 HOST_USAGE_INTERVAL = envint("DOCKERDASH_HOST_USAGE_INTERVAL", 60)
 

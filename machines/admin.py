@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin
 
-from .models import (
+from machines.audit.log import Action, record
+from machines.fields import hidden_options
+from machines.models import (
     AuditEntry,
     ClientCertificate,
     Driver,
@@ -12,20 +16,71 @@ from .models import (
 )
 
 
+def _changed_fields(message) -> str:
+    """The field names of the admin's change message ([{"changed": {"fields": [...]}}])."""
+    changed = [part.get("changed", {}) for part in message or [] if isinstance(part, dict)]
+    return ", ".join(field for part in changed for field in part.get("fields", []))
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Every addition, change and deletion made in the admin is in the audit log too (who,
+    which object, which fields; never a value), besides Django's own admin history."""
+
+    def _audit(self, verb: str, obj, detail: str = "") -> None:
+        name = self.opts.verbose_name
+        machine = obj if isinstance(obj, Machine) else None
+        target = str(obj)[:255]
+        record(Action.ADMIN, f"admin: {verb} {name}", machine=machine, target=target, detail=detail)
+
+    def log_addition(self, request, obj, message):
+        self._audit("added", obj, _changed_fields(message))
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        self._audit("changed", obj, _changed_fields(message))
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request, queryset):
+        for obj in queryset:
+            self._audit("deleted", obj)
+        return super().log_deletions(request, queryset)
+
+
+class SuperuserOnlyChanges:
+    """Viewable by whoever may view; added, changed or deleted by superusers alone: rows
+    whose fields reach the dashboard's host (an engine URL, an install script run as root)
+    are made by the create flow, never edited here by a staff account."""
+
+    def has_add_permission(self, request, *args) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+
 @admin.register(Driver)
-class DriverAdmin(admin.ModelAdmin):
+class DriverAdmin(AuditedAdmin):
     list_display = ["name", "kind", "created_at"]
     # Secrets are edited through the driver forms, never shown.
     exclude = ["secrets"]
 
 
 @admin.register(Machine)
-class MachineAdmin(admin.ModelAdmin):
+class MachineAdmin(SuperuserOnlyChanges, AuditedAdmin):
     list_display = ["name", "driver", "state", "ip", "docker_version", "last_seen"]
     list_filter = ["state", "driver"]
     search_fields = ["name", "ip"]
-    exclude = ["ssh_private_key", "tls_server_key"]
-    readonly_fields = ["ssh_host_key", "tls_server_cert", "tls_server_expires_at"]
+    # The options are shown with cloud-init user data as its size and hash (it holds
+    # passwords and tokens), never edited here.
+    exclude = ["ssh_private_key", "tls_server_key", "driver_options"]
+    readonly_fields = ["options", "ssh_host_key", "tls_server_cert", "tls_server_expires_at"]
+
+    @admin.display(description="Driver options")
+    def options(self, obj: Machine) -> str:
+        return json.dumps(hidden_options(obj.driver_options or {}), indent=2, sort_keys=True)
 
 
 class LogLineInline(admin.TabularInline):
@@ -36,7 +91,7 @@ class LogLineInline(admin.TabularInline):
 
 
 @admin.register(Operation)
-class OperationAdmin(admin.ModelAdmin):
+class OperationAdmin(SuperuserOnlyChanges, AuditedAdmin):
     list_display = ["machine_name", "kind", "status", "created_at", "finished_at"]
     list_filter = ["status", "kind"]
     inlines = [LogLineInline]

@@ -7,8 +7,8 @@ from django.db.models.signals import post_migrate
 def ensure_default_drivers(**kwargs) -> None:
     """A row per driver that needs no settings, so a new installation can create machines
     at once; a driver added later gets its row on the next migrate."""
-    from .drivers import all_drivers
-    from .models import Driver
+    from machines.drivers import all_drivers
+    from machines.models import Driver
 
     for kind, driver in all_drivers():
         if driver.default_settings is not None:

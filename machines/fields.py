@@ -1,7 +1,9 @@
-"""Secrets at rest: a text field encrypted with MultiFernet (keys newest first, rotatable)."""
+"""Secrets at rest: a text field encrypted with MultiFernet (keys newest first, rotatable),
+and a driver's options with their secret ones (cloud-init user data) encrypted."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from functools import cache
@@ -107,3 +109,52 @@ class EncryptedJSONField(EncryptedTextField):
 
     def value_to_string(self, obj):
         return json.dumps(self.value_from_object(obj))
+
+
+#: How a secret option is stored inside the options' JSON.
+SEALED = "$encrypted"
+
+
+#: Per-machine options that are secrets at rest: the cloud-init user data of every cloud
+#: driver, by each one's option name (the drivers use these names; drivers/base.py).
+SECRET_OPTIONS = frozenset({"userdata", "user_data", "custom_data"})
+
+
+def _opened(value):
+    if isinstance(value, dict) and set(value) == {SEALED}:
+        return decrypt(value[SEALED])
+    return value
+
+
+class OptionsJSONField(models.JSONField):
+    """A machine's driver options as JSON, the secret ones (SECRET_OPTIONS:
+    cloud-init user data, which carries passwords and tokens) each stored encrypted as
+    {"$encrypted": token}. Python code sees the plaintext; a value saved before the field
+    was encrypted is read as it is and encrypted on the next save."""
+
+    def from_db_value(self, value, expression, connection):
+        options = super().from_db_value(value, expression, connection)
+        if not isinstance(options, dict):
+            return options
+        return {key: _opened(item) for key, item in options.items()}
+
+    def get_prep_value(self, value):
+        if isinstance(value, dict):
+            secret = SECRET_OPTIONS
+            value = {
+                key: {SEALED: encrypt(item)} if key in secret and isinstance(item, str) else item
+                for key, item in value.items()
+            }
+        return super().get_prep_value(value)
+
+
+def hidden_options(options: dict) -> dict:
+    """Options to show (machine inspect, the admin): each secret one as its size and SHA-256
+    only, enough to tell which user data a machine got without showing it."""
+    secret = SECRET_OPTIONS
+    return {
+        key: {"size": len(item.encode()), "sha256": hashlib.sha256(item.encode()).hexdigest()}
+        if key in secret and isinstance(item, str)
+        else item
+        for key, item in options.items()
+    }

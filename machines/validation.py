@@ -33,6 +33,17 @@ LISTENER_FLAGS = ("host", "h")
 URL_HELP = "tcp://HOST:PORT, ssh://[USER@]HOST[:PORT] or unix:///PATH"
 
 
+# Credentials in a URL: any user info of http(s)/ftp (a token alone is one), and a
+# user:password of any other scheme (ssh://user@host keeps its user name).
+WEB_USERINFO_RE = re.compile(r"\b((?:https?|ftp)://)[^\s/@]+@", re.I)
+PASSWORD_RE = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):[^\s/@]*@")
+
+
+def strip_url_credentials(text: str) -> str:
+    """Text (a log line, an error) with the credentials of every URL in it masked."""
+    return PASSWORD_RE.sub(r"\1:***@", WEB_USERINFO_RE.sub(r"\1***@", text))
+
+
 def is_host(value: str) -> bool:
     """An IPv4 or IPv6 address (without brackets) or a DNS host name."""
     try:
@@ -226,6 +237,16 @@ def validate_engine_opts(value) -> None:
 TAG_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,62}")
 TAG_VALUE_RE = re.compile(r"[A-Za-z0-9_./:@+-]{0,128}")
 MAX_TAGS = 32
+# The lookups Django reads after a JSON field or key (`tags__regex`): tags
+# are matched with has_key and an exact value only, and a key is never one of these words
+# nor holds "__", so that no key can become a lookup anywhere (forms, store imports, admin).
+TAG_KEY_WORDS = frozenset(
+    {
+        *("exact", "iexact", "contains", "icontains", "contained_by", "in", "gt", "gte"),
+        *("lt", "lte", "range", "isnull", "regex", "iregex", "has_key", "has_keys"),
+        *("has_any_keys", "startswith", "istartswith", "endswith", "iendswith"),
+    }
+)
 
 
 def parse_tag(text: str) -> tuple[str, str]:
@@ -235,6 +256,11 @@ def parse_tag(text: str) -> tuple[str, str]:
         raise ValueError(
             f"{text!r} is not a tag: its key starts with a letter or digit and holds letters, "
             "digits and _ . / - (at most 63)"
+        )
+    if "__" in key or key.lower() in TAG_KEY_WORDS:
+        raise ValueError(
+            f"{text!r} is not a tag: its key may not hold '__' nor be a database word "
+            "such as regex, contains or exact"
         )
     if not TAG_VALUE_RE.fullmatch(value):
         raise ValueError(

@@ -143,6 +143,17 @@ def test_the_create_form_offers_what_the_account_can_create(api_only, admin_clie
     assert only_there in sizes and not_there not in sizes
 
 
+@pytest.mark.parametrize("api_only", ["hetzner"], indirect=True)
+def test_hetzner_hides_images_deprecated_by_either_field(api_only, admin_client_):
+    account = _account(api_only)
+    url = reverse("machines:driver_fields")
+    html = admin_client_.get(url, {"driver": account.pk}, HTTP_HX_REQUEST="true").content.decode()
+    _, images = _selected(html, "image")
+    assert "debian-12" in images and "rocky-9" in images
+    assert "centos-stream-8" not in images  # `deprecated`: a date, as Hetzner's OpenAPI says
+    assert "fedora-39" not in images  # the `deprecation` object
+
+
 @pytest.mark.parametrize("api_only", KINDS, indirect=True)
 def test_creating_from_the_form_takes_the_accounts_defaults_and_refuses_unknown_ones(
     api_only, admin_client_

@@ -31,11 +31,10 @@ from machines.lib.vmimage import (
     image_format,
 )
 from machines.models import Driver
-
-from . import helpers
-from .fleet import make_machine
-from .helpers import MANAGE, user_env
-from .kvmfleet import (
+from tests import helpers
+from tests.fleet import make_machine
+from tests.helpers import MANAGE, user_env
+from tests.kvmfleet import (
     check_hypervisor,
     delete_volume,
     domain_state,
@@ -44,8 +43,9 @@ from .kvmfleet import (
     pool_volumes,
     remove_vm,
     root_ssh,
+    ssh_agent,
 )
-from .tinyimage import tiny_image_tar
+from tests.tinyimage import tiny_image_tar
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 RUN = f"{uuid.uuid4().hex[:6]}"
@@ -90,9 +90,12 @@ def cli(tmp_path_factory) -> CLI:
 def remote(cli, tmp_path_factory):
     """A VM created in the background through qemu+ssh://root@127.0.0.1/system, from the bare
     image given by path as a user gives theirs (no Docker in it: provisioning installs it)."""
-    with root_ssh(tmp_path_factory.mktemp("ssh")) as key:
-        uri = f"qemu+ssh://root@127.0.0.1/system?keyfile={key}&no_verify=1"
+    tmp = tmp_path_factory.mktemp("ssh")
+    with root_ssh(tmp) as key, ssh_agent(key, tmp) as agent:
+        cli.env["SSH_AUTH_SOCK"] = agent  # the key, for this module's later commands too
+        uri = "qemu+ssh://root@127.0.0.1/system"
         image = ensure_vm_images((BARE_VM_IMAGE,))[BARE_VM_IMAGE]
+        cli.env["DOCKERDASH_KVM_IMAGE_DIR"] = str(image.parent)  # the one folder for images
         # As a user's image new to the hypervisor: it goes through the SSH connection.
         delete_volume(f"{IMAGE_PREFIX}{file_digest(image)}.qcow2")
         create = cli.background(
@@ -173,13 +176,13 @@ def test_without_libvirt_the_list_works_and_kvm_says_what_is_missing(tmp_path):
     # The binding is there, the daemon is not.
     libvirt_module()
     cli = CLI(user_env(tmp_path / "data"))
-    down = f"qemu:///system?socket={tmp_path}/no-libvirtd.sock"
+    down = "qemu+ssh://root@127.0.0.1:1/system"  # no sshd, no libvirtd there
     failed = cli("machine", "create", "-d", "kvm", "--kvm-connect-uri", down, "vm-2", check=False)
     assert failed.returncode == 1
     assert f"libvirt is not installed/running: cannot connect to {down}" in failed.stderr
 
 
-def test_an_image_url_is_downloaded_once_into_the_cache(tmp_path, monkeypatch):
+def test_an_image_url_is_downloaded_once_into_the_cache(tmp_path, monkeypatch, settings):
     monkeypatch.setenv("DOCKERDASH_CACHE_DIR", str(tmp_path / "cache"))
     served = tmp_path / "www"
     served.mkdir()
@@ -188,6 +191,8 @@ def test_an_image_url_is_downloaded_once_into_the_cache(tmp_path, monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
+    settings.KVM_IMAGE_MIRRORS = [base]  # a local mirror, allowed by the administrator
+    settings.KVM_IMAGE_DIR = tmp_path / "images"
     try:
         lines: list[str] = []
         path = fetch_image(f"{base}/debian-12-genericcloud-amd64.qcow2", lines.append)
@@ -198,7 +203,7 @@ def test_an_image_url_is_downloaded_once_into_the_cache(tmp_path, monkeypatch):
         assert again == path
         with pytest.raises(HostImageError, match=r"Downloading .*/missing.qcow2 failed: 404"):
             fetch_image(f"{base}/missing.qcow2")
-        with pytest.raises(HostImageError, match="does not exist"):
+        with pytest.raises(HostImageError, match="is not a file in the image folder"):
             fetch_image(str(tmp_path / "nothing.qcow2"))
     finally:
         server.shutdown()

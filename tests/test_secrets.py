@@ -68,7 +68,8 @@ def test_a_wrong_key_raises_instead_of_returning_ciphertext(keys):
 @pytest.mark.django_db
 def test_rotation_reencrypts_everything_with_the_newest_key(keys):
     private, _ = generate_key()
-    make_machine(name="m1", ssh_private_key=private)
+    user_data = "#cloud-config\npassword: Rotated-pw\n"
+    make_machine(name="m1", ssh_private_key=private, driver_options={"userdata": user_data})
     old_key = keys.FIELD_KEYS_FILE.read_text().split()[0]
     call_command("rotate_field_keys", "--new-key")
     new_key = keys.FIELD_KEYS_FILE.read_text().split()[0]
@@ -77,3 +78,4 @@ def test_rotation_reencrypts_everything_with_the_newest_key(keys):
     keys.FIELD_KEYS = [new_key]
     fields.fernet.cache_clear()
     assert Machine.objects.get(name="m1").ssh_private_key == private
+    assert Machine.objects.get(name="m1").driver_options["userdata"] == user_data

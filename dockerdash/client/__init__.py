@@ -7,8 +7,8 @@ import argparse
 import getpass
 import sys
 
-from . import commands
-from .api import Api, ClientError, load_login, save_login
+from dockerdash.client import commands
+from dockerdash.client.api import Api, ClientError, load_login, save_login
 
 LIFECYCLE = ("start", "stop", "restart", "kill", "provision", "upgrade", "regenerate-certs", "rm")
 SHOW = ("inspect", "ip", "url", "status")
@@ -50,7 +50,7 @@ def _parser(action: str, api: Api | None) -> argparse.ArgumentParser:
         parser.add_argument("tags", nargs="*")
         parser.add_argument("--rm", action="append", default=[])
     elif action == "create":
-        from . import create
+        from dockerdash.client import create
 
         create.add_arguments(parser, api.get("/drivers/flags"))
     else:
@@ -91,7 +91,7 @@ def _dispatch(api: Api | None, action: str, opts: dict) -> int:
     if action == "login":
         print(_login(opts["url"], opts["token"]))
     elif action == "create":
-        from . import create
+        from dockerdash.client import create
 
         create.run(api, api.get("/drivers/flags"), opts)
     elif action in LIFECYCLE:

@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from dockerdash.client.api import Api, ClientError
 from machines.lib import machinefmt
-
-from .api import Api, ClientError
 
 ROW_KEYS = ("name", "driver", "driver_name", "url", "ip", "docker_version", "last_error")
 

@@ -7,8 +7,8 @@ import argparse
 import os
 from pathlib import Path
 
-from .api import Api, ClientError
-from .commands import follow
+from dockerdash.client.api import Api, ClientError
+from dockerdash.client.commands import follow
 
 ENGINE_FLAGS = {
     "engine_label": "engine_labels",

@@ -14,10 +14,9 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled
 from ninja.errors import ValidationError as SchemaError
 
+from machines.api import calls
+from machines.api.auth import TokenAuth, TokenThrottle
 from machines.validation import one_line
-
-from . import calls
-from .auth import TokenAuth, TokenThrottle
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ def _server_error(request, exc):
 
 
 def _register() -> None:
-    from . import engine, machines
+    from machines.api import engine, machines
 
     api.add_router("", machines.router)
     api.add_router("", engine.router)

@@ -10,14 +10,13 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
+from machines.api import calls
+from machines.api.auth import get_machine, need, visible
+from machines.api.machines import ERRORS
 from machines.engine import actions as engine_actions
 from machines.models import AuditEntry, Container, EngineObject
 from machines.pki import usercerts
 from machines.services import certificates
-
-from . import calls
-from .auth import get_machine, need, visible
-from .machines import ERRORS
 
 router = Router()
 KINDS = {"images": "image", "volumes": "volume", "networks": "network"}

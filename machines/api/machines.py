@@ -11,12 +11,11 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
+from machines.api import calls
+from machines.api.auth import get_machine, need, visible
 from machines.models import Driver, Machine, Operation
 from machines.operations.actions import BUTTONS as ACTIONS
 from machines.services.listing import MachineFilterForm, page_size
-
-from . import calls
-from .auth import get_machine, need, visible
 
 router = Router(tags=["machines"])
 MAX_PER_PAGE = 1000

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver
 
-from . import api
+from machines.api import api
 
 # For people, as the other pages: the login redirect (or a 403 to a POST) stays.
 PAGES = ("openapi-json", "openapi-view")

@@ -15,6 +15,8 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from machines.models import AuditEntry, Machine
@@ -35,9 +37,18 @@ class AuditMiddleware:
     def __call__(self, request):
         token = _request.set(request)
         try:
-            return self.get_response(request)
+            response = self.get_response(request)
+            if response.status_code == 403:
+                why = getattr(request, "_audit_refusal", "") or "forbidden"
+                record_refusal(f"refused {request.method} {request.path}"[:200], detail=why)
+            return response
         finally:
             _request.reset(token)
+
+    def process_exception(self, request, exception) -> None:
+        # The reason a view gave ("Only admins remove machines."), for the refusal's entry.
+        if isinstance(exception, PermissionDenied):
+            request._audit_refusal = str(exception)
 
 
 def os_user() -> str:
@@ -105,6 +116,38 @@ def record(
     except Exception:
         log.exception("Recording %r in the audit log failed", what)
         return None
+
+
+def record_refusal(what: str, *, user=None, address: str | None = None, detail: str = "") -> None:
+    """A refused request or socket, at most AUDIT_REFUSALS_PER_MINUTE a minute for one user (or,
+    anonymous, one address): a flood of refusals must not grow the log without end."""
+    request = _request.get()
+    who, _, _ = _actor(user, "web", request)
+    address = address or request_address(request)
+    key = f"audit-refusals:{getattr(who, 'pk', None) or address or 'unknown'}"
+    cache.add(key, 0, timeout=60)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        count = 1
+    if count <= settings.AUDIT_REFUSALS_PER_MINUTE:
+        record(Action.REFUSED, what, user=user, via="web", address=address, detail=detail)
+
+
+def record_socket_refusal(scope: dict, user) -> None:
+    """A websocket refused (not logged in, not allowed, no such object), as a refusal."""
+    client = scope.get("client") or ("", 0)
+    who = user if getattr(user, "is_authenticated", False) else None
+    what = f"refused socket {scope.get('path', '')}"[:200]
+    record_refusal(what, user=who, address=client[0] or None, detail="websocket")
+
+
+def record_tags(machine: Machine, before: dict, after: dict, via: str | None = None) -> None:
+    """A machine's tags changed (by the page or `machine tag`): which were set and removed."""
+    changes = [f"{k}={v}" for k, v in sorted(after.items()) if before.get(k) != v]
+    changes += [f"-{k}" for k in sorted(before) if k not in after]
+    if changes:
+        record(Action.TAGS, "changed tags", via=via, machine=machine, detail=" ".join(changes))
 
 
 def record_operation(op, user=None, via: str = "web") -> None:

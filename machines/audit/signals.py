@@ -1,5 +1,5 @@
 """What Django and django-axes announce, in the audit log: logins (and failures, and
-lockouts), user and role changes, provider-account changes.
+lockouts), user and role changes, permissions granted directly, provider-account changes.
 
 Bounded as the login throttle is: a try refused because its user name or address is already
 locked is neither counted by django-axes nor recorded here (a flood of them would otherwise
@@ -8,9 +8,11 @@ grow the log without end); the failure that sets a lock, and the lock, are.
 
 from __future__ import annotations
 
+import contextvars
+
 from axes.signals import user_locked_out
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
@@ -124,6 +126,27 @@ def _roles_changed(sender, instance, action, reverse, pk_set, **kwargs) -> None:
         )
 
 
+# -- permissions granted directly (to a user, or to a role's group) ---------------------------
+
+#: Set while roles.ensure_roles() puts the three roles' permissions in place after migrate.
+ensuring_roles: contextvars.ContextVar[bool] = contextvars.ContextVar("ensuring", default=False)
+
+
+def _permissions_changed(sender, instance, action, reverse, pk_set, model, **kwargs) -> None:
+    if action not in ("post_add", "post_remove") or not pk_set or ensuring_roles.get():
+        return
+    if reverse:  # permission.user_set.add(...) / permission.group_set.add(...)
+        holders, perms = list(model.objects.filter(pk__in=pk_set)), [instance]
+    else:
+        holders, perms = [instance], list(Permission.objects.filter(pk__in=pk_set))
+    names = ", ".join(sorted(f"{p.content_type.app_label}.{p.codename}" for p in perms))
+    verb = "granted" if action == "post_add" else "revoked"
+    for holder in holders:
+        kind = "role" if isinstance(holder, Group) else "user"
+        target = holder.name if kind == "role" else holder.get_username()
+        record(Action.PERMISSION, f"{verb} permissions to {kind}", target=target, detail=names)
+
+
 # -- provider accounts (Driver rows) ------------------------------------------------------
 
 
@@ -168,6 +191,8 @@ def connect() -> None:
     post_save.connect(_user_saved, sender=User, dispatch_uid="audit-user-saved")
     post_delete.connect(_user_deleted, sender=User, dispatch_uid="audit-user-deleted")
     m2m_changed.connect(_roles_changed, sender=User.groups.through, dispatch_uid="audit-roles")
+    for through in (User.user_permissions.through, Group.permissions.through):
+        m2m_changed.connect(_permissions_changed, sender=through, dispatch_uid=f"audit-{through}")
     pre_save.connect(_driver_before, sender=Driver, dispatch_uid="audit-driver-before")
     post_save.connect(_driver_saved, sender=Driver, dispatch_uid="audit-driver-saved")
     post_delete.connect(_driver_deleted, sender=Driver, dispatch_uid="audit-driver-deleted")

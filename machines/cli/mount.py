@@ -10,10 +10,9 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
+from machines.cli.common import get_machine
+from machines.cli.sshargs import ssh_argv, ssh_checked, ssh_files, ssh_host, ssh_options
 from machines.models import Machine
-
-from .common import get_machine
-from .sshargs import ssh_argv, ssh_checked, ssh_files, ssh_host, ssh_options
 
 
 def _tool(name: str, package: str) -> str:

@@ -11,10 +11,9 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
+from machines.cli.common import clean_only
 from machines.models import Machine
 from machines.validation import one_line
-
-from .common import clean_only
 
 
 def ssh_host(ip: str) -> str:

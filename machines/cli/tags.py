@@ -5,9 +5,8 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
+from machines.cli.common import get_machine
 from machines.validation import one_line, parse_tags
-
-from .common import get_machine
 
 
 def add_arguments(action: str, parser) -> None:

@@ -13,9 +13,8 @@ from functools import cache
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from machines.drivers.base import BaseDriver, SSHAddress
 from machines.lib.errors import DriverError, NotSupported
-
-from .base import BaseDriver, SSHAddress
 
 REGISTRY: dict[str, str] = {
     "generic": "machines.drivers.generic.driver.GenericDriver",

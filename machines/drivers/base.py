@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from django import forms
 
+from machines import fields
 from machines.lib.errors import DriverError, NotSupported
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ class CLIFlag:
     help: str
     is_file: bool  # the flag takes a path; the field gets the file's text
     env: str = ""  # the environment variable that gives its value when the flag is not given
+
+
+#: Per-machine options that are secrets at rest (OptionsJSONField): cloud-init user data.
+SECRET_OPTIONS = fields.SECRET_OPTIONS
 
 
 class DriverSettingsForm(forms.Form):
@@ -123,6 +128,25 @@ class BaseDriver:
 
     def _unsupported(self, action: str) -> NotSupported:
         return NotSupported(f"{self.kind} driver cannot {action} a host")
+
+    @classmethod
+    def validate_settings(cls, settings: dict) -> None:
+        """The settings form's validators over stored settings: the Django admin edits a
+        provider's settings as JSON, past the form, and the model runs this (ValidationError
+        naming the setting)."""
+        errors = {}
+        for key, value in settings.items():
+            field = cls.settings_form.base_fields.get(key)
+            if field is None or not isinstance(value, str) or value in field.empty_values:
+                continue
+            try:
+                field.run_validators(value)
+            except forms.ValidationError as e:
+                errors[key] = e.messages
+        if errors:
+            raise forms.ValidationError(
+                "; ".join(f"{key}: {' '.join(m)}" for key, m in errors.items()), code="invalid"
+            )
 
     @classmethod
     def split_settings(cls, values: dict) -> tuple[dict, dict]:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .rootfs import (  # the build steps, by the names their recipe hash includes
+from machines.lib.rootfs import (  # the build steps, by the names their recipe hash includes
     BARE_PACKAGES,
     DOCKER_PACKAGES,
     ENABLED_UNITS,

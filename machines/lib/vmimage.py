@@ -23,8 +23,15 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from .hostimage import BARE_HOST_IMAGE, cache_dir, ensure_rootfs_tarballs, locked, rootfs_hashes
-from .rootfs import (
+from machines.lib.hostimage import (
+    BARE_HOST_IMAGE,
+    cache_dir,
+    ensure_rootfs_tarballs,
+    locked,
+    rootfs_hashes,
+)
+from machines.lib.imagecheck import download, local_image
+from machines.lib.rootfs import (
     CHROOT_ENV,
     DOCKER_PACKAGES,
     HostImageError,
@@ -284,42 +291,15 @@ def file_digest(path: Path) -> str:
 
 
 def fetch_image(source: str, log: Log = print) -> Path:
-    """A user's cloud image as a local file: a path as it is, an http(s) URL downloaded once
-    into the cache (by the URL's hash)."""
+    """A user's cloud image as a local file: a path in the image folder as it is, an
+    http(s) URL downloaded once into the cache (by the URL's hash); see imagecheck.py."""
     if not source.startswith(("http://", "https://")):
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise HostImageError(f"The image {source} does not exist (or is not a file)")
-        return path
+        return local_image(source)
     name = Path(urllib.parse.urlsplit(source).path).name or "image"
     target = cache_dir() / "images" / f"{hashlib.sha256(source.encode()).hexdigest()[:16]}-{name}"
     if target.exists():
         log(f"Using {source} downloaded before ({target})")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    _download(source, target, log)
+    download(source, target, log)
     return target
-
-
-def _download(url: str, target: Path, log: Log) -> None:
-    import requests
-
-    partial = target.with_name(target.name + ".partial")
-    started = time.monotonic()
-    try:
-        with requests.get(url, stream=True, timeout=30) as answer:
-            answer.raise_for_status()
-            total = int(answer.headers.get("Content-Length") or 0)
-            done, next_report = 0, 0.0
-            with partial.open("wb") as out:
-                for chunk in answer.iter_content(1 << 20):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if total and done / total >= next_report:
-                        log(f"Downloading {url}: {done * 100 // total}% of {total >> 20} MiB")
-                        next_report += 0.2
-    except (requests.RequestException, OSError) as e:
-        partial.unlink(missing_ok=True)
-        raise HostImageError(f"Downloading {url} failed: {e}") from None
-    partial.rename(target)
-    log(f"Downloaded {done >> 20} MiB in {time.monotonic() - started:.0f}s")

@@ -9,8 +9,14 @@
 
 from __future__ import annotations
 
-from .alerts import ALERTS, alerts_changed, alerts_live_html, metrics_group, metrics_sampled
-from .publish import (
+from machines.live.alerts import (
+    ALERTS,
+    alerts_changed,
+    alerts_live_html,
+    metrics_group,
+    metrics_sampled,
+)
+from machines.live.publish import (
     FLEET,
     MACHINES,
     bind_loop,

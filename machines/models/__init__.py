@@ -4,15 +4,17 @@ import contextlib
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from machines.drivers import BaseDriver, driver_class, kind_choices
-from machines.fields import EncryptedJSONField, EncryptedTextField
+from machines.fields import EncryptedJSONField, EncryptedTextField, OptionsJSONField
 from machines.lib.errors import DriverError
 from machines.validation import (
+    strip_url_credentials,
     validate_engine_env,
     validate_engine_labels,
     validate_engine_opts,
@@ -51,6 +53,14 @@ class Driver(models.Model):
     def get_driver(self) -> BaseDriver:
         return driver_class(self.kind)(self.settings, self.secrets)
 
+    def clean(self) -> None:
+        # The admin edits settings as JSON: the driver's settings form checks them here too.
+        if self.kind in dict(kind_choices()) and isinstance(self.settings, dict):
+            try:
+                driver_class(self.kind).validate_settings(self.settings)
+            except ValidationError as e:
+                raise ValidationError({"settings": e.messages}) from None
+
 
 class Machine(models.Model):
     class State(models.TextChoices):
@@ -65,7 +75,7 @@ class Machine(models.Model):
 
     name = models.CharField(max_length=63, unique=True, validators=[machine_name_validator])
     driver = models.ForeignKey(Driver, on_delete=models.PROTECT, related_name="machines")
-    driver_options = models.JSONField(default=dict, blank=True)
+    driver_options = OptionsJSONField(default=dict, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.NONE)
 
     ip = models.CharField("IP", max_length=255, blank=True, validators=[validate_host])
@@ -326,8 +336,9 @@ LOG_LINE_BYTES = 4096
 
 
 def _capped(text: str) -> str:
-    """A log line of at most LOG_LINE_BYTES bytes (UTF-8), and a mark where it was cut."""
-    raw = text.encode()
+    """A log line of at most LOG_LINE_BYTES bytes (UTF-8), and a mark where it was cut; the
+    credentials of any URL in it masked (viewers read operation logs)."""
+    raw = (text := strip_url_credentials(text)).encode()
     if len(raw) <= LOG_LINE_BYTES:
         return text
     return raw[:LOG_LINE_BYTES].decode(errors="ignore") + f" … [line cut at {LOG_LINE_BYTES} bytes]"
@@ -356,28 +367,17 @@ class OperationLogLine(models.Model):
         return f"{self.at:%H:%M:%S} {self.text}"
 
 
-class RunnerProcess(models.Model):
-    """A live runner process (serve, worker or a CLI running an operation itself)."""
-
-    name = models.CharField(max_length=128, unique=True)
-    kind = models.CharField(max_length=16)
-    started_at = models.DateTimeField(default=timezone.now)
-    heartbeat_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return self.name
-
-
 # The TLS side: the dashboard's CA and the users' client certificates (models/tls.py); what
 # happens inside engines: their images, volumes and networks (models/engine.py), and who did
 # what (models/audit.py). Bulk actions: one operation per machine of a selection (models/bulk.py).
-from . import alerts as alerts  # noqa: E402 (metrics history and alerts: machines.models.alerts)
-from .audit import AuditEntry  # noqa: E402
-from .bulk import BulkAction  # noqa: E402
-from .engine import Container, EngineObject  # noqa: E402
-from .tls import CertificateAuthority, ClientCA, ClientCertificate  # noqa: E402
-from .tokens import ApiToken  # noqa: E402
-from .webhooks import Webhook, WebhookDelivery  # noqa: E402
+from machines.models import alerts as alerts  # noqa: E402 (metrics history and alerts: machines.models.alerts)
+from machines.models.audit import AuditEntry  # noqa: E402
+from machines.models.bulk import BulkAction  # noqa: E402
+from machines.models.engine import Container, EngineObject  # noqa: E402
+from machines.models.runners import RunnerProcess  # noqa: E402
+from machines.models.tls import CertificateAuthority, ClientCA, ClientCertificate  # noqa: E402
+from machines.models.tokens import ApiToken  # noqa: E402
+from machines.models.webhooks import Webhook, WebhookDelivery  # noqa: E402
 
 __all__ = [
     "ApiToken",

@@ -23,6 +23,10 @@ class AuditEntry(models.Model):
         TOKEN = "token", "API token change"
         WEBHOOK = "webhook", "Webhook change"
         ALERTS = "alerts", "Alert rule, channel or alert"
+        TAGS = "tags", "Tag change"
+        ADMIN = "admin", "Change in the Django admin"
+        PERMISSION = "permission", "Permission grant"
+        REFUSED = "refused", "Refused request"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # Who: the dashboard user (kept by name once the user is deleted), or on the command line

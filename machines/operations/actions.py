@@ -31,6 +31,7 @@ from machines.operations.hoststeps import (
 )
 from machines.operations.lifecycle import CHECK_HOST, LIFECYCLE, refresh_ip
 from machines.operations.steps import Action, Cancelled, Context, Step, asked
+from machines.validation import strip_url_credentials
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +304,7 @@ def execute(op: Operation) -> Operation:
         if not expected:
             log.error("Operation %s failed:\n%s", op.pk, traceback.format_exc())
             message = f"Unexpected error: {e.__class__.__name__}: {e}"
+        message = strip_url_credentials(message)  # viewers read it on the machine's page
         ctx.log(f"Failed: {message}", kind=OperationLogLine.Kind.OUTCOME)
         op.status = (
             Operation.Status.CANCELLED if isinstance(e, Cancelled) else Operation.Status.FAILED

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from machines.lib.ssh import SSHSession, quote
-
-from .facts import (
+from machines.provision.facts import (
     BACKUP_SUFFIX,
     CA_FILE,
     CERT_DIR,
@@ -25,7 +24,7 @@ from .facts import (
     Line,
     tail,
 )
-from .osinfo import ProvisionError
+from machines.provision.osinfo import ProvisionError
 
 if TYPE_CHECKING:
     from machines.models import CertificateAuthority, ClientCA, Machine

@@ -34,8 +34,7 @@ import requests
 
 from machines.engine import clients
 from machines.lib.ssh import SSHError, SSHSession, quote
-
-from .facts import (
+from machines.provision.facts import (
     API_POLL,
     API_TIMEOUT,
     BACKUP_SUFFIX,
@@ -51,7 +50,7 @@ from .facts import (
     Line,
     tail,
 )
-from .osinfo import ProvisionError, package_manager
+from machines.provision.osinfo import ProvisionError, package_manager
 
 if TYPE_CHECKING:
     from machines.models import Machine

@@ -11,14 +11,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from django.utils import timezone
 
 from machines.pki import usercerts
-
-from .osinfo import ProvisionError
+from machines.provision.osinfo import ProvisionError
 
 if TYPE_CHECKING:
     from machines.lib.ssh import SSHSession
     from machines.models import Machine
-
-    from .engine import HostFacts
+    from machines.provision.engine import HostFacts
 
 SSH_TIMEOUT = 30
 # Output lines are stored (and pushed to viewers) in batches at most this often: a package
@@ -130,7 +128,7 @@ def connect(machine: Machine, ctx: Reporter) -> None:
 
 
 def detect(machine: Machine, ctx: Reporter) -> None:
-    from . import facts as hostfacts
+    from machines.provision import facts as hostfacts
 
     facts = ctx.facts = hostfacts.gather_facts(ctx.session)
     managers = ", ".join(sorted(facts.managers)) or "none"
@@ -149,8 +147,8 @@ def detect_configured(machine: Machine, ctx: Reporter) -> None:
 
 
 def install(machine: Machine, ctx: Reporter) -> None:
-    from . import engine
-    from . import facts as hostfacts
+    from machines.provision import engine
+    from machines.provision import facts as hostfacts
 
     session, facts = ctx.session, ctx.facts
     if facts.dockerd:
@@ -168,7 +166,7 @@ def install(machine: Machine, ctx: Reporter) -> None:
 
 
 def configure(machine: Machine, ctx: Reporter) -> None:
-    from . import daemon
+    from machines.provision import daemon
 
     files = daemon.cert_files(machine, ctx.ca, ctx.users)
     files += daemon.daemon_files(machine, ctx.facts)
@@ -189,7 +187,7 @@ def restart_if_changed(machine: Machine, ctx: Reporter) -> None:
 
 def upgrade_docker(machine: Machine, ctx: Reporter) -> None:
     """Upgrade the package that provides dockerd; the configuration stays as it is."""
-    from . import engine
+    from machines.provision import engine
 
     if not ctx.facts.dockerd:
         raise ProvisionError(
@@ -217,8 +215,8 @@ def report_upgrade(machine: Machine, ctx: Reporter) -> None:
 
 def purge(machine: Machine, ctx: Reporter) -> None:
     """Undo dockerdash's daemon configuration on the host (`rm --purge`); Docker stays."""
-    from . import engine
-    from . import facts as hostfacts
+    from machines.provision import engine
+    from machines.provision import facts as hostfacts
 
     session = open_session(machine, ctx)
     try:
@@ -233,7 +231,7 @@ def purge(machine: Machine, ctx: Reporter) -> None:
 
 
 def restart_engine(session: SSHSession, facts: HostFacts, ctx: Reporter) -> None:
-    from . import engine
+    from machines.provision import engine
 
     started = time.monotonic()
     with streaming(ctx) as lines:
@@ -252,7 +250,7 @@ def wait_for_engine(
     When it does not answer, the error carries the tail of the daemon's log (over the open
     session, or a new one).
     """
-    from . import engine
+    from machines.provision import engine
 
     machine.engine_url = machine.tls_engine_url
     started = time.monotonic()
@@ -291,7 +289,7 @@ def wait_for_engine(
 
 
 def require_configured(machine: Machine, facts: HostFacts) -> None:
-    from . import facts as hostfacts
+    from machines.provision import facts as hostfacts
 
     ours = hostfacts.DROPIN if facts.init == "systemd" else hostfacts.OPTS_FILES[facts.init]
     if not facts.dockerd or ours not in facts.hashes:
@@ -304,8 +302,8 @@ def require_configured(machine: Machine, facts: HostFacts) -> None:
 def _daemon_log(
     machine: Machine, ctx: Reporter, session: SSHSession | None, facts: HostFacts | None
 ) -> str:
-    from . import engine
-    from . import facts as hostfacts
+    from machines.provision import engine
+    from machines.provision import facts as hostfacts
 
     try:
         if session is None:

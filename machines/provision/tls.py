@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from machines.models import CertificateAuthority, Machine
 
 
-from .host import (
+from machines.provision.host import (
     Reporter,
     open_session,
     require_configured,
@@ -36,7 +36,7 @@ def issue_new(machine: Machine, ctx: Reporter) -> None:
 
 def install_certs(machine: Machine, ctx: Reporter) -> None:
     """Put the new certificates in place and restart Docker (nothing else changes)."""
-    from . import daemon
+    from machines.provision import daemon
 
     files = daemon.cert_files(machine, ctx.ca, ctx.users)
     with streaming(ctx) as lines:
@@ -47,7 +47,7 @@ def install_certs(machine: Machine, ctx: Reporter) -> None:
 def install_trust(machine: Machine, ctx: Reporter) -> None:
     """Make the engine trust the current users' client CA (and no revoked one) next to the
     dashboard's CA. Nothing else changes: no new server certificate, no other setting."""
-    from . import daemon
+    from machines.provision import daemon
 
     ca = certs.ca_for_machine(machine)
     users = ctx.users = usercerts.get_or_create_ca()
@@ -121,8 +121,8 @@ def heal_ip_change(machine: Machine, ctx: Reporter) -> None:
 
     No steps of its own: it runs inside a step of the operation that found the change.
     """
-    from . import daemon
-    from . import facts as hostfacts
+    from machines.provision import daemon
+    from machines.provision import facts as hostfacts
 
     ctx.log(
         f"The IP of {machine.name} is now {machine.ip}, which its server certificate does not "

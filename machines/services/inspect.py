@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from machines.fields import hidden_options
 from machines.models import Machine
 
 
@@ -18,7 +19,7 @@ def inspect_machine(machine: Machine) -> dict:
             "SSHPort": machine.ssh_port,
             "Name": machine.driver.name,
             **machine.driver.settings,
-            **machine.driver_options,
+            **hidden_options(machine.driver_options),  # user data: its size and hash only
         },
         "State": machine.state,
         "IPAddress": machine.ip,

@@ -11,6 +11,8 @@ from django import forms
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.lookups import Exact
 from django.utils.http import urlencode
 
 from machines.drivers import all_drivers
@@ -97,9 +99,7 @@ class MachineFilterForm(forms.Form):
             machines = machines.filter(driver__kind=kind)
         if tag := self.cleaned_data.get("tag"):
             key, value, exact = tag
-            machines = machines.filter(
-                **({f"tags__{key}": value} if exact else {"tags__has_key": key})
-            )
+            machines = machines.filter(tag_q(key, value if exact else None))
         return machines
 
     def queryset(self) -> QuerySet:
@@ -159,6 +159,14 @@ class MachineFilterForm(forms.Form):
         return ", ".join(p for p in parts if not p.endswith("=")) or "every machine"
 
 
+def tag_q(key: str, value: str | None = None, field: str = "tags") -> Q:
+    """Rows whose tags hold `key` (equal to `value` when given). The key is only ever a JSON
+    key, never part of a lookup path: `tags__{key}` would make `regex` or `a__b` a database
+    lookup (a catastrophic regular expression run over every row, seen)."""
+    has = Q(**{f"{field}__has_key": key})
+    return has if value is None else has & Q(Exact(KeyTextTransform(key, field), value))
+
+
 def _word_q(word: str) -> Q:
     key, sep, value = word.partition("=")
     if sep:
@@ -166,7 +174,7 @@ def _word_q(word: str) -> Q:
             parse_tag(word)
         except ValueError:
             return Q(pk__in=[])
-        return Q(**{f"tags__{key}": value}) if value else Q(tags__has_key=key)
+        return tag_q(key, value or None)
     return (
         Q(name__icontains=word)
         | Q(driver__kind__icontains=word)
@@ -268,8 +276,7 @@ class ContainerFilterForm(forms.Form):
             containers = containers.filter(machine__driver__kind=kind)
         if tag := self.cleaned_data.get("tag"):
             key, value, exact = tag
-            lookup = {f"machine__tags__{key}": value} if exact else {"machine__tags__has_key": key}
-            containers = containers.filter(**lookup)
+            containers = containers.filter(tag_q(key, value if exact else None, "machine__tags"))
         return containers
 
     def matches(self, fields: dict) -> bool:

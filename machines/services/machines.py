@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from machines import live
+from machines.audit import log as audit
 from machines.models import Driver, Machine, Operation
 from machines.operations import actions as operations
 from machines.operations.actions import NotApplicable, OperationConflict
@@ -83,6 +84,7 @@ def edit_tags(
         raise InvalidInput(f"{machine.name} has no tag {', '.join(unknown)}")
     if replace is None:
         replace = {k: v for k, v in machine.tags.items() if k not in remove} | dict(add or {})
+    before = dict(machine.tags)
     machine.tags = replace
     try:
         machine.full_clean(exclude=[f.name for f in machine._meta.fields if f.name != "tags"])
@@ -90,5 +92,6 @@ def edit_tags(
         machine.refresh_from_db(fields=["tags"])
         raise InvalidInput(f"Invalid tags: {one_line(e)}") from None
     machine.save(update_fields=["tags"])
+    audit.record_tags(machine, before, machine.tags)
     live.machine_changed(machine)
     return machine

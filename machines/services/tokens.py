@@ -148,7 +148,9 @@ def visible_machines(token: ApiToken | None, machines: QuerySet | None = None) -
     if token is None or not (pair := token.selector_pair):
         return machines
     key, value, exact = pair
-    return machines.filter(**({f"tags__{key}": value} if exact else {"tags__has_key": key}))
+    from machines.services.listing import tag_q
+
+    return machines.filter(tag_q(key, value if exact else None))
 
 
 def rate_limited(token: ApiToken) -> int:

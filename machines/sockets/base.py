@@ -21,6 +21,7 @@ from django.contrib import auth
 from django.template.loader import render_to_string
 from django.utils.module_loading import import_string
 
+from machines.audit import log as audit
 from machines.live.hub import local_groups
 from machines.models import Container, Machine
 from machines.services.rights import roles_of
@@ -44,10 +45,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.ready = False
         self.pending: list[dict] = []
         user = self.scope.get("user")
-        if not (user and user.is_authenticated):
-            await self.close()
-            return
-        if not await database_sync_to_async(self._allowed)(user):
+        allowed = database_sync_to_async(self._allowed)
+        if not (user and user.is_authenticated and await allowed(user)):
+            await database_sync_to_async(audit.record_socket_refusal)(self.scope, user)
             await self.close()
             return
         if refusal := self.admit(user):

@@ -5,8 +5,9 @@ label selectors, error bodies (`{"error": {"code", "message", "details"}}`), the
 (429 `rate_limit_exceeded` with RateLimit-* headers) and actions (`running` to `success`,
 followed with `GET /v1/actions/{id}`) follow the Hetzner Cloud API reference,
 https://docs.hetzner.cloud/reference/cloud, as of its changelog entries of 2025-09-24
-(per-location server types) and 2026-09-08 (images: `deprecation` replaces `deprecated`),
-which is what hcloud-python 2.27.0 (the client the driver uses) parses. Each server is a
+(per-location server types); images carry `deprecated` (an ISO-8601 date or null) as in
+Hetzner's published OpenAPI document, and one of them the `deprecation` object that
+hcloud-python 2.27.0 (the client the driver uses) parses instead. Each server is a
 real fleet host (hosts.py), booted after the 201.
 """
 
@@ -43,7 +44,17 @@ IMAGES = [
     ("ubuntu-22.04", "Ubuntu 22.04", "ubuntu", "22.04", ("x86",)),
     ("fedora-41", "Fedora 41", "fedora", "41", ("x86",)),
     ("rocky-9", "Rocky Linux 9", "rocky", "9", ("x86",)),
+    ("centos-stream-8", "CentOS Stream 8", "centos", "8", ("x86",)),
+    ("fedora-39", "Fedora 39", "fedora", "39", ("x86",)),
 ]
+# Deprecated images: by the documented `deprecated` date, or by a `deprecation` object.
+DEPRECATED = {"centos-stream-8": "2024-06-01T00:00:00+00:00"}
+DEPRECATION = {
+    "fedora-39": {
+        "announced": "2024-10-01T00:00:00+00:00",
+        "unavailable_after": "2025-01-01T00:00:00+00:00",
+    }
+}
 POWER = {
     "poweron": ("start_server", "running"),
     "poweroff": ("stop_server", "off"),
@@ -244,7 +255,8 @@ class HetznerFake(FakeAPI):
                         "os_version": version,
                         "rapid_deploy": True,
                         "protection": {"delete": False},
-                        "deprecation": None,
+                        "deprecated": DEPRECATED.get(name),
+                        **({"deprecation": DEPRECATION[name]} if name in DEPRECATION else {}),
                         "deleted": None,
                         "labels": {},
                         "architecture": arch,

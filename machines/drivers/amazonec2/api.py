@@ -20,9 +20,8 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from machines.drivers.amazonec2.forms import DEFAULT_ROOT_SIZE
 from machines.drivers.cloud import Failure, Image, Names, Region, Size
-
-from .forms import DEFAULT_ROOT_SIZE
 
 #: Debian's own AWS account, which publishes the official Debian AMIs (wiki.debian.org/Cloud/
 #: AmazonEC2Image): the default image is the newest Debian 12 AMI it owns in the region.

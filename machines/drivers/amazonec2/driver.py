@@ -15,13 +15,17 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from machines.drivers.amazonec2 import api, network
+from machines.drivers.amazonec2.api import tag_filters, tag_list, tags_of
+from machines.drivers.amazonec2.forms import (
+    DEFAULT_REGION,
+    PUBLIC_API,
+    AmazonEC2OptionsForm,
+    AmazonEC2SettingsForm,
+)
 from machines.drivers.cloud import VM, Catalog, CloudDriver, CloudError, Names, Resource
 from machines.drivers.cloud.lifecycle import PROGRESS_EVERY
 from machines.lib.ssh import public_key_of
-
-from . import api, network
-from .api import tag_filters, tag_list, tags_of
-from .forms import DEFAULT_REGION, PUBLIC_API, AmazonEC2OptionsForm, AmazonEC2SettingsForm
 
 if TYPE_CHECKING:
     from machines.models import Machine

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from machines.drivers.amazonec2.api import tag_list, tags_of
 from machines.drivers.cloud import CloudError, Names, Resource
 
-from .api import tag_list, tags_of
-
 if TYPE_CHECKING:
+    from machines.drivers.amazonec2.driver import AmazonEC2Driver
     from machines.models import Machine
-
-    from .driver import AmazonEC2Driver
 
 
 def image(driver: AmazonEC2Driver, region: str, ami: str) -> dict:

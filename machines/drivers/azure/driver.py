@@ -16,6 +16,14 @@ from typing import TYPE_CHECKING
 from azure.core.rest import HttpRequest
 from django.conf import settings
 
+from machines.drivers.azure import api, network, removal
+from machines.drivers.azure.forms import (
+    DEFAULT_IMAGE,
+    DEFAULT_LOCATION,
+    AzureOptionsForm,
+    AzureSettingsForm,
+)
+from machines.drivers.azure.vm import vm_body
 from machines.drivers.cloud import (
     VM,
     Catalog,
@@ -28,10 +36,6 @@ from machines.drivers.cloud import (
 )
 from machines.drivers.cloud.lifecycle import PROGRESS_EVERY
 from machines.drivers.cloud.resources import Made
-
-from . import api, network, removal
-from .forms import DEFAULT_IMAGE, DEFAULT_LOCATION, AzureOptionsForm, AzureSettingsForm
-from .vm import vm_body
 
 if TYPE_CHECKING:
     from machines.models import Machine

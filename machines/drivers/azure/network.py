@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 from machines.drivers.cloud import Names, Resource
 
 if TYPE_CHECKING:
+    from machines.drivers.azure.driver import AzureDriver
     from machines.models import Machine
-
-    from .driver import AzureDriver
 
 
 def machine_tags(names: Names, extra: dict | None = None) -> dict[str, str]:

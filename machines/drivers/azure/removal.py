@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from machines.drivers.azure.api import ArmId
 from machines.drivers.cloud import Names, Resource
 
-from .api import ArmId
-
 if TYPE_CHECKING:
+    from machines.drivers.azure.driver import AzureDriver
     from machines.models import Machine
-
-    from .driver import AzureDriver
 
 DELETE = {
     "vm": "compute.virtual_machines.begin_delete",

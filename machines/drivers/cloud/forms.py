@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .catalog import Catalog
+from machines.drivers.cloud.catalog import Catalog
 
 TOKEN_RE = re.compile(r"\A[\x21-\x7e]{1,500}\Z")
 # How many known values an error message lists before "...".

@@ -35,8 +35,7 @@ from machines.drivers.cloud import (
     Resource,
     Size,
 )
-
-from .forms import PUBLIC_API, HetznerOptionsForm, HetznerSettingsForm
+from machines.drivers.hetzner.forms import PUBLIC_API, HetznerOptionsForm, HetznerSettingsForm
 
 if TYPE_CHECKING:
     from machines.models import Machine
@@ -129,15 +128,14 @@ class HetznerDriver(CloudDriver):
         hc = self._client()
         locations = self.call("listing locations", hc.locations.get_all)
         types = self.call("listing server types", hc.server_types.get_all)
-        # Filtered here, not with status=: hcloud 2.27 sends per_page as the status filter.
-        images = self.call("listing images", hc.images.get_all, type=["system"])
+        images = self.call("listing images", _system_images, hc)
         return Catalog(
             regions=[Region(loc.name, f"{loc.city}, {loc.country}") for loc in locations],
             sizes=[_size(t) for t in types],
             images=[
-                Image(i.name, i.description or i.name, i.architecture or "x86")
+                Image(i["name"], i.get("description") or i["name"], i.get("architecture") or "x86")
                 for i in images
-                if i.name and i.status == "available" and i.deprecation is None
+                if i.get("name") and i.get("status") == "available" and not _deprecated(i)
             ],
             preferred_region="fsn1",
             preferred_image="debian-12",
@@ -294,3 +292,22 @@ def _size(server_type) -> Size:
         regions=frozenset(offered),
         architecture=server_type.architecture or "x86",
     )
+
+
+def _system_images(hc: Client) -> list[dict]:
+    """The system images as the API answers them, every page. Read raw: hcloud 2.27 keeps
+    only `deprecation`, while Hetzner's published OpenAPI document gives images `deprecated`
+    (a date, or null); filtered here, not with status= (hcloud sends per_page as it)."""
+    images, page = [], 1
+    while page:
+        params = {"type": "system", "page": page, "per_page": 50}
+        answer = hc.request("GET", "/images", params=params)
+        images += answer.get("images") or []
+        page = ((answer.get("meta") or {}).get("pagination") or {}).get("next_page")
+    return images
+
+
+def _deprecated(image: dict) -> bool:
+    """Deprecated by either field: `deprecated` (a date: from then on it is) as documented,
+    or the `deprecation` object (announced, unavailable_after) of newer answers."""
+    return bool(image.get("deprecated") or image.get("deprecation"))

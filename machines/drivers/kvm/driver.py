@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from machines.drivers.base import BaseDriver, DriverError, SSHAddress
+from machines.drivers.kvm import guest
+from machines.drivers.kvm.forms import DEFAULT_USER, KVMOptionsForm, KVMSettingsForm
+from machines.drivers.kvm.hypervisor import POOL, Hypervisor, connect_uri
 from machines.lib import vmimage
+from machines.lib.imagecheck import inspect_image
 from machines.lib.rootfs import HostImageError
 from machines.lib.ssh import public_key_of, wait_for_ssh
-
-from . import guest
-from .forms import DEFAULT_USER, KVMOptionsForm, KVMSettingsForm
-from .hypervisor import POOL, Hypervisor, connect_uri
 
 if TYPE_CHECKING:
     from machines.models import Machine
@@ -148,7 +148,7 @@ class KVMDriver(BaseDriver):
         try:
             if source:
                 path = vmimage.fetch_image(source, log)
-                fmt = vmimage.image_format(path)
+                fmt = inspect_image(path, source)  # no backing or data file, no json: name
                 name = f"{IMAGE_PREFIX}{vmimage.file_digest(path)}.{fmt}"
                 log(f"Image {source} ({fmt})")
             else:

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
+from machines.drivers.kvm.forms import uri_problem
 from machines.lib.errors import DriverError
 from machines.lib.hostimage import cache_dir
 
@@ -43,7 +44,10 @@ def load_libvirt() -> Any:
 
 
 def connect_uri(configured: str) -> str:
-    """The driver's URI; empty means libvirt's own default (LIBVIRT_DEFAULT_URI), as virsh."""
+    """The driver's URI; empty means libvirt's own default (LIBVIRT_DEFAULT_URI), as virsh.
+    A configured one saved before the rule (or past the model) is refused here too."""
+    if configured and (problem := uri_problem(configured)):
+        raise DriverError(f"The libvirt URI {configured} is refused: {problem}")
     return configured or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_URI
 
 

@@ -51,7 +51,25 @@ class Command(BaseCommand):
                     if changes:
                         _write_raw(model, pk, changes)
                         count += 1
+            count += _reseal_options()
         self.stdout.write(self.style.SUCCESS(f"Re-encrypted secrets of {count} rows."))
+
+
+def _reseal_options() -> int:
+    """Options holding sealed secrets (cloud-init user data, fields.OptionsJSONField):
+    read (any key opens them) and written again, sealed with the newest key."""
+    from machines.fields import SECRET_OPTIONS
+
+    count = 0
+    for model in apps.get_models():
+        for field in model._meta.fields:
+            if not isinstance(field, fields.OptionsJSONField):
+                continue
+            for pk, options in model.objects.values_list("pk", field.name):
+                if isinstance(options, dict) and SECRET_OPTIONS & set(options):
+                    model.objects.filter(pk=pk).update(**{field.name: options})
+                    count += 1
+    return count
 
 
 def _raw(model, pk, name: str) -> str:
