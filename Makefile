@@ -70,11 +70,7 @@ venv-test: $(VENV)/.test
 
 .PHONY: run
 run: $(VENV)/.installed venv-kvm
-	@$(call say,migrating the database)
-	@$(PY) manage.py migrate --noinput -v 0
-	@$(PY) manage.py createadmin
-	@$(call say,serving on http://$(BIND))
-	$(PY) manage.py serve --bind $(BIND)
+	@$(PY) scripts/run.py $(BIND)
 
 .PHONY: lock
 lock: venv-test
