@@ -115,12 +115,19 @@ test-fleet: system-deps venv
 	scripts/test-libvirt start
 	$(PY) manage.py build_vm_image
 
+# Files run on TEST_WORKERS pytest-xdist workers (2: this project's CI has 2 cores), a whole
+# file per worker (--dist loadfile: a file's shared fixtures, such as the kvm tests' VM, stay
+# in one process). Each worker has its own data dir (tests/settings.py); TEST_WORKERS=0 runs
+# in one process.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+
 .PHONY: test
 test: lint
 	$(PY) manage.py makemigrations --check --dry-run
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory test-fleet; \
 	 else echo "Not root: the tests that need the Docker engine will skip (CI runs them)."; fi
-	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: venv
