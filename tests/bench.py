@@ -472,7 +472,14 @@ def bench_kvm() -> None:
     run()
 
 
+def bench_first_run() -> None:
+    from tests.bench_run import bench_first_run as run
+
+    run()
+
+
 SECTIONS = {
+    "first-run": bench_first_run,
     "ls": bench_ls,
     "import": bench_import,
     "list": bench_list,
