@@ -10,13 +10,14 @@ Set here because pytest-django imports the settings before any conftest runs.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 _worker = os.getenv("PYTEST_XDIST_WORKER")
-# Once: processes the tests start inherit the environment, and their data dir as given.
-if _worker and not os.getenv("DOCKERDASH_WORKER_DATA_DIR"):
+# In the worker itself only: the commands the tests start (manage.py ...) inherit the worker's
+# environment, often with a data dir of the test's own, which they must use as given.
+if _worker and "pytest" in sys.modules:
     _base = os.getenv("DOCKERDASH_DATA_DIR") or str(Path(__file__).resolve().parent.parent / "var")
     os.environ["DOCKERDASH_DATA_DIR"] = str(Path(_base) / _worker)
-    os.environ["DOCKERDASH_WORKER_DATA_DIR"] = "1"
 
 from dockerdash.settings import *  # noqa: E402, F403
