@@ -15,12 +15,19 @@ find_python = for c in python3.13 python3.12 python3 "$$(pyenv root 2>/dev/null)
 
 .PHONY: help
 help:
-	@echo "make run    serve the dashboard on http://$(BIND) (SQLite, one process)"
-	@echo "make test   install what the tests need (apt, venv, test engine, host images) and run them"
+	@echo "make run    serve the dashboard on http://$(BIND) (SQLite, one process; installs the runtime lock)"
+	@echo "make test   install what the tests need (apt, test lock, test engine, images) and run them"
 	@echo "make bench  print the benchmark figures"
-	@echo "make lint   ruff check + ruff format --check"
-	@echo "make venv-kvm  add the kvm driver's libvirt binding (needs libvirt-dev, pkg-config, gcc)"
+	@echo "make lint   ruff check + ruff format --check + the locks match pyproject.toml"
+	@echo "make lock   rewrite requirements*.lock from pyproject.toml (uv; UPGRADE=1 for newest)"
+	@echo "make venv   the development environment: runtime + test locks (+ kvm binding where libvirt-dev is)"
 
+# One line per phase, so a first `make run` says what it is waiting for.
+say = echo "dockerdash: $(1)"
+# The locks go in as they are: every pin hashed, nothing resolved (uv; pip where uv cannot be had).
+INSTALL_LOCK := scripts/install-lock $(VENV)
+
+# The runtime: what `make run` needs and nothing a test uses (requirements.lock).
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@py="$$($(find_python))"; \
 	if [ -z "$$py" ]; then \
@@ -28,40 +35,53 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	  echo "(Debian 13/Ubuntu 24.04: apt-get install python3 python3-venv; elsewhere pyenv install 3.13)." >&2; \
 	  exit 1; \
 	fi; \
-	echo "Using $$py ($$($$py --version))"; \
+	$(call say,[1/3] creating the Python environment $(VENV) with $$py ($$($$py --version))); \
 	$$py -m venv $(VENV) || { echo "Creating the venv failed: install python3-venv for $$py" >&2; exit 1; }
-	$(VENV)/bin/pip install -q --upgrade pip
-	@# libvirt-python builds against libvirt-dev: it comes in with venv-kvm, so that `make run`
-	@# works where libvirt is not installed (the kvm driver then says what is missing).
-	@awk '/^[a-z]/ {kvm = /^libvirt-python==/} !kvm' requirements.lock >$(VENV)/base.lock
-	$(VENV)/bin/pip install -q --require-hashes -r $(VENV)/base.lock
-	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(VENV)/bin/pip install -q --no-deps -e .
+	@$(call say,[2/3] installing the runtime lock: $$(grep -c '^[a-z]' requirements.lock) pinned packages)
+	@$(INSTALL_LOCK) requirements.lock
+	@$(call say,[3/3] installing dockerdash itself (editable))
+	@$(INSTALL_LOCK) --project
 	@touch $@
 
-.PHONY: venv
-venv: $(VENV)/.installed
-
-# The kvm driver's libvirt binding, built from its source against the system's libvirt.
-$(VENV)/.libvirt: $(VENV)/.installed
-	@pkg-config --exists libvirt 2>/dev/null || { echo "libvirt-python needs libvirt-dev, pkg-config and gcc: apt-get install -y $(KVM_BUILD_PACKAGES)" >&2; exit 1; }
-	@awk '/^[a-z]/ {kvm = /^libvirt-python==/} kvm' requirements.lock >$(VENV)/kvm.lock
-	$(VENV)/bin/pip install -q --require-hashes -r $(VENV)/kvm.lock
+# The kvm driver's libvirt binding, built from its source against the system's libvirt: added
+# by `make run` and `make test` by themselves wherever libvirt-dev is installed (`make test`
+# installs it as root); elsewhere the kvm driver says what is missing when used.
+$(VENV)/.libvirt: $(VENV)/.installed requirements-kvm.lock
+	@$(call say,building the kvm driver's libvirt binding against this machine's libvirt)
+	@$(INSTALL_LOCK) requirements-kvm.lock
 	@touch $@
 
 .PHONY: venv-kvm
-venv-kvm: $(VENV)/.libvirt
+venv-kvm:
+	@if pkg-config --exists libvirt 2>/dev/null; then $(MAKE) --no-print-directory $(VENV)/.libvirt; \
+	 elif command -v libvirtd >/dev/null || command -v virsh >/dev/null; then \
+	  $(call say,libvirt is here but not libvirt-dev: the kvm driver needs apt-get install -y $(KVM_BUILD_PACKAGES)); \
+	 fi
+
+# The tests' and developers' tools on top of the runtime (requirements-test.lock).
+$(VENV)/.test: $(VENV)/.installed requirements-test.lock
+	@$(call say,installing the test lock: $$(grep -c '^[a-z]' requirements-test.lock) pinned packages)
+	@$(INSTALL_LOCK) requirements-test.lock
+	@touch $@
+
+.PHONY: venv venv-test
+venv: venv-test venv-kvm
+venv-test: $(VENV)/.test
 
 .PHONY: run
-run: venv
-	$(PY) manage.py migrate --noinput
-	@$(PY) manage.py createadmin
-	$(PY) manage.py serve --bind $(BIND)
+run: $(VENV)/.installed venv-kvm
+	@$(PY) scripts/run.py $(BIND)
+
+.PHONY: lock
+lock: venv-test
+	scripts/lock $(if $(UPGRADE),--upgrade)
 
 .PHONY: lint
-lint: venv
+lint: venv-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	scripts/lock --check
 
 # What the tests need from the system: a real Docker Engine, debootstrap for host images,
 # OpenSSH, Chromium for the browser tests, PostgreSQL and Redis for the scale-out tests,
@@ -89,19 +109,26 @@ TEST_ENV = set -a; eval "$$(scripts/test-engine env 2>/dev/null)"; \
 	export DOCKERDASH_DATA_DIR=$(CURDIR)/var/test;
 
 .PHONY: test-fleet
-test-fleet: system-deps venv venv-kvm
+test-fleet: system-deps venv
 	scripts/test-engine start
 	scripts/test-services start
 	export "$$(scripts/test-engine env)" && $(PY) manage.py build_host_image
 	scripts/test-libvirt start
 	$(PY) manage.py build_vm_image
 
+# Files run on TEST_WORKERS pytest-xdist workers (2: this project's CI has 2 cores), a whole
+# file per worker (--dist loadfile: a file's shared fixtures, such as the kvm tests' VM, stay
+# in one process). Each worker has its own data dir (tests/settings.py); TEST_WORKERS=0 runs
+# in one process.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+
 .PHONY: test
 test: lint
 	$(PY) manage.py makemigrations --check --dry-run
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory test-fleet; \
 	 else echo "Not root: the tests that need the Docker engine will skip (CI runs them)."; fi
-	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: venv

@@ -506,7 +506,14 @@ def bench_cli() -> None:
     bench_create_generic()
 
 
+def bench_first_run() -> None:
+    from tests.bench_run import bench_first_run as run
+
+    run()
+
+
 SECTIONS = {
+    "first-run": bench_first_run,
     "ls": bench_ls,
     "cli": bench_cli,
     "import": bench_import,

@@ -58,3 +58,12 @@ def operator_client(operator) -> Client:
 @pytest.fixture
 def admin_client_(admin_user) -> Client:
     return _client(admin_user)
+
+
+# Files that take minutes go first, so that under pytest-xdist (--dist loadfile) the other
+# worker works through the short ones meanwhile instead of waiting on a long tail.
+LONG_FILES = ("test_kvm_driver.py",)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    items.sort(key=lambda item: item.path.name not in LONG_FILES)

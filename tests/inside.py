@@ -22,6 +22,18 @@ from machines.lib.hostimage import BARE_HOST_IMAGE
 from machines.models import Container, Driver, Machine
 
 
+def store_container(engine_url: str, running) -> Container:
+    """A running container stored as its watcher would store it, on a machine that attaches
+    the engine it runs on."""
+    driver = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
+    machine = Machine.objects.create(
+        name=f"in-{uuid.uuid4().hex[:6]}", driver=driver, state="running", engine_url=engine_url
+    )
+    return Container.objects.create(
+        machine=machine, container_id=running.id, name=running.name, state="running"
+    )
+
+
 @pytest.fixture
 def engine_container(engine_url, parent, host_images):
     """A factory: a container on the test engine running `command`, stored as the container
@@ -38,14 +50,7 @@ def engine_container(engine_url, parent, host_images):
             **kwargs,
         )
         made.append(running)
-        driver = Driver.objects.get_or_create(name="none", defaults={"kind": "none"})[0]
-        machine = Machine.objects.create(
-            name=f"in-{uuid.uuid4().hex[:6]}", driver=driver, state="running", engine_url=engine_url
-        )
-        row = Container.objects.create(
-            machine=machine, container_id=running.id, name=running.name, state="running"
-        )
-        return row, running
+        return store_container(engine_url, running), running
 
     yield start
     for running in made:

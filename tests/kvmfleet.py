@@ -27,7 +27,7 @@ def libvirt_module():
     try:
         import libvirt
     except ImportError:
-        _unavailable("libvirt-python is not installed (make venv-kvm)")
+        _unavailable("libvirt-python is not installed (make venv, with libvirt-dev installed)")
     libvirt.registerErrorHandler(lambda _ctx, _error: None, None)
     return libvirt
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -14,12 +15,15 @@ from .helpers import wait_until
 
 
 class PrivateEngine:
-    def __init__(self, root: Path, address_pool: str = "") -> None:
+    def __init__(self, root: Path, address_pool: str = "", unmounted: tuple[str, ...] = ()) -> None:
         # Unix socket paths are short; the data lives beside them.
         self.root = root
         # Where its networks' subnets come from ("base=10.x.0.0/16,size=24"): clear of the
         # test engine's and of the 172.17.0.0/16 the engines nested in machines use.
         self.address_pool = address_pool
+        # cgroup v1 hierarchies this engine does not see, as on a host that lacks them: it runs
+        # in a mount namespace of its own where they are unmounted (nobody else is affected).
+        self.unmounted = unmounted
         self.socket = root / "d.sock"
         self.url = f"unix://{self.socket}"
         self.proc: subprocess.Popen | None = None
@@ -28,8 +32,16 @@ class PrivateEngine:
         if shutil.which("dockerd") is None:
             raise RuntimeError("dockerd is not installed (apt-get install docker.io)")
         log = open(self.root / "dockerd.log", "a")  # noqa: SIM115
+        namespace = []
+        if self.unmounted:
+            dirs = " ".join(f"/sys/fs/cgroup/{c}" for c in self.unmounted)
+            # Mounts may be stacked: until none is left.
+            unmount = "while mountpoint -q $d; do umount $d || exit 1; done"
+            script = f'for d in {dirs}; do {unmount}; done; exec "$@"'
+            namespace = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh"]
         self.proc = subprocess.Popen(
             [
+                *namespace,
                 "dockerd",
                 "--data-root",
                 str(self.root / "data"),
@@ -71,10 +83,15 @@ class PrivateEngine:
 
 
 @contextlib.contextmanager
-def private_dockerd(tmp_path: Path, address_pool: str = "") -> Iterator[PrivateEngine]:
-    root = Path("/tmp") / f"dd-{tmp_path.name[-12:]}"
+def private_dockerd(
+    tmp_path: Path, address_pool: str = "", unmounted: tuple[str, ...] = ()
+) -> Iterator[PrivateEngine]:
+    # Short (unix socket paths), and apart per pytest-xdist worker: two workers may run tests
+    # of the same name.
+    worker = os.getenv("PYTEST_XDIST_WORKER", "")
+    root = Path("/tmp") / f"dd{worker}-{tmp_path.name[-12:]}"
     root.mkdir(parents=True, exist_ok=True)
-    engine = PrivateEngine(root, address_pool)
+    engine = PrivateEngine(root, address_pool, unmounted)
     engine.start()
     try:
         yield engine

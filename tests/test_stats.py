@@ -12,9 +12,12 @@ import threading
 import pytest
 from asgiref.sync import sync_to_async
 
+from machines.engine import clients
 from machines.engine.streams import statshub
-from machines.engine.streams.stats import compute
+from machines.engine.streams.stats import NO_FIGURES, compute
 
+from .inside import SHELL_IMAGE, shell_image_tar, store_container
+from .private_engine import private_dockerd
 from .sockets import connect
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine]
@@ -156,3 +159,35 @@ async def test_a_container_that_stops_clears_its_stats(engine_container, operato
         pass
     await _wait(lambda: _streams(row.container_id) == 0)
     await panel.disconnect()
+
+
+async def test_an_engine_without_figures_says_so_in_words(operator, tmp_path, monkeypatch):
+    # A real engine on a host that lacks the perf_event cgroup hierarchy, as on a fresh
+    # machine here: it streams empty documents for a running container.
+    monkeypatch.setattr(statshub, "PUSH_EVERY", 0.2)
+    with private_dockerd(tmp_path, unmounted=("perf_event",)) as engine:
+        row, container = await sync_to_async(_shell_container_on)(engine.url)
+        panel = await connect(
+            operator, f"/ws/machines/{row.machine_id}/containers/{row.container_id}/stats/"
+        )
+        pushed = [""]
+        try:
+            async with asyncio.timeout(60):
+                while NO_FIGURES not in pushed[-1]:
+                    pushed.append(await panel.receive_from(timeout=30))
+        except TimeoutError:
+            pytest.fail(f"no words about the missing figures; the panel said: {pushed[-3:]}")
+        assert "Processes" not in pushed[-1] and "None" not in pushed[-1]
+        assert not any("Processes" in html for html in pushed), "figures from that engine?"
+        await panel.disconnect()
+        await sync_to_async(container.remove)(force=True)
+
+
+def _shell_container_on(engine_url: str):
+    client = clients.client(engine_url, timeout=60)
+    repository, tag = SHELL_IMAGE.split(":")
+    client.api.import_image_from_data(shell_image_tar(), repository=repository, tag=tag)
+    running = client.containers.run(
+        SHELL_IMAGE, ["/bin/sleep", "600"], detach=True, environment={"PATH": "/bin"}
+    )
+    return store_container(engine_url, running), running

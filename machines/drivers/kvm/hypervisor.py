@@ -36,7 +36,8 @@ def load_libvirt() -> Any:
     except ImportError:
         raise DriverError(
             "libvirt is not installed/running: the Python binding is missing (as root: "
-            "apt-get install libvirt-dev pkg-config gcc, then `make venv-kvm`)"
+            "apt-get install libvirt-dev pkg-config gcc, then `make run` again: it adds the "
+            "binding wherever libvirt-dev is installed)"
         ) from None
     # libvirt prints every error to stderr by default; we report them ourselves, once.
     libvirt.registerErrorHandler(lambda _ctx, _error: None, None)

@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 # Samples kept (one a second): the sparklines' five minutes.
 HISTORY = 300
 
+# What a viewer reads when the engine streams empty documents for a container that runs: the
+# engine cannot read its cgroups (a host missing cgroup v1 hierarchies logs "cannot find
+# cgroup mount destination"), and `docker stats` shows nothing there either.
+NO_FIGURES = (
+    "The engine gives no figures for this running container (docker stats shows none either):"
+    " its host probably lacks a cgroup hierarchy, as the engine log says."
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Sample:
@@ -103,7 +111,8 @@ class StatsStream(DockerStream):
         self.container_id = container_id
         self.history: collections.deque[Sample] = collections.deque(maxlen=HISTORY)
         self.lock = threading.Lock()
-        self.version = 0  # bumped with each sample
+        self.version = 0  # bumped with each sample (and when `problem` changes)
+        self.problem = ""  # in words, while the engine gives no figures for a running container
 
     def samples(self) -> list[Sample]:
         with self.lock:
@@ -122,8 +131,21 @@ class StatsStream(DockerStream):
             if not line.strip():
                 continue
             sample = compute(json.loads(line))
-            if sample is None:
+            if sample is None and not self._running():
                 return  # the container stopped
             with self.lock:
-                self.history.append(sample)
+                problem = NO_FIGURES if sample is None else ""
+                if sample is not None:
+                    self.history.append(sample)
+                elif problem == self.problem:
+                    continue
+                self.problem = problem
                 self.version += 1
+
+    def _running(self) -> bool:
+        """An empty document means "stopped" only when the container is; otherwise the engine
+        could not read its figures."""
+        try:
+            return bool(self.client.api.inspect_container(self.container_id)["State"]["Running"])
+        except Exception:
+            return False

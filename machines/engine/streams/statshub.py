@@ -123,10 +123,11 @@ class StatsHub:
         if cached and cached[0] == version:
             return cached[1]
         samples = entry.stream.samples()
-        if not samples and alive:
+        problem = entry.stream.problem if alive else ""
+        if not samples and alive and not problem:
             return None
-        context = {"row": entry.row, "name": entry.name, "oob": True}
-        if samples and alive:
+        context = {"row": entry.row, "name": entry.name, "oob": True, "problem": problem}
+        if samples and alive and not problem:
             context.update(summary(samples))
         html = render_to_string(f"machines/stats.html#stats_{part}", context)
         entry.rendered[part] = (version, html)
