@@ -135,3 +135,34 @@ def test_only_admins_register_webhooks_and_urls_are_checked(db, operator, admin_
         hooks.register(admin_user, "file:///etc/passwd", ["operation.finished"])
     with pytest.raises(hooks.InvalidInput, match="Choose one or more events"):
         hooks.register(admin_user, "https://example.org/hook", ["nope"])
+
+
+def test_alerts_fire_and_resolve_as_signed_webhooks(transactional_db, admin_user, receiver):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from machines import alerts
+    from machines.models.alerts import Alert, AlertRule
+
+    from .fleet import make_machine as make
+
+    got = receiver(200)
+    _, secret = hooks.register(admin_user, got.url, ["alert.fired", "alert.resolved"])
+    rule = AlertRule.objects.get(kind="memory")
+    machine = make(name="mem-hook", ip="192.0.2.44", state="running")
+    machine.engine_info = {"host": {"mem_used": 95, "mem_total": 100}}
+    machine.save()
+    alerts.check()
+    Alert.objects.filter(rule=rule).update(started_at=timezone.now() - timedelta(seconds=301))
+    alerts.check()
+    wait_until(lambda: got.received, timeout=5)
+    machine.engine_info = {"host": {"mem_used": 10, "mem_total": 100}}
+    machine.save()
+    alerts.check()
+    wait_until(lambda: len(got.received) == 2, timeout=5)
+    events = [json.loads(body) for _, _, body in got.received]
+    assert [e["event"] for e in events] == ["alert.fired", "alert.resolved"]
+    assert events[0]["data"]["machine"] == "mem-hook" and events[0]["data"]["kind"] == "memory"
+    assert "memory at 95.0 %" in events[0]["data"]["message"]
+    assert all(_verified(secret, headers, body) for _, headers, body in got.received)

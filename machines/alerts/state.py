@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from machines import live
+from machines import live, webhooks
 from machines.alerts import notify
 from machines.alerts.history import live_context
 from machines.alerts.rules import CHECKS, Conditions
@@ -72,6 +72,7 @@ def fire(alert: Alert, message: str, now: datetime) -> bool:
     log.warning("Alert: %s", message)
     if not alert.rule.silenced:
         notify.queue(alert, "fired")
+        _hook("alert.fired", alert)
     live.alerts_changed(live_context())
     return True
 
@@ -90,8 +91,24 @@ def resolve(alert: Alert, now: datetime) -> bool:
     log.info("Resolved: %s", alert.message)
     if alert.rule.notify_resolved and not alert.rule.silenced:
         notify.queue(alert, "resolved")
+        _hook("alert.resolved", alert)
     live.alerts_changed(live_context())
     return True
+
+
+def _hook(event: str, alert: Alert) -> None:
+    """The signed outgoing webhooks (machines/webhooks) that asked for alerts: a channel for
+    every rule, beside the rule's own Apprise and email channels."""
+    webhooks.emit(
+        event,
+        {
+            "alert": alert.pk,
+            "rule": alert.rule.name,
+            "kind": alert.rule.kind,
+            "machine": alert.machine_name,
+            "message": alert.message,
+        },
+    )
 
 
 def acknowledge(alert: Alert, user) -> None:

@@ -15,6 +15,8 @@ EVENTS = [
     ("operation.failed", "An operation failed or was cancelled"),
     ("machine.state_changed", "A machine's state changed"),
     ("container.died", "A container died"),
+    ("alert.fired", "An alert fired"),
+    ("alert.resolved", "An alert resolved"),
 ]
 
 
