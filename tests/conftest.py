@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.registry",
     "tests.inside",
     "tests.receivers",
+    "tests.swarmfleet",
 ]
 
 

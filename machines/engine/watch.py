@@ -21,6 +21,10 @@ from machines.engine.health import save_observation, unreachable
 from machines.lib.errorwords import detail
 from machines.models import Container, Machine
 
+SWARM_EVENTS = ("node", "service")
+# A swarm task's container carries its service's name (container events on every node).
+SWARM_TASK_LABEL = "com.docker.swarm.service.name"
+
 
 def _ps_row(c: dict) -> dict:
     """A `docker ps -a` row from the list API's JSON."""
@@ -97,7 +101,8 @@ class EngineWatcher(threading.Thread):
         )
         try:
             # Subscribe first, then snapshot: no event can fall between the two.
-            types = ["container", *map(str, engine_objects.EVENTS)]
+            # Swarm's node and service events too (a manager's): the cluster page follows them.
+            types = ["container", "node", "service", *map(str, engine_objects.EVENTS)]
             events = client.api.events(decode=True, filters={"type": types})
             self.connected = True
             rows = client.api.containers(all=True)
@@ -131,6 +136,11 @@ class EngineWatcher(threading.Thread):
             self._forget(machine, gone)
 
     def _on_event(self, machine: Machine, client, event: dict) -> None:
+        attributes = event.get("Actor", {}).get("Attributes", {})
+        if event.get("Type") in SWARM_EVENTS or SWARM_TASK_LABEL in attributes:
+            live.cluster_changed(machine.pk)
+            if event.get("Type") in SWARM_EVENTS:
+                return
         if engine_objects.on_event(machine, client.api, event):
             return
         container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
@@ -142,7 +152,6 @@ class EngineWatcher(threading.Thread):
                 self._forget(machine, row)
             return
         if event.get("Action") == "die":
-            attributes = event.get("Actor", {}).get("Attributes", {})
             webhooks.emit(
                 "container.died",
                 {

@@ -373,3 +373,17 @@ def alerts_live_html(context: dict) -> dict[str, str]:
 def alerts_changed(context: dict) -> None:
     """An alert fired, resolved or was acknowledged, or a notice of one was sent or failed."""
     _group_send(ALERTS, {"type": "alerts.changed", **alerts_live_html(context)})
+
+
+def cluster_group(cluster_id: int) -> str:
+    return f"cluster-{cluster_id}"
+
+
+def cluster_changed(machine_id: int) -> None:
+    """Something changed in the swarm a machine is a node of (a node, a service, a task's
+    container): the cluster's page reads the swarm's state again (it debounces)."""
+    from machines.models import ClusterNode
+
+    cluster_id = ClusterNode.objects.filter(machine_id=machine_id).values("cluster_id").first()
+    if cluster_id:
+        _group_send(cluster_group(cluster_id["cluster_id"]), {"type": "cluster.changed"})
