@@ -81,8 +81,9 @@ def test_a_cluster_and_a_stack_from_the_pages(
         wait_for(lambda m=machine: answers(m.ip, 8081).startswith("v1 from"), what=machine.name)
 
     # Scale 3 -> 6: six running tasks over the three nodes, live.
-    page.fill("#service-shop_worker input[name=replicas]", "6")
-    page.click("#service-shop_worker button:text-is('Scale')")
+    page.select_option("form.scale select[name=service]", "shop_worker")
+    page.fill("form.scale input[name=replicas]", "6")
+    page.click("form.scale button:text-is('Scale')")
     page.locator("#service-shop_worker[data-running='6']").wait_for(timeout=LIVE)
     assert set(running_nodes(page, "shop_worker")) == {m1.name, m2.name, m3.name}
     page.screenshot(path=str(SCREENSHOT), full_page=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 
+import yaml
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core.exceptions import PermissionDenied
@@ -132,9 +133,19 @@ def _stack_form(request: HttpRequest, cluster: Cluster, stack: Stack) -> HttpRes
         "form": form,
         "deploys": stack.deploys.select_related("requested_by")[:20] if stack.pk else [],
         "webhook_url": _webhook_url(request, stack) if stack.pk else "",
+        "service_names": _service_names(stack) if stack.pk else [],
         **roles(request),
     }
     return render(request, "clusters/stack.html", ctx, status=400 if form.errors else 200)
+
+
+def _service_names(stack: Stack) -> list[str]:
+    """The services the saved compose file names, as Swarm names them (for the scale form)."""
+    try:
+        services = (yaml.safe_load(stack.compose) or {}).get("services") or {}
+    except yaml.YAMLError:
+        return []
+    return [f"{stack.name}_{name}" for name in services]
 
 
 def _webhook_url(request: HttpRequest, stack: Stack) -> str:
