@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.inside",
     "tests.receivers",
     "tests.swarmfleet",
+    "tests.gitrepo",
 ]
 
 

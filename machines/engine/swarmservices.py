@@ -79,8 +79,24 @@ def _task(task: dict, names: dict[str, str]) -> dict:
 
 
 def scale(manager: Machine, service: str, replicas: int) -> None:
+    """Set a replicated service's replicas, the rest of its spec sent back as it is (the
+    SDK's own scale() rewrites the spec, which rolls every task)."""
     client = clients.client_for_machine(manager, timeout=20)
     try:
-        client.services.get(service).scale(replicas)
+        found = client.api.inspect_service(service)
+        spec = found["Spec"]
+        if "Replicated" not in spec.get("Mode", {}):
+            raise ValueError(f"{service} is global: it runs one task per node")
+        client.api.update_service(
+            found["ID"],
+            found["Version"]["Index"],
+            task_template=spec["TaskTemplate"],
+            name=spec["Name"],
+            labels=spec.get("Labels"),
+            mode={"Replicated": {"Replicas": replicas}},
+            update_config=spec.get("UpdateConfig"),
+            rollback_config=spec.get("RollbackConfig"),
+            endpoint_spec=spec.get("EndpointSpec"),
+        )
     finally:
         client.close()

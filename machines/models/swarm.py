@@ -22,6 +22,15 @@ name_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9_-]{0,40}$",
     "Use 1 to 41 lower-case letters, digits, '-' or '_', starting with a letter or digit.",
 )
+GIT_URL_RE = r"^(https?|ssh)://[A-Za-z0-9._~:@%/+-]+$"
+validate_git_url = RegexValidator(GIT_URL_RE, "Use an http(s):// or ssh:// repository URL.")
+validate_git_ref = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$", "Not a branch name (letters, digits, . _ / -)."
+)
+validate_repo_path = RegexValidator(
+    r"^(?!/)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$",
+    "A path inside the repository (letters, digits, . _ / -; no '..').",
+)
 ENV_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", "Not a variable name.")
 
 
@@ -74,7 +83,24 @@ class Stack(models.Model):
 
     cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="stacks")
     name = models.CharField(max_length=41, validators=[name_validator])
-    compose = models.TextField(help_text="A compose file (version 3) as `docker stack` reads.")
+    compose = models.TextField(
+        blank=True, help_text="A compose file (version 3) as `docker stack` reads."
+    )
+    # Or a git repository the dashboard fetches the compose file from at each deploy.
+    git_url = models.CharField(
+        "Git repository", max_length=500, blank=True, validators=[validate_git_url]
+    )
+    git_branch = models.CharField(
+        max_length=100, blank=True, default="main", validators=[validate_git_ref]
+    )
+    git_path = models.CharField(
+        "Path of the compose file",
+        max_length=200,
+        blank=True,
+        default="docker-compose.yml",
+        validators=[validate_repo_path],
+    )
+    deploy_key = EncryptedTextField(blank=True)  # an SSH private key, for ssh:// URLs
     env = models.JSONField(default=dict, blank=True)  # plain variables
     secret_env = EncryptedJSONField(blank=True, default=dict)  # never shown back
     # Swarm's own update_config, written into every service that does not set its own.
@@ -107,6 +133,8 @@ class Stack(models.Model):
                 ENV_NAME(name)
             except ValidationError:
                 raise ValidationError({"env": f"{name!r} is not a variable name."}) from None
+        if not self.compose.strip() and not self.git_url:
+            raise ValidationError({"compose": "Give a compose file or a git repository."})
         if set(self.env) & set(self.secret_env):
             raise ValidationError({"env": "A variable is either plain or secret, not both."})
 

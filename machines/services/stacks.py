@@ -3,9 +3,13 @@ deploy would change), deployed, redeployed, rolled back, scaled; rights checked 
 
 from __future__ import annotations
 
+import os
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from machines.engine import stackcli, stackdiff, swarmservices
+from machines.lib import gitfetch
 from machines.lib.errors import DriverError
 from machines.models import Cluster, Operation, Stack, StackDeploy
 from machines.operations import actions
@@ -22,6 +26,20 @@ def check_compose(compose: str, variables: dict[str, str]) -> dict:
         raise InvalidInput(f"The compose file is not valid: {e}") from None
 
 
+def compose_of(stack: Stack) -> str:
+    """The compose file as saved, or fetched now from the stack's git repository."""
+    if not stack.git_url:
+        return stack.compose
+    folder = os.path.join(settings.DATA_DIR, "tmp")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    try:
+        return gitfetch.fetch_file(
+            stack.git_url, stack.git_branch, stack.git_path, key=stack.deploy_key, folder=folder
+        )
+    except DriverError as e:
+        raise InvalidInput(f"{e}.") from None
+
+
 def save_stack(user, stack: Stack) -> Stack:
     """Validate (the model's rules, then the CLI's) and save."""
     require_cluster(user, stack.cluster, "change stacks")
@@ -29,7 +47,7 @@ def save_stack(user, stack: Stack) -> Stack:
         stack.full_clean()
     except ValidationError as e:
         raise InvalidInput(" ".join(e.messages)) from None
-    check_compose(stack.compose, stack.variables())
+    check_compose(compose_of(stack), stack.variables())
     if stack.created_by_id is None and getattr(user, "pk", None):
         stack.created_by = user
     stack.save()
@@ -39,7 +57,7 @@ def save_stack(user, stack: Stack) -> Stack:
 def preview(user, stack: Stack) -> list[str]:
     """What deploying the stack as saved would change, one line per change."""
     require_cluster(user, stack.cluster, "deploy stacks")
-    resolved = check_compose(stack.compose, stack.variables())
+    resolved = check_compose(compose_of(stack), stack.variables())
     current = {s["name"]: s for s in state(stack)["services"]}
     return stackdiff.diff(current, stackdiff.wanted(resolved, stack.name), set(stack.secret_env))
 
@@ -58,7 +76,7 @@ def deploy(
 ) -> Operation:
     """Request a deploy of the stack as saved (or of an earlier deploy, for a rollback)."""
     require_cluster(user, stack.cluster, "deploy stacks")
-    compose = source.compose if source else stack.compose
+    compose = source.compose if source else compose_of(stack)
     env = dict(source.env if source else stack.env)
     secret_env = dict(source.secret_env if source else stack.secret_env)
     check_compose(compose, {**env, **secret_env})

@@ -9,10 +9,14 @@ import asyncio
 from channels.db import database_sync_to_async
 
 from machines import live
+from machines.engine.streams.logs import LOG_TAIL, LineQueue
+from machines.engine.streams.servicelogs import ServiceLogFollower
 from machines.lib.errors import DriverError
 from machines.models import Cluster, Stack
+from machines.operations.swarmsteps import reachable_manager
 from machines.services import clusters, stacks
 from machines.sockets.base import LiveConsumer
+from machines.sockets.machines import ContainerLogConsumer
 
 # Swarm notices a node gone after its heartbeats stop; this bounds how stale a page can be
 # when an event is missed (an engine whose watcher is reconnecting).
@@ -73,3 +77,22 @@ class ClusterConsumer(LiveConsumer):
         if getattr(self, "refresher", None):
             self.refresher.cancel()
         await super().disconnect(code)
+
+
+class ServiceLogConsumer(ContainerLogConsumer):
+    """A stack's service's log, through a manager (operators: logs can hold secrets)."""
+
+    def object_exists(self) -> bool:
+        kwargs = self.scope["url_route"]["kwargs"]
+        self.stack = Stack.objects.select_related("cluster").filter(pk=kwargs["stack_id"]).first()
+        self.service = kwargs["service"]
+        if self.stack is None or not self.service.startswith(f"{self.stack.name}_"):
+            return False
+        try:
+            self.manager = reachable_manager(self.stack.cluster)
+        except DriverError:
+            return False
+        return True
+
+    def make_follower(self, queue: LineQueue) -> ServiceLogFollower:
+        return ServiceLogFollower(self.manager, self.service, LOG_TAIL, queue)

@@ -39,5 +39,9 @@ websocket_urlpatterns = [
         "ws/clusters/<int:cluster_id>/stacks/<int:stack_id>/",
         cluster_consumers.ClusterConsumer.as_asgi(),
     ),
+    path(
+        "ws/clusters/<int:cluster_id>/stacks/<int:stack_id>/logs/<str:service>/",
+        cluster_consumers.ServiceLogConsumer.as_asgi(),
+    ),
     path("ws/machines/<int:machine_id>/metrics/", alert_consumers.MetricsConsumer.as_asgi()),
 ]

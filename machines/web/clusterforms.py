@@ -58,11 +58,22 @@ class StackForm(forms.ModelForm):
         help_text="KEY=value lines, stored encrypted and never shown again; empty keeps them.",
     )
 
+    deploy_key_text = forms.CharField(
+        label="Deploy key",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="For an ssh:// repository: a private key with read access; stored encrypted, "
+        "never shown again; empty keeps it.",
+    )
+
     class Meta:
         model = Stack
         fields = [
             "name",
             "compose",
+            "git_url",
+            "git_branch",
+            "git_path",
             "update_parallelism",
             "update_delay",
             "update_failure_action",

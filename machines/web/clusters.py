@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from machines.engine.streams.logs import LOG_TAIL
 from machines.lib.errors import DriverError
 from machines.models import Cluster, Operation, Stack
 from machines.services import clusters as cluster_service
@@ -120,6 +121,8 @@ def _stack_form(request: HttpRequest, cluster: Cluster, stack: Stack) -> HttpRes
             saved.env = form.cleaned_data["env_text"]
             if form.cleaned_data["secret_text"]:
                 saved.secret_env = form.cleaned_data["secret_text"]
+            if form.cleaned_data["deploy_key_text"]:
+                saved.deploy_key = form.cleaned_data["deploy_key_text"]
             try:
                 stack_service.save_stack(request.user, saved)
             except InvalidInput as e:
@@ -164,6 +167,12 @@ def stack_action(request: HttpRequest, name: str, stack: str, action: str) -> Ht
         Stack.objects.select_related("cluster"), cluster__name=name, name=stack
     )
     try:
+        if action == "logs":
+            service = request.POST.get("service", "")
+            if service not in _service_names(found):
+                raise InvalidInput(f"{service} is not a service of {found.name}.")
+            ctx = {"stack": found, "cluster": found.cluster, "service": service, "tail": LOG_TAIL}
+            return render(request, "clusters/stack.html#log_panel", ctx)
         if action == "preview":
             lines = stack_service.preview(request.user, found)
             ctx = {"stack": found, "cluster": found.cluster, "lines": lines, **roles(request)}
