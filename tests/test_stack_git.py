@@ -58,6 +58,22 @@ def test_a_push_and_the_webhook_redeploy_a_git_stack(registry_machine, web_image
     last = StackDeploy.objects.filter(stack=stack).first()
     assert last.requested_via == "webhook" and "MESSAGE=pushed-change" in "\n".join(last.diff)
 
+    # An update that cannot run (an image the registry does not have): Swarm pauses it (the
+    # stack's failure action) and the services say which task failed and why.
+    stack.env = {**stack.env, "WEB_IMAGE": web_images["web1"].replace(":1", ":9")}
+    stacks.save_stack(None, stack)
+    assert_succeeded(run(stacks.deploy(None, stack)))
+
+    def paused():
+        web = next(s for s in stacks.state(stack)["services"] if s["name"] == "gitshop_web")
+        failed = [t for t in web["tasks"] if t["error"]]
+        return (web, failed) if web["update"] == "paused" and failed else None
+
+    web, failed = wait_for(paused, timeout=120, what="the update paused")
+    assert "update paused" in web["update_message"], web["update_message"]
+    assert ":9" in failed[0]["image"] and failed[0]["error"], failed[0]
+    print(f"paused: {web['update_message']} / task error: {failed[0]['error']}")
+
     # A branch that does not exist: refused in one sentence, nothing deployed.
     stack.git_branch = "nope"
     with pytest.raises(stacks.InvalidInput, match=r"Fetching .* failed: Remote branch nope"):
