@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 import yaml
 from django.conf import settings
 
+from machines.lib import command
 from machines.lib.errors import DriverError
 
 if TYPE_CHECKING:
@@ -77,18 +77,8 @@ def _private_folder() -> str:
 
 
 def _run(args: list[str], env: dict[str, str], stdin: str = "") -> str:
-    try:
-        done = subprocess.run(
-            [docker_cli(), *args],
-            input=stdin,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise DriverError(f"docker {args[0]} {args[1]} did not finish in {TIMEOUT} s") from None
+    what = f"docker {args[0]} {args[1]}"
+    done = command.run([docker_cli(), *args], env=env, timeout=TIMEOUT, what=what, stdin=stdin)
     if done.returncode:
         message = " ".join((done.stderr or done.stdout).split()) or f"exit {done.returncode}"
         raise ComposeError(message.rstrip(".") + ".")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
+from machines.lib import command
 from machines.lib.errors import DriverError
 
 TIMEOUT = 60
@@ -61,17 +61,9 @@ def _clone(url: str, branch: str, clone: Path, env: dict[str, str]) -> None:
     shallow = ["--depth", "1"]
     while True:
         args = ["git", "clone", "--quiet", *shallow, "--single-branch", "--branch", branch]
-        try:
-            done = subprocess.run(
-                [*args, "--", url, str(clone)],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise DriverError(f"Fetching {url} took longer than {TIMEOUT} s") from None
+        done = command.run(
+            [*args, "--", url, str(clone)], env=env, timeout=TIMEOUT, what=f"Fetching {url}"
+        )
         # A plain web server (git's "dumb" HTTP) cannot give one commit only: take the branch.
         if done.returncode and shallow and "does not support shallow" in done.stderr:
             shutil.rmtree(clone, ignore_errors=True)

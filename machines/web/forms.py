@@ -56,15 +56,6 @@ class TagsForm(forms.ModelForm):
     """A machine's tags, edited on its page."""
 
     tags = TagsField(label="Tags")
-    swarm = forms.CharField(
-        label="Join cluster",
-        required=False,
-        max_length=41,
-        help_text="A cluster's name; as a manager, a name not taken yet starts a new cluster.",
-    )
-    swarm_role = forms.ChoiceField(
-        label="Join as", choices=[("worker", "worker"), ("manager", "manager")], required=False
-    )
 
     class Meta:
         model = Machine
