@@ -86,13 +86,8 @@ class ServiceLogConsumer(ContainerLogConsumer):
         kwargs = self.scope["url_route"]["kwargs"]
         self.stack = Stack.objects.select_related("cluster").filter(pk=kwargs["stack_id"]).first()
         self.service = kwargs["service"]
-        if self.stack is None or not self.service.startswith(f"{self.stack.name}_"):
-            return False
-        try:
-            self.manager = reachable_manager(self.stack.cluster)
-        except DriverError:
-            return False
-        return True
+        return self.stack is not None and self.service.startswith(f"{self.stack.name}_")
 
     def make_follower(self, queue: LineQueue) -> ServiceLogFollower:
-        return ServiceLogFollower(self.manager, self.service, LOG_TAIL, queue)
+        cluster = self.stack.cluster
+        return ServiceLogFollower(lambda: reachable_manager(cluster), self.service, LOG_TAIL, queue)

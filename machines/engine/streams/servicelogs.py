@@ -3,6 +3,7 @@ same plumbing as a container's: bounded lines, one thread, a queue to the socket
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from machines.engine.streams.base import DockerStream
@@ -13,9 +14,12 @@ if TYPE_CHECKING:
 
 
 class ServiceLogFollower(LogFollower):
-    def __init__(self, manager: Machine, service: str, tail: int, queue: LineQueue) -> None:
+    def __init__(
+        self, find_manager: Callable[[], Machine], service: str, tail: int, queue: LineQueue
+    ) -> None:
         DockerStream.__init__(self, None, f"service-logs-{service[:40]}")
-        self.manager = manager
+        # Which manager answers is asked in the thread (it tries them in turn).
+        self.find_manager = find_manager
         self.service = service
         self.tail = tail
         self.queue = queue
@@ -23,7 +27,7 @@ class ServiceLogFollower(LogFollower):
         self.end_reason = "The service is gone: the log ends here."
 
     def engine_machine(self):
-        return self.manager
+        return self.find_manager()
 
     def follow(self) -> None:
         self._follow(tty=False)
