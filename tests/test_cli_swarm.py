@@ -37,3 +37,5 @@ def test_create_with_swarm_flags_forms_a_cluster(container_cli, engine_url):
     removed = cli("machine", "rm", "-y", second)
     assert f"Successfully removed {second}" in removed.stdout
     assert nodes(cli, first) == {f"{first}:Leader:Ready"}
+    # The last manager leaves too (and its volume goes with it).
+    assert f"Successfully removed {first}" in cli("machine", "rm", "-y", first).stdout
