@@ -87,8 +87,9 @@ lint: venv-test
 # OpenSSH, Chromium for the browser tests, PostgreSQL and Redis for the scale-out tests,
 # fish, tcsh and zsh to eval `machine env`'s output in each shell it writes for, an image
 # registry (no public one is reachable) for the image pull tests, sshfs and rsync for
-# `machine mount` and `machine scp -d`.
-APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates fish tcsh zsh docker-registry sshfs rsync
+# `machine mount` and `machine scp -d`, git and a static C toolchain for the swarm stack tests
+# (a git-backed stack; a tiny static image built with gcc -static).
+APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates fish tcsh zsh docker-registry sshfs rsync git gcc libc6-dev
 # The kvm driver's: libvirt and QEMU, what libvirt-python builds with, the VM image builder's
 # tools, genisoimage for cloud-init seeds, and sshd for the qemu+ssh:// test.
 KVM_BUILD_PACKAGES := libvirt-dev pkg-config gcc

@@ -15,6 +15,8 @@ pytest_plugins = [
     "tests.registry",
     "tests.inside",
     "tests.receivers",
+    "tests.swarmfleet",
+    "tests.gitrepo",
 ]
 
 

@@ -173,3 +173,24 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def container_cli(tmp_path, engine_url, host_images, parent):
+    """`manage.py ...` run as a user runs it, in a shell, with its own data folder; the
+    container machines it made are removed afterwards."""
+    import shlex
+    import subprocess
+
+    from . import helpers
+
+    env = helpers.user_env(tmp_path, DOCKER_HOST=engine_url)
+
+    def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return helpers.run(" ".join([helpers.MANAGE, *map(shlex.quote, args)]), env, check, 300)
+
+    cli("migrate", "--noinput")
+    yield cli
+    instance = (tmp_path / "instance.id").read_text().strip()
+    for c in parent.containers.list(all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"}):
+        c.remove(force=True, v=True)

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from dockerdash.asgi import application
-from machines.models import BulkAction, Container, Machine, Operation
+from machines.models import BulkAction, Cluster, Container, Machine, Operation, Stack
 from machines.sockets.routing import websocket_urlpatterns
 
 from .fleet import make_machine
@@ -22,9 +22,14 @@ SAMPLE_KWARGS = {
     "operation_id": 1,
     "container_id": "c0ffee",
     "bulk_id": 1,
+    "cluster_id": 1,
+    "stack_id": 1,
+    "stack": "shop",
+    "service": "shop_web",
 }
-# Django's own public pages: the login form and logout (no password reset: it is gone).
-PUBLIC = ("login", "logout")
+# Django's own public pages: the login form and logout (no password reset: it is gone); a
+# stack's webhook, whose URL carries its key (tests/test_stack_diff.py: a wrong key is 404).
+PUBLIC = ("login", "logout", "stack_webhook")
 
 
 def _all_patterns(resolver=None, prefix=""):
@@ -134,6 +139,9 @@ def test_every_websocket_route_is_enumerated():
         "/ws/bulk/1/",
         "/ws/operations/1/",
         "/ws/alerts/",
+        "/ws/clusters/1/",
+        "/ws/clusters/1/stacks/1/",
+        "/ws/clusters/1/stacks/1/logs/shop_web/",
         "/ws/machines/1/metrics/",
     ]
 
@@ -182,6 +190,8 @@ def _every_route_has_its_object() -> None:
     Container.objects.create(machine=machine, container_id="c0ffee", name="app")
     Operation.objects.create(pk=1, machine=machine, machine_name="web-1", kind="restart")
     BulkAction.objects.create(pk=1, kind="restart")
+    cluster = Cluster.objects.create(pk=1, name="web-1")
+    Stack.objects.create(pk=1, cluster=cluster, name="shop", compose="services: {}\n")
 
 
 # Another port, another scheme, another host, no Origin at all: none is the dashboard's.

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import re
-import shlex
-import subprocess
 import uuid
 
 import pytest
-
-from machines.drivers.container.driver import INSTANCE_LABEL
-from tests import helpers
-from tests.helpers import MANAGE, user_env
 
 pytestmark = pytest.mark.engine
 
 
 @pytest.fixture
-def cli(tmp_path, engine_url, host_images, parent):
-    env = user_env(tmp_path, DOCKER_HOST=engine_url)
-
-    def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return helpers.run(" ".join([MANAGE, *map(shlex.quote, args)]), env, check, 300)
-
-    cli("migrate", "--noinput")
-    yield cli
-    instance = (tmp_path / "instance.id").read_text().strip()
-    for c in parent.containers.list(all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"}):
-        c.remove(force=True, v=True)
+def cli(container_cli):
+    return container_cli
 
 
 def test_create_ls_stop_start_restart_kill_rm(cli, engine_url):

@@ -81,6 +81,17 @@ def add_arguments(action: str, parser) -> None:
         help="install Docker with this script (e.g. https://get.docker.com) instead of the "
         "distribution's package",
     )
+    parser.add_argument(
+        "--swarm",
+        default="",
+        metavar="CLUSTER",
+        help="join this cluster (Swarm mode) once created, as a worker",
+    )
+    parser.add_argument(
+        "--swarm-master",
+        action="store_true",
+        help="with --swarm: join as a manager (or start the cluster if it does not exist)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="stream the whole log")
 
 
@@ -110,11 +121,20 @@ def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None
             engine=_engine_options(opts),
             tags=_tags(opts.get("tag") or []),
             via="cli",
+            swarm=_swarm(opts),
         )
     except services.InvalidInput as e:
         raise CommandError(str(e)) from None
     cli.stdout.write(f"Creating machine {name} ({op.machine.driver.kind})...")
     follow(cli, op, verbose)
+
+
+def _swarm(opts: dict) -> dict | None:
+    if opts.get("swarm_master") and not opts.get("swarm"):
+        raise CommandError("--swarm-master needs --swarm CLUSTER (the cluster to manage)")
+    if not opts.get("swarm"):
+        return None
+    return {"swarm": opts["swarm"], "swarm_role": "manager" if opts["swarm_master"] else "worker"}
 
 
 def _retry(cli, machine: Machine, verbose: bool) -> None:

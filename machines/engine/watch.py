@@ -25,8 +25,12 @@ from machines.engine.health import save_observation, unreachable
 from machines.lib.errorwords import detail
 from machines.models import Container, Machine
 
-# What a watcher subscribes to: containers, and the kinds engine_objects keeps.
-EVENT_TYPES = ["container", *map(str, engine_objects.EVENTS)]
+SWARM_EVENTS = ("node", "service")
+# A swarm task's container carries its service's name (container events on every node).
+SWARM_TASK_LABEL = "com.docker.swarm.service.name"
+# What a watcher subscribes to: containers, the kinds engine_objects keeps, and swarm's node
+# and service events (a manager's): the cluster page follows them.
+EVENT_TYPES = ["container", *SWARM_EVENTS, *map(str, engine_objects.EVENTS)]
 
 
 def _ps_row(c: dict) -> dict:
@@ -68,6 +72,11 @@ def resync(machine: Machine, api, rows: list[dict] | None = None) -> None:
 
 
 def on_event(machine: Machine, api, event: dict) -> None:
+    attributes = event.get("Actor", {}).get("Attributes", {})
+    if event.get("Type") in SWARM_EVENTS or SWARM_TASK_LABEL in attributes:
+        live.cluster_changed(machine.pk)
+        if event.get("Type") in SWARM_EVENTS:
+            return
     if engine_objects.on_event(machine, api, event):
         return
     container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
@@ -79,7 +88,6 @@ def on_event(machine: Machine, api, event: dict) -> None:
             forget(machine, row)
         return
     if event.get("Action") == "die":
-        attributes = event.get("Actor", {}).get("Attributes", {})
         webhooks.emit(
             "container.died",
             {

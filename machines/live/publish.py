@@ -366,3 +366,17 @@ def _bulk_summary(bulk) -> str:
 
 def bulk_changed(bulk) -> None:
     _send(bulk_group(bulk.pk), "bulk.changed", _bulk_summary(bulk))
+
+
+def cluster_group(cluster_id: int) -> str:
+    return f"cluster-{cluster_id}"
+
+
+def cluster_changed(machine_id: int) -> None:
+    """Something changed in the swarm a machine is a node of (a node, a service, a task's
+    container): the cluster's page reads the swarm's state again (it debounces)."""
+    from machines.models import ClusterNode
+
+    cluster_id = ClusterNode.objects.filter(machine_id=machine_id).values("cluster_id").first()
+    if cluster_id:
+        group_send(cluster_group(cluster_id["cluster_id"]), {"type": "cluster.changed"})

@@ -177,9 +177,7 @@ class Machine(models.Model):
 
     def observe(self) -> str:
         """Ask the driver for the host's state (and IP) now, store it, and return it.
-
-        Raises what the driver raises: callers decide whether a failure is an error state.
-        """
+        Raises what the driver raises: callers decide whether a failure is an error state."""
         driver = self.get_driver()
         self.state = driver.state(self)
         with contextlib.suppress(DriverError):
@@ -240,6 +238,9 @@ class Operation(models.Model):
         REGENERATE_CERTS = "regenerate-certs", "Regenerate certificates"
         UPGRADE = "upgrade", "Upgrade"
         ROTATE_CLIENT_CA = "rotate-client-ca", "Rotate client CA"
+        CLUSTER_CREATE = "cluster-create", "Create a cluster"
+        CLUSTER_JOIN = "cluster-join", "Join a cluster"
+        STACK_DEPLOY = "stack-deploy", "Deploy a stack"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -367,14 +368,13 @@ class OperationLogLine(models.Model):
         return f"{self.at:%H:%M:%S} {self.text}"
 
 
-# The TLS side: the dashboard's CA and the users' client certificates (models/tls.py); what
-# happens inside engines: their images, volumes and networks (models/engine.py), and who did
-# what (models/audit.py). Bulk actions: one operation per machine of a selection (models/bulk.py).
+# TLS (tls.py), inside engines (engine.py), who did what (audit.py), bulk, swarm clusters, ...
 from machines.models import alerts as alerts  # noqa: E402 (metrics history and alerts: machines.models.alerts)
 from machines.models.audit import AuditEntry  # noqa: E402
 from machines.models.bulk import BulkAction  # noqa: E402
 from machines.models.engine import Container, EngineObject  # noqa: E402
 from machines.models.runners import RunnerProcess  # noqa: E402
+from machines.models.swarm import Cluster, ClusterNode, Stack, StackDeploy  # noqa: E402, F401
 from machines.models.tls import CertificateAuthority, ClientCA, ClientCertificate  # noqa: E402
 from machines.models.tokens import ApiToken  # noqa: E402
 from machines.models.webhooks import Webhook, WebhookDelivery  # noqa: E402

@@ -27,6 +27,7 @@ class AuditEntry(models.Model):
         ADMIN = "admin", "Change in the Django admin"
         PERMISSION = "permission", "Permission grant"
         REFUSED = "refused", "Refused request"
+        CLUSTER = "cluster", "Cluster or stack"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # Who: the dashboard user (kept by name once the user is deleted), or on the command line

@@ -31,6 +31,12 @@ from machines.operations.hoststeps import (
 )
 from machines.operations.lifecycle import CHECK_HOST, LIFECYCLE, refresh_ip
 from machines.operations.steps import Action, Cancelled, Context, Step, asked
+from machines.operations.swarmsteps import (
+    JOIN_AFTER_CREATE,
+    LEAVE_CLUSTER,
+    SWARM_ACTIONS,
+    swarm_join_rows,
+)
 from machines.validation import strip_url_credentials
 
 log = logging.getLogger(__name__)
@@ -75,6 +81,7 @@ _ACTIONS = [
             Step(lambda m: f"Create the host with the {m.driver.kind} driver", create_host),
             CHECK_HOST,
             *(Step(s.name, s.run, provisioned) for s in PROVISION),
+            JOIN_AFTER_CREATE,
         ],
         transient=Machine.State.STARTING,
         button=False,
@@ -141,12 +148,14 @@ _ACTIONS = [
         Kind.REMOVE,
         "Remove",
         [
+            LEAVE_CLUSTER,
             Step("Undo the Docker daemon configuration on the host", purge, asked("purge")),
             Step(lambda m: f"Remove the host of {m.name}", remove_host),
             Step("Forget the machine", forget),
         ],
         button=False,
     ),
+    *SWARM_ACTIONS,
 ]
 ACTIONS: dict[str, Action] = {action.kind: action for action in _ACTIONS}
 # What an operator's buttons (and the CLI's plain lifecycle commands) may request.
@@ -210,7 +219,12 @@ def cancel(op: Operation) -> bool:
 
 
 def create_machine(
-    machine: Machine, options: dict | None = None, *, user=None, via: str = "web"
+    machine: Machine,
+    options: dict | None = None,
+    *,
+    user=None,
+    via: str = "web",
+    args: dict | None = None,
 ) -> Operation | None:
     """Save a new machine with its driver's options, checked by the model (so the form, the
     CLI and the import share every rule), and request its create operation. A machine
@@ -224,7 +238,12 @@ def create_machine(
     machine.full_clean()
     with transaction.atomic():
         machine.save()
-        return request(machine, Kind.CREATE, user=user, via=via) if options is not None else None
+        if options is None:
+            return None
+        if args and args.get("swarm"):
+            # Before provisioning: a machine in a cluster is configured for swarm mode.
+            swarm_join_rows(machine, args["swarm"], args.get("swarm_role", ""))
+        return request(machine, Kind.CREATE, user=user, via=via, args=args)
 
 
 def request_client_ca_rotation(*, user=None, via: str = "web") -> tuple[list[Operation], list[str]]:

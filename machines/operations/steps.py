@@ -36,6 +36,7 @@ class Context:
         self.changed = True
         self.running: set[str] | None = None
         self.docker_before = ""
+        self.resolved: dict = {}  # a stack's compose file as the docker CLI read it
         self._output_step, self._output_lines = -1, 0
 
     def step(self, name: str) -> None:

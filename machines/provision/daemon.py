@@ -52,6 +52,12 @@ def _systemd_env(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
 
 
+def in_cluster(machine: Machine) -> bool:
+    from machines.models import ClusterNode
+
+    return ClusterNode.objects.filter(machine_id=machine.pk).exists()
+
+
 def daemon_args(machine: Machine, facts: HostFacts) -> list[str]:
     """dockerd's arguments (without the program) for this machine's engine."""
     if facts.init == "systemd" and facts.socket_activated:
@@ -75,7 +81,9 @@ def daemon_args(machine: Machine, facts: HostFacts) -> list[str]:
     if machine.engine_storage_driver:
         args.append(f"--storage-driver={machine.engine_storage_driver}")
     extra = [word for opt in machine.engine_opts for word in shlex.split(opt)]
-    if not facts.swarm and not any(w.startswith("--live-restore") for w in extra):
+    # A swarm node (or a machine about to be one: it is in a cluster) cannot live-restore.
+    swarm = facts.swarm or in_cluster(machine)
+    if not swarm and not any(w.startswith("--live-restore") for w in extra):
         args.append("--live-restore")
     return args + extra
 

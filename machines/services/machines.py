@@ -9,6 +9,7 @@ from django.db import transaction
 
 from machines import live
 from machines.audit import log as audit
+from machines.lib.errors import DriverError
 from machines.models import Driver, Machine, Operation
 from machines.operations import actions as operations
 from machines.operations.actions import NotApplicable, OperationConflict
@@ -20,11 +21,19 @@ from machines.validation import one_line
 __all__ = ["InvalidInput", "NotApplicable", "OperationConflict"]
 
 
-def create_machine(user, machine: Machine, options: dict, *, via: str = "web") -> Operation:
+def create_machine(
+    user, machine: Machine, options: dict, *, via: str = "web", swarm: dict | None = None
+) -> Operation:
     """Save a new machine (checked by the model) with its driver's cleaned options, and
-    request its create operation."""
+    request its create operation (joining a cluster at its end: swarm = {"swarm": NAME,
+    "swarm_role": manager|worker})."""
     rights.require(user, rights.ADD, "create machines")
-    return operations.create_machine(machine, options, user=user, via=via)
+    if swarm and swarm.get("swarm"):
+        rights.require(user, rights.OPERATE, "add machines to clusters")
+    try:
+        return operations.create_machine(machine, options, user=user, via=via, args=swarm)
+    except DriverError as e:
+        raise InvalidInput(str(e)) from None
 
 
 def create_from_input(
@@ -37,6 +46,7 @@ def create_from_input(
     engine: dict,
     tags: dict,
     via: str,
+    swarm: dict | None = None,
 ) -> Operation:
     """A machine from plain input (the CLI's flags, an API's JSON) on a driver found or made
     by `drivers.driver_for`: its options checked by the driver's own form, the engine
@@ -48,7 +58,7 @@ def create_from_input(
             cleaned = clean_options(driver, options)
             machine = Machine(name=name, driver=driver, tags=tags, **engine)
             try:
-                return create_machine(user, machine, cleaned, via=via)
+                return create_machine(user, machine, cleaned, via=via, swarm=swarm)
             except ValidationError as e:
                 raise InvalidInput(f"Invalid machine: {one_line(e)}") from None
     except InvalidInput:

@@ -174,9 +174,12 @@ class ContainerLogConsumer(LiveConsumer):
         self.seq = 0
         self.since_trim = 0
         self.queue = LineQueue(asyncio.get_running_loop())
-        self.follower = LogFollower(self.container, LOG_TAIL, self.queue)
+        self.follower = self.make_follower(self.queue)
         self.follower.start()
         self.pump_task = asyncio.create_task(self._pump())
+
+    def make_follower(self, queue: LineQueue) -> LogFollower:
+        return LogFollower(self.container, LOG_TAIL, queue)
 
     async def disconnect(self, code: int) -> None:
         self._release()

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from machines.sockets import alerts as alert_consumers
+from machines.sockets import clusters as cluster_consumers
 from machines.sockets import engine as engine_consumers
 from machines.sockets import fleet as fleet_consumers
 from machines.sockets import machines as consumers
@@ -33,5 +34,14 @@ websocket_urlpatterns = [
     path("ws/bulk/<int:bulk_id>/", fleet_consumers.BulkConsumer.as_asgi()),
     path("ws/operations/<int:operation_id>/", consumers.OperationConsumer.as_asgi()),
     path("ws/alerts/", alert_consumers.AlertsConsumer.as_asgi()),
+    path("ws/clusters/<int:cluster_id>/", cluster_consumers.ClusterConsumer.as_asgi()),
+    path(
+        "ws/clusters/<int:cluster_id>/stacks/<int:stack_id>/",
+        cluster_consumers.ClusterConsumer.as_asgi(),
+    ),
+    path(
+        "ws/clusters/<int:cluster_id>/stacks/<int:stack_id>/logs/<str:service>/",
+        cluster_consumers.ServiceLogConsumer.as_asgi(),
+    ),
     path("ws/machines/<int:machine_id>/metrics/", alert_consumers.MetricsConsumer.as_asgi()),
 ]

@@ -74,6 +74,15 @@ class MachineForm(forms.ModelForm):
     engine_opts = LinesField(label="Extra daemon flags", help_text="e.g. --log-level=warn")
     tls_san = LinesField(label="Extra TLS SANs")
     tags = TagsField(label="Tags")
+    swarm = forms.CharField(
+        label="Join cluster",
+        required=False,
+        max_length=41,
+        help_text="A cluster's name; as a manager, a name not taken yet starts a new cluster.",
+    )
+    swarm_role = forms.ChoiceField(
+        label="Join as", choices=[("worker", "worker"), ("manager", "manager")], required=False
+    )
 
     class Meta:
         model = Machine

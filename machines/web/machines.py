@@ -232,7 +232,10 @@ def machine_create(request: HttpRequest) -> HttpResponse:
         if form.is_valid() and options is not None and options.is_valid():
             machine = form.save(commit=False)
             try:
-                services.create_machine(request.user, machine, options.cleaned_data)
+                swarm = {k: form.cleaned_data[k] for k in ("swarm", "swarm_role")}
+                services.create_machine(request.user, machine, options.cleaned_data, swarm=swarm)
+            except services.InvalidInput as e:
+                form.add_error("swarm", str(e))
             except ValidationError as e:
                 # What the driver's options put on the machine, checked by the model.
                 options.add_error(None, e)

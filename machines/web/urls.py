@@ -4,6 +4,7 @@ from django.urls import path
 
 from machines.web import alerts as alert_views
 from machines.web import audit as audit_views
+from machines.web import clusters as cluster_views
 from machines.web import engine as engine_views
 from machines.web import fleet as fleet_views
 from machines.web import machines as views
@@ -81,6 +82,17 @@ urlpatterns = [
     path("webhooks/", webhook_views.webhooks, name="webhooks"),
     path("webhooks/<int:pk>/enable/", webhook_views.enable_webhook, name="enable_webhook"),
     path("webhooks/<int:pk>/remove/", webhook_views.remove_webhook, name="remove_webhook"),
+    path("clusters/", cluster_views.cluster_list, name="clusters"),
+    path("clusters/<str:name>/", cluster_views.cluster_detail, name="cluster"),
+    path("clusters/<str:name>/stacks/new/", cluster_views.stack_new, name="stack_new"),
+    path("clusters/<str:name>/stacks/<str:stack>/", cluster_views.stack_detail, name="stack"),
+    path(
+        "clusters/<str:name>/stacks/<str:stack>/<str:action>/",
+        cluster_views.stack_action,
+        name="stack_action",
+    ),
+    path("clusters/<str:name>/<str:action>/", cluster_views.cluster_action, name="cluster_action"),
+    path("hooks/stacks/<int:pk>/<str:key>/", cluster_views.stack_webhook, name="stack_webhook"),
     path("audit/", audit_views.audit_log, name="audit"),
     path("audit/export.csv", audit_views.audit_export, name="audit_export"),
     path("machines/<str:name>/<str:action>/", views.machine_action, name="action"),

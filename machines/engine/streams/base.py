@@ -110,11 +110,11 @@ class DockerStream(threading.Thread):
     def failed(self, error: Exception) -> None:
         log.info("%s stopped: %s", self.name, error)
 
-    def open(self, container_id: str, what: str, params: dict, timeout: tuple):
-        """GET /containers/<id>/<what> as a stream; None when stopped while connecting
-        (stop() may have missed the response)."""
+    def open(self, container_id: str, what: str, params: dict, timeout: tuple, kind="containers"):
+        """GET /containers/<id>/<what> (or /services/...) as a stream; None when stopped
+        while connecting (stop() may have missed the response)."""
         api = self.client.api
-        url = f"{api.base_url}/v{api.api_version}/containers/"
+        url = f"{api.base_url}/v{api.api_version}/{kind}/"
         url += f"{quote(container_id, safe='')}/{what}"
         self.response = api.get(url, params=params, stream=True, timeout=timeout)
         return None if self.stopping.is_set() else self.response

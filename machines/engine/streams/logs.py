@@ -185,6 +185,9 @@ class LogFollower(DockerStream):
         if not self.stopping.is_set():
             self.queue.end()
 
+    def open_log(self, params: dict):
+        return self.open(self.container.container_id, "logs", params, (10, None))
+
     def failed(self, error: Exception) -> None:
         log.info("Following the log of %s failed: %s", self.container, error)
         self.queue.end(getattr(error, "explanation", None) or error.__class__.__name__)
@@ -195,7 +198,7 @@ class LogFollower(DockerStream):
 
         params = {"stdout": 1, "stderr": 1, "follow": 1, "tail": self.tail}
         # A quiet container may say nothing for hours: no read timeout on the stream.
-        if self.open(self.container.container_id, "logs", params, (10, None)) is None:
+        if self.open_log(params) is None:
             return
         try:
             self.response.raise_for_status()
