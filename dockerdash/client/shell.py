@@ -35,7 +35,8 @@ def _size(fd: int) -> tuple[int, int]:
         size = os.get_terminal_size(fd)
     except OSError:
         return 80, 24
-    return size.columns, size.lines
+    # A terminal that does not know its size (0x0) gets the classic one.
+    return size.columns or 80, size.lines or 24
 
 
 def ssh(api: Api, name: str) -> int:
@@ -114,5 +115,5 @@ def _ended(state: dict, tty: bool) -> int:
     if not state["connected"]:
         raise ClientError(state["reason"] or "The server refused the shell.")
     if state["reason"] and tty:
-        print(f"\r\n{state['reason']}", file=sys.stderr)
+        print(f"\r\n{state['reason']}", file=sys.stderr, end="\r\n")  # still raw here
     return 0
