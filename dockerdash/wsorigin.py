@@ -6,10 +6,17 @@ is another origin than http://localhost:8000). The rule is Django's CSRF origin 
 POST: the Origin must equal the dashboard's own origin (the scheme of the connection and
 the Host the browser connected to, which must be one of ALLOWED_HOSTS) or be one of
 CSRF_TRUSTED_ORIGINS. A socket without an Origin is refused: every browser sends one.
+
+One exception, for `dockerdash ssh` from a laptop: a handshake with `Authorization: Bearer`
+on a host shell's route and no cookies. A page cannot set that header on a websocket (the
+browser's API has no way to), and without cookies no session rides along, so the origin check
+has nothing to protect there; the consumer checks the token as the API does. Bearer anywhere
+else, or with cookies, is refused.
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier
@@ -63,13 +70,30 @@ def origin_allowed(scope) -> bool:
     return origin == f"{_scheme(scope)}://{host}" or _trusted(origin)
 
 
+# The sockets that take an API token (machines.sockets.terminal.HostShellConsumer).
+TOKEN_ROUTES = re.compile(r"\A/ws/machines/\d+/shell/\Z")
+
+
+def bearer_allowed(scope) -> bool:
+    """A token handshake on a route that takes one, with no cookie (so no session)."""
+    authorization = _header(scope, b"authorization") or ""
+    return (
+        authorization.startswith("Bearer ")
+        and _header(scope, b"cookie") is None
+        and bool(TOKEN_ROUTES.match(scope.get("path", "")))
+    )
+
+
 class SameOriginValidator:
-    """ASGI middleware: refuses a websocket whose Origin is not the dashboard's own."""
+    """ASGI middleware: refuses a websocket whose Origin is not the dashboard's own (or,
+    with a token, one that bearer_allowed refuses)."""
 
     def __init__(self, application) -> None:
         self.application = application
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "websocket" and not origin_allowed(scope):
-            return await WebsocketDenier()(scope, receive, send)
+        if scope["type"] == "websocket":
+            token = _header(scope, b"authorization") is not None
+            if not (bearer_allowed(scope) if token else origin_allowed(scope)):
+                return await WebsocketDenier()(scope, receive, send)
         return await self.application(scope, receive, send)

@@ -1,6 +1,7 @@
 """The remote `dockerdash` client on a laptop: a fresh HOME, no database and no dashboard
 files, only the URL and a token; the dashboard is a real `manage.py serve` on the real
-engine. Output formats are the server CLI's own."""
+engine. Output formats are the server CLI's own; `logs` (tail and follow) and `ssh` (the
+host's root shell through the terminal websocket, with the token) included."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from dockerdash.client.api import ClientError
+from dockerdash.client.websocket import WebSocket
 from machines.drivers.container.driver import INSTANCE_LABEL
 
 from .browser import free_port
-from .helpers import MANAGE, Process, run, user_env
+from .helpers import MANAGE, Process, run, user_env, wait_until
 from .tinyimage import tiny_image_tar
 
 DOCKERDASH = str(Path(sys.executable).parent / "dockerdash")
@@ -189,5 +193,137 @@ def test_scoped_tokens_against_the_real_server(dashboard, tmp_path, engine_url):
     refused = run(f"{DOCKERDASH} ls", laptop, check=False)
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
+        "Error: This API token was revoked: mint a new one on the API tokens page."
+    )
+
+
+SCRIPT = "echo one; echo two >&2; echo three; sleep 4; echo four; sleep 1; echo five"
+NOT_ADMIN = "Error: Only admins open a root shell on a host: this token or its user is not admin."
+
+
+def _login(url: str, token: str, home) -> dict[str, str]:
+    env = laptop_env(home)
+    run(f"{DOCKERDASH} login {url} --token {token}", env)
+    return env
+
+
+@pytest.mark.engine
+def test_logs_tail_and_follow_from_a_laptop(dashboard, tmp_path, parent, engine_url):
+    url, token, _ = dashboard
+    laptop = _login(url, token, tmp_path / "home")
+    machine = f"logs-{uuid.uuid4().hex[:6]}"
+    run(f"{DOCKERDASH} create -d none --url {engine_url} {machine}", laptop)
+    parent.api.import_image_from_data(
+        tiny_image_tar(("sh", "sleep")), repository="dockerdash-test/sh", tag="1"
+    )
+    box = parent.containers.run(
+        "dockerdash-test/sh:1", ["/bin/sh", "-c", "sleep 5; " + SCRIPT], detach=True,
+        labels={"dockerdash.test": "logs"}, name=f"printer-{uuid.uuid4().hex[:6]}",
+    )  # fmt: skip
+    try:
+        # The dashboard lists the engine's containers once its watcher has seen this one.
+        wait_until(
+            lambda: run(f"{DOCKERDASH} logs {machine} {box.name}", laptop, False).returncode == 0,
+            60,
+            0.5,
+        )
+        follow = subprocess.Popen(
+            [DOCKERDASH, "logs", "-f", machine, box.name],
+            env=laptop,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err = follow.communicate(timeout=90)
+        # Every line once, in order, and the end of the container ends the command.
+        assert follow.returncode == 0, err
+        box.reload()
+        assert box.status == "exited"
+        # The engine orders stdout and stderr by its own times: as `docker logs` prints them.
+        assert out == box.logs().decode()
+        assert sorted(out.splitlines()) == sorted(["one", "two", "three", "four", "five"])
+        tail = run(f"{DOCKERDASH} logs --tail 2 {machine} {box.id[:12]}", laptop).stdout
+        assert tail == box.logs(tail=2).decode() == "four\nfive\n"  # as `docker logs --tail`
+        missing = run(f"{DOCKERDASH} logs {machine} nope", laptop, False)
+        assert missing.returncode == 1
+        assert missing.stderr.strip() == f"Error: No such container on {machine}: 'nope'."
+    finally:
+        for c in parent.containers.list(all=True, filters={"label": "dockerdash.test=logs"}):
+            c.remove(force=True)
+
+
+def _token(server_env, user: str, scope: str) -> str:
+    command = f"{MANAGE} api_token create --user {user} --scope {scope} --expires 1h"
+    return run(command, server_env).stdout.strip()
+
+
+def _refused_handshake(url: str, headers: dict[str, str]) -> str:
+    with pytest.raises(ClientError) as refused:
+        WebSocket(url, headers)
+    return str(refused.value)
+
+
+@pytest.mark.engine
+def test_ssh_from_a_laptop_through_the_terminal_socket(dashboard, tmp_path, engine_url):
+    url, token, server_env = dashboard
+    admin = _login(url, token, tmp_path / "admin")
+    name = f"ssh-{uuid.uuid4().hex[:6]}"
+    run(f"{DOCKERDASH} create -d container --container-engine {engine_url} {name}", admin)
+
+    shell = run(f"echo 'uname -n; exit' | {DOCKERDASH} ssh {name}", admin, timeout=120)
+    assert name in [line.strip() for line in shell.stdout.splitlines()], shell.stdout
+    audited = (
+        run(
+            f"{MANAGE} shell -c "
+            + shlex.quote(
+                "from machines.models import AuditEntry as A; "
+                "e = A.objects.filter(action='terminal').latest('pk'); "
+                "print(e.username, e.via, e.machine_name, e.api_token is not None, e.what)"
+            ),
+            server_env,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    assert audited == f"alice api {name} True root shell on the host"
+
+    # Read and operate tokens of the admin, and a viewer's token: one sentence each.
+    make_viewer = (
+        "from django.contrib.auth.models import Group, User; "
+        "User.objects.create_user('bob', password='bob-pw-12345')"
+        ".groups.add(Group.objects.get(name='viewer'))"
+    )
+    run(f"{MANAGE} shell -c {shlex.quote(make_viewer)}", server_env)
+    for who, scope in (("alice", "read"), ("alice", "operate"), ("bob", "read")):
+        laptop = _login(url, _token(server_env, who, scope), tmp_path / f"{who}-{scope}")
+        refused = run(f"echo 'uname -n; exit' | {DOCKERDASH} ssh {name}", laptop, False, 60)
+        assert (refused.returncode, refused.stderr.strip()) == (1, NOT_ADMIN), refused.stdout
+
+    # A token only on the shell's route, and never with cookies; the browser's way (session
+    # and Origin) is tests/test_terminal.py's and test_access.py's.
+    machine_id = (
+        run(
+            f"{MANAGE} shell -c "
+            + shlex.quote(
+                f"from machines.models import Machine; print(Machine.objects.get(name='{name}').pk)"
+            ),
+            server_env,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    ws = url.replace("http://", "ws://")
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert _refused_handshake(f"{ws}/ws/machines/{machine_id}/", bearer).startswith(
+        "The server refused the websocket (403"
+    )
+    with_cookie = bearer | {"Cookie": "sessionid=x"}
+    shell_url = f"{ws}/ws/machines/{machine_id}/shell/"
+    assert _refused_handshake(shell_url, with_cookie).startswith(
+        "The server refused the websocket (403"
+    )
+    run(f"{MANAGE} api_token revoke --all --user alice", server_env)
+    revoked = run(f"echo exit | {DOCKERDASH} ssh {name}", admin, False, 60)
+    assert revoked.stderr.strip() == (
         "Error: This API token was revoked: mint a new one on the API tokens page."
     )

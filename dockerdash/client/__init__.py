@@ -15,9 +15,9 @@ SHOW = ("inspect", "ip", "url", "status")
 SERVER_LOCAL = {
     "scp": "scp stays on the dashboard's server: run `dockerdash scp` there.",
     "mount": "mount stays on the dashboard's server: run `dockerdash mount` there.",
-    "ssh": "ssh from a laptop is not offered yet: use the machine page's root shell.",
 }
-COMMANDS = {"login", "ls", "create", "env", "config", "tag", "context", *LIFECYCLE, *SHOW}
+COMMANDS = {"login", "ls", "create", "env", "config", "tag", "context", "logs", "ssh"}
+COMMANDS |= {*LIFECYCLE, *SHOW}
 
 
 def _parser(action: str, api: Api | None) -> argparse.ArgumentParser:
@@ -49,6 +49,11 @@ def _parser(action: str, api: Api | None) -> argparse.ArgumentParser:
         parser.add_argument("name")
         parser.add_argument("tags", nargs="*")
         parser.add_argument("--rm", action="append", default=[])
+    elif action == "logs":
+        parser.add_argument("machine")
+        parser.add_argument("container", help="its name, ID or a unique ID prefix")
+        parser.add_argument("-n", "--tail", type=int, default=100, help="lines (at most 10000)")
+        parser.add_argument("-f", "--follow", action="store_true")
     elif action == "create":
         from dockerdash.client import create
 
@@ -83,6 +88,8 @@ def run(argv: list[str]) -> int:
         print(f"Error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if action in ("logs", "ssh"):
+            return 130
         print("\nDetached: the operation goes on on the server.", file=sys.stderr)
         return 130
 
@@ -96,6 +103,14 @@ def _dispatch(api: Api | None, action: str, opts: dict) -> int:
         create.run(api, api.get("/drivers/flags"), opts)
     elif action in LIFECYCLE:
         return commands.lifecycle(api, action, **opts)
+    elif action == "logs":
+        from dockerdash.client.logs import logs
+
+        return logs(api, **opts)
+    elif action == "ssh":
+        from dockerdash.client.shell import ssh
+
+        return ssh(api, opts["name"])
     elif action == "env":
         sys.stdout.write(commands.env(api, **opts))
     elif action in SHOW:

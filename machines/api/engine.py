@@ -108,6 +108,9 @@ def machine_containers(request: HttpRequest, name: str):
 # Before the actions: Django takes the first pattern that matches a path.
 class LogTail(Schema):
     text: str
+    last: str = Field(
+        "", description="the last line's time (SECONDS.NANOS): ask again with since=it to follow"
+    )
 
 
 @router.get(
@@ -116,15 +119,23 @@ class LogTail(Schema):
     tags=["containers"],
 )
 def container_logs(
-    request: HttpRequest, name: str, container_id: str, tail: int = Query(100, ge=1, le=10000)
+    request: HttpRequest,
+    name: str,
+    container_id: str,
+    tail: int = Query(100, ge=1, le=10000),
+    since: str = Query("", max_length=40, description="only lines after this `last`"),
 ):
-    """The last `tail` lines of a container's log. Operators only: logs can hold secrets."""
+    """The last `tail` lines of a container's log (after `since`, when given). Operators only:
+    logs can hold secrets."""
     need(request, "machines.operate_machine")
     machine = get_machine(request, name)
     try:
-        return {"text": engine_actions.logs_tail(machine, container_id, tail)}
+        text, last = engine_actions.logs_after(machine, container_id, tail, since)
     except engine_actions.EngineActionError as e:
         raise HttpError(409, str(e)) from None
+    except ValueError as e:
+        raise HttpError(422, str(e)) from None
+    return {"text": text, "last": last}
 
 
 @router.post(

@@ -26,6 +26,7 @@ class Error(Schema):
 
 
 class MachineOut(Schema):
+    id: int = Field(description="for the machine's websockets (dockerdash ssh)")
     name: str
     driver: str
     driver_name: str
@@ -114,6 +115,7 @@ class TagsIn(Schema):
 # What machine_out reads: the list loads no key, certificate or engine facts.
 LIST_FIELDS = (
     "name",
+    "id",
     "driver__kind",
     "driver__name",
     "state",
@@ -148,6 +150,7 @@ def _row_out(row: dict) -> dict:
 
 def machine_out(m: Machine) -> dict:
     return {
+        "id": m.pk,
         "name": m.name,
         "driver": m.driver.kind,
         "driver_name": m.driver.name,

@@ -90,11 +90,12 @@ def record(
     address: str | None = None,
     username: str = "",
     operation=None,
+    api_token=None,
 ) -> AuditEntry | None:
     """Write one entry. Never fails the action it records: a failure is logged instead."""
     request = _request.get()
-    # A request authenticated by an API token: the entry names the token that acted.
-    token = getattr(request, "api_token", None)
+    # A request (or a socket: api_token) authenticated by an API token: the entry names it.
+    token = api_token or getattr(request, "api_token", None)
     if token is not None and via in (None, "web"):
         via = "api"
     who, name, via = _actor(user, via, request)

@@ -16,6 +16,7 @@ import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import docker.errors
 import requests
@@ -83,14 +84,52 @@ def remove(machine: Machine, kind: str, object_id: str, user) -> str:
 
 def logs_tail(machine: Machine, container_id: str, lines: int) -> str:
     """The last lines of a container's log (stdout and stderr), as `docker logs --tail`."""
+    return logs_after(machine, container_id, lines)[0]
+
+
+def logs_after(machine: Machine, container_id: str, lines: int, since: str = "") -> tuple[str, str]:
+    """The last lines of a container's log written after `since` ("SECONDS.NANOS" as this
+    returned before, or "" for the newest), and the time of the last line: a client follows a
+    log by asking again with it. The engine's `since` counts whole instants and includes that
+    one, so lines at or before it are dropped here by their own nanosecond timestamps."""
+    after = _nanos(since) if since else None
     if not machine.containers.filter(container_id=container_id).exists():
         raise EngineActionError("This container is not on the machine (any more).")
+    query: dict = {"tail": lines, "timestamps": True}
+    if after is not None:
+        query["since"] = after // 10**9  # whole seconds: the filter below does the rest
     client = _client(machine, timeout=30)
     try:
-        raw = _engine_call("Reading the log", client.api.logs, container_id, tail=lines)
+        raw = _engine_call("Reading the log", client.api.logs, container_id, **query)
     finally:
         client.close()
-    return raw.decode("utf-8", "replace")
+    kept, last = [], since
+    for line in raw.decode("utf-8", "replace").splitlines(keepends=True):
+        stamp, _, text = line.partition(" ")
+        try:
+            at = _nanos(stamp)
+        except ValueError:  # a line without a timestamp: keep it as it is
+            kept.append(line)
+            continue
+        if after is None or at > after:
+            kept.append(text)
+            last = f"{at // 10**9}.{at % 10**9:09d}"
+    return "".join(kept), last
+
+
+def _nanos(stamp: str) -> int:
+    """Nanoseconds since the epoch of "SECONDS.NANOS" or the engine's RFC 3339 time."""
+    if re.fullmatch(r"\d{1,12}\.\d{9}", stamp):
+        seconds, nanos = stamp.split(".")
+        return int(seconds) * 10**9 + int(nanos)
+    match = re.fullmatch(
+        r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", stamp
+    )
+    if not match:
+        raise ValueError(f"{stamp!r} is not a log time: give SECONDS.NANOS as the API returned.")
+    zone = "+00:00" if match[3] == "Z" else match[3]
+    whole = datetime.fromisoformat(match[1] + zone)
+    return int(whole.timestamp()) * 10**9 + int((match[2] or "0").ljust(9, "0"))
 
 
 @contextlib.contextmanager

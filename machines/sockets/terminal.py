@@ -29,7 +29,9 @@ from machines.engine.streams.terminal import (
     parse_command,
     terminal_slots,
 )
-from machines.sockets.base import LiveConsumer
+from machines.services import tokens
+from machines.sockets import bearer
+from machines.sockets.base import CLOSE_FORBIDDEN, LiveConsumer
 from machines.templatetags.dashboard import compact_duration
 
 # Keystrokes in one message, at most (a paste is several messages past this).
@@ -151,6 +153,7 @@ class _TerminalConsumer(LiveConsumer):
             machine=self.machine,
             target=self.target(),
             address=client_address(self.scope),
+            api_token=getattr(self, "api_token", None),
         )
 
 
@@ -179,9 +182,42 @@ class ContainerTerminalConsumer(_TerminalConsumer):
 
 
 class HostShellConsumer(_TerminalConsumer):
-    """A root shell on a machine's host over its pinned SSH connection: admins only."""
+    """A root shell on a machine's host over its pinned SSH connection: admins only. The
+    browser's session, or an admin-scoped API token (`dockerdash ssh`, see sockets/bearer)."""
 
     permission = "machines.add_machine"
+    api_token = None
+
+    async def connect(self) -> None:
+        self.secret = bearer.secret_of(self.scope)
+        if self.secret is not None:
+            address = client_address(self.scope)
+            refusal = await database_sync_to_async(bearer.check)(self, self.secret, address)
+            if refusal:
+                self.session = self.entry = self.keepalive_task = None
+                await database_sync_to_async(bearer.refused)(
+                    self.scope, self.api_token, refusal, address
+                )
+                # Accepted only to say why, in one sentence, then closed for good.
+                await self.accept()
+                await self._status(refusal, ended=True)
+                await self.close(code=CLOSE_FORBIDDEN)
+                return
+        await super().connect()
+
+    def _allowed(self, user) -> bool:
+        allowed = super()._allowed(user)
+        return allowed and (self.api_token is None or bearer.reaches(self, self.api_token, user))
+
+    def _still_allowed(self) -> bool:
+        """A token's socket: the token now (revoked, expired?) and its user's role now."""
+        if self.api_token is None:
+            return super()._still_allowed()
+        try:
+            token = tokens.authenticate(self.secret, client_address(self.scope))
+        except tokens.TokenError:
+            return False
+        return self._allowed(token.user)
 
     def object_exists(self) -> bool:
         self.machine = self.route_machine()
