@@ -41,6 +41,9 @@ def run(command: str, env: dict[str, str], check: bool = True, timeout: float = 
 def user_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """A user's environment with a dockerdash data folder of its own and no DOCKER_*."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    # dockerdash's own settings: the suite's (tests.settings) are not importable from the
+    # installed `dockerdash` command, and the data folder is given here anyway.
+    base["DJANGO_SETTINGS_MODULE"] = "dockerdash.settings"
     return {**base, "DOCKERDASH_DATA_DIR": str(data_dir), **extra}
 
 

@@ -57,7 +57,7 @@ def test_user_data_of_each_cloud_driver_is_encrypted_at_rest():
             "UPDATE machines_machine SET driver_options = %s WHERE id = %s", [plain, machine.pk]
         )
     assert Machine.objects.get(pk=machine.pk).driver_options["userdata"] == USER_DATA
-    import_module("machines.migrations.0011_encrypted_user_data").seal_existing(apps, None)
+    import_module("machines.migrations.0012_encrypted_user_data").seal_existing(apps, None)
     assert "Hunter2" not in _stored(machine)
     assert Machine.objects.get(pk=machine.pk).driver_options["userdata"] == USER_DATA
 

@@ -94,7 +94,8 @@ def edit_tags(
         raise InvalidInput(f"{machine.name} has no tag {', '.join(unknown)}")
     if replace is None:
         replace = {k: v for k, v in machine.tags.items() if k not in remove} | dict(add or {})
-    before = dict(machine.tags)
+    # As stored: a ModelForm's is_valid() has already put the new tags on `machine`.
+    before = Machine.objects.filter(pk=machine.pk).values_list("tags", flat=True).first() or {}
     machine.tags = replace
     try:
         machine.full_clean(exclude=[f.name for f in machine._meta.fields if f.name != "tags"])
