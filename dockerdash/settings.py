@@ -165,6 +165,8 @@ AUTHENTICATION_BACKENDS = [
     # First: refuses every login of a locked-out user name or address (django-axes).
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    # Teams' roles on machine groups (machines/services/rights.py).
+    "machines.services.rights.TeamBackend",
 ]
 
 # Login throttling (django-axes, attempts kept in the database so that every web process

@@ -371,7 +371,7 @@ class RunnerProcess(models.Model):
 # The TLS side: the dashboard's CA and the users' client certificates (models/tls.py); what
 # happens inside engines: their images, volumes and networks (models/engine.py), and who did
 # what (models/audit.py). Bulk actions: one operation per machine of a selection (models/bulk.py).
-from . import alerts as alerts  # noqa: E402 (metrics history and alerts: machines.models.alerts)
+from . import alerts, teams  # noqa: E402,F401 (machines.models.alerts, machines.models.teams)
 from .audit import AuditEntry  # noqa: E402
 from .bulk import BulkAction  # noqa: E402
 from .engine import Container, EngineObject  # noqa: E402

@@ -12,6 +12,7 @@ from machines.models import Machine, Operation
 def fields_of(machine: Machine) -> dict:
     """What a pushed change carries for the filters of the lists it may belong to."""
     return {
+        "id": machine.pk,
         "name": machine.name,
         "kind": machine.driver.kind,
         "driver": machine.driver.name,
@@ -34,9 +35,11 @@ def with_operations(machines: list[Machine]) -> list[Machine]:
     return machines
 
 
-def state_counts() -> list[dict]:
-    """How many machines are in each state (every state, zeros included), and the total."""
-    found = dict(Machine.objects.values_list("state").annotate(n=Count("id")).order_by())
+def state_counts(machines=None) -> list[dict]:
+    """How many machines (of `machines`, a user's visible ones; default all) are in each
+    state, every state, zeros included."""
+    machines = Machine.objects.all() if machines is None else machines
+    found = dict(machines.values_list("state").annotate(n=Count("id")).order_by())
     counts = [
         {"state": value, "label": label, "count": found.get(value, 0)}
         for value, label in Machine.State.choices
