@@ -138,3 +138,49 @@ async def test_sockets_and_pushes_never_carry_b(new_machine):
     await sync_to_async(live.container_changed)(container_b)
     assert await fleet.receive_nothing(timeout=0.5)
     await fleet.disconnect()
+
+
+@pytest.mark.django_db
+def test_the_server_cli_as_a_team_member_sees_and_acts_as_they_may(capsys):
+    from django.core.management import call_command
+
+    from .fleet import make_machine
+
+    make_machine("generic", name="app-a", tags={"env": "a"})
+    make_machine("generic", name="app-b", tags={"env": "b"})
+    team_member("alice", "viewer", "group-a", "env=a")
+    call_command("machine", "--as", "alice", "ls", "-q")
+    assert capsys.readouterr().out.split() == ["app-a"]
+    call_command("machine", "ls", "-q")  # the server's own operator: everything
+    assert capsys.readouterr().out.split() == ["app-a", "app-b"]
+    with pytest.raises(SystemExit):
+        call_command("machine", "--as", "alice", "status", "app-b")
+    assert "Host does not exist: 'app-b'" in capsys.readouterr().err
+    # A viewer of A may look, not act: refused in one sentence, nothing recorded.
+    with pytest.raises(SystemExit):
+        call_command("machine", "--as", "alice", "restart", "app-a")
+    assert "You may not restart machines." in capsys.readouterr().err
+    assert not Operation.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_api_token_caps_at_its_users_teams():
+    from machines.services import tokens
+
+    from .fleet import make_machine
+
+    make_machine("generic", name="app-a", tags={"env": "a"}, state="running")
+    make_machine("generic", name="app-b", tags={"env": "b"}, state="running")
+    alice = team_member("alice", "operator", "group-a", "env=a")
+    _, secret = tokens.mint(alice, "ci", "operate")
+    api = Client(headers={"Authorization": f"Bearer {secret}"})
+    names = [m["name"] for m in api.get("/api/v1/machines").json()["results"]]
+    assert names == ["app-a"]
+    assert api.get("/api/v1/machines/app-b").status_code == 404
+    assert api.post("/api/v1/machines/app-b/actions/restart").status_code == 404
+    started = api.post("/api/v1/machines/app-a/actions/restart")
+    assert started.status_code in (200, 202), started.json()
+    assert list(Operation.objects.values_list("machine_name", flat=True)) == ["app-a"]
+    # Her role is operator: a token cannot reach above it (admin scope refused).
+    with pytest.raises(tokens.TokenError):
+        tokens.mint(alice, "too-much", "admin")

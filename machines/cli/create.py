@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import CommandError
 
 from machines.drivers import all_drivers, driver_class, registered
@@ -14,6 +14,7 @@ from machines.drivers.base import CLIFlag
 from machines.models import Machine, Operation, machine_name_validator
 from machines.validation import one_line, parse_tags
 
+from .common import acting_user
 from .follow import follow
 
 # Engine options, as docker-machine's --engine-* flags: option -> (MachineForm field, repeated).
@@ -84,9 +85,10 @@ def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None
         return
     kind = driver_class(driver) if driver in registered() else None
     try:
-        row, made = driver_for(None, driver, _given(kind, "settings", opts) if kind else {})
+        user = acting_user()
+        row, made = driver_for(user, driver, _given(kind, "settings", opts) if kind else {})
         op = services.create_from_input(
-            None,
+            user,
             name,
             row,
             made=made,
@@ -95,7 +97,7 @@ def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None
             tags=_tags(opts.get("tag") or []),
             via="cli",
         )
-    except services.InvalidInput as e:
+    except (services.InvalidInput, PermissionDenied) as e:
         raise CommandError(str(e)) from None
     cli.stdout.write(f"Creating machine {name} ({op.machine.driver.kind})...")
     follow(cli, op, verbose)
@@ -110,8 +112,8 @@ def _retry(cli, machine: Machine, verbose: bool) -> None:
     if last is None or last.status == Operation.Status.SUCCEEDED:
         raise CommandError(f"Machine {machine.name} already exists")
     try:
-        op = services.request_action(None, machine, Operation.Kind.CREATE, via="cli")
-    except services.OperationConflict as e:
+        op = services.request_action(acting_user(), machine, Operation.Kind.CREATE, via="cli")
+    except (services.OperationConflict, PermissionDenied) as e:
         raise CommandError(str(e)) from None
     why = f": {last.error.splitlines()[0]}" if last.error else ""
     cli.stdout.write(

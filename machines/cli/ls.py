@@ -12,7 +12,7 @@ from machines.models import Machine
 from machines.services.inspect import inspect_machine
 from machines.validation import parse_tag
 
-from .common import get_machine
+from .common import get_machine, visible_machines
 
 
 def row(m: Machine) -> dict:
@@ -71,7 +71,7 @@ def run(action: str, cli, **options) -> None:
 def _ls(quiet: bool, filters: list[str], format: str) -> str:
     try:
         wanted = machinefmt.parse_filters(filters, parse_tag)
-        rows = [row(m) for m in Machine.objects.select_related("driver").order_by("name")]
+        rows = [row(m) for m in visible_machines().order_by("name")]
         return machinefmt.render_ls(
             [r for r in rows if machinefmt.matches(r, wanted)], quiet, format
         )

@@ -24,11 +24,19 @@ class Command(BaseCommand):
         listing = "\n".join(f"  {a:<24}{h}" for a, (_, h) in COMMANDS.items() if h)
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
         parser.epilog = f"actions:\n{listing}"
+        parser.add_argument(
+            "--as",
+            dest="as_user",
+            metavar="USER",
+            help="see and act as this dashboard user (their roles and teams)",
+        )
         parser.add_argument("action", choices=COMMANDS, metavar="ACTION")
         parser.add_argument("args", nargs=argparse.REMAINDER, help="the action's arguments")
 
-    def handle(self, *args: str, action: str, **options):
+    def handle(self, *args: str, action: str, as_user: str | None = None, **options):
         # Django hands the REMAINDER ("args") over as positional arguments.
+        from machines.cli.common import act_as
+
         module_name, help_text = COMMANDS[action]
         module = import_module(f"machines.cli.{module_name}")
         parser = CommandParser(
@@ -38,6 +46,7 @@ class Command(BaseCommand):
         )
         module.add_arguments(action, parser)
         try:
+            act_as(as_user)
             module.run(action, self, **vars(parser.parse_args(list(args))))
         except CommandError as e:
             # As docker-machine: the error alone on stderr, exit status 1.
