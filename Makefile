@@ -68,7 +68,7 @@ lint: venv
 # fish, tcsh and zsh to eval `machine env`'s output in each shell it writes for, an image
 # registry (no public one is reachable) for the image pull tests, sshfs and rsync for
 # `machine mount` and `machine scp -d`.
-APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates fish tcsh zsh docker-registry sshfs rsync
+APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates fish tcsh zsh docker-registry sshfs rsync nodejs
 # The kvm driver's: libvirt and QEMU, what libvirt-python builds with, the VM image builder's
 # tools, genisoimage for cloud-init seeds, and sshd for the qemu+ssh:// test.
 KVM_BUILD_PACKAGES := libvirt-dev pkg-config gcc
@@ -81,6 +81,8 @@ system-deps:
 	  echo "Installing $$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+	@# npm (the test OpenID provider's installer): in nodesource's nodejs, a package of its own in Debian's.
+	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm
 
 # The private test engine's DOCKER_HOST and the services' URLs, exported for what follows.
 TEST_ENV = set -a; eval "$$(scripts/test-engine env 2>/dev/null)"; \
