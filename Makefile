@@ -20,6 +20,7 @@ help:
 	@echo "make bench  print the benchmark figures"
 	@echo "make lint   ruff check + ruff format --check"
 	@echo "make venv-kvm  add the kvm driver's libvirt binding (needs libvirt-dev, pkg-config, gcc)"
+	@echo "make venv-ldap add LDAP login (python-ldap; needs libldap2-dev, libsasl2-dev, gcc)"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@py="$$($(find_python))"; \
@@ -33,7 +34,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	@# libvirt-python builds against libvirt-dev: it comes in with venv-kvm, so that `make run`
 	@# works where libvirt is not installed (the kvm driver then says what is missing).
-	@awk '/^[a-z]/ {kvm = /^libvirt-python==/} !kvm' requirements.lock >$(VENV)/base.lock
+	@# python-ldap builds against libldap2-dev and libsasl2-dev: it comes in with venv-ldap.
+	@awk '/^[a-z]/ {kvm = /^(libvirt-python|python-ldap|django-auth-ldap)==/} !kvm' requirements.lock >$(VENV)/base.lock
 	$(VENV)/bin/pip install -q --require-hashes -r $(VENV)/base.lock
 	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(VENV)/bin/pip install -q --no-deps -e .
 	@touch $@
@@ -50,6 +52,16 @@ $(VENV)/.libvirt: $(VENV)/.installed
 
 .PHONY: venv-kvm
 venv-kvm: $(VENV)/.libvirt
+
+# LDAP login (django-auth-ldap on python-ldap, built against the system's OpenLDAP).
+$(VENV)/.ldap: $(VENV)/.installed
+	@[ -e /usr/include/ldap.h ] || { echo "python-ldap needs libldap2-dev, libsasl2-dev and gcc: apt-get install -y libldap2-dev libsasl2-dev gcc" >&2; exit 1; }
+	@awk '/^[a-z]/ {ldap = /^(python-ldap|django-auth-ldap)==/} ldap' requirements.lock >$(VENV)/ldap.lock
+	$(VENV)/bin/pip install -q --require-hashes -r $(VENV)/ldap.lock
+	@touch $@
+
+.PHONY: venv-ldap
+venv-ldap: $(VENV)/.ldap
 
 .PHONY: run
 run: venv
@@ -68,7 +80,7 @@ lint: venv
 # fish, tcsh and zsh to eval `machine env`'s output in each shell it writes for, an image
 # registry (no public one is reachable) for the image pull tests, sshfs and rsync for
 # `machine mount` and `machine scp -d`.
-APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates fish tcsh zsh docker-registry sshfs rsync nodejs
+APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates fish tcsh zsh docker-registry sshfs rsync nodejs slapd ldap-utils libldap2-dev libsasl2-dev gcc
 # The kvm driver's: libvirt and QEMU, what libvirt-python builds with, the VM image builder's
 # tools, genisoimage for cloud-init seeds, and sshd for the qemu+ssh:// test.
 KVM_BUILD_PACKAGES := libvirt-dev pkg-config gcc
@@ -91,7 +103,7 @@ TEST_ENV = set -a; eval "$$(scripts/test-engine env 2>/dev/null)"; \
 	export DOCKERDASH_DATA_DIR=$(CURDIR)/var/test;
 
 .PHONY: test-fleet
-test-fleet: system-deps venv venv-kvm
+test-fleet: system-deps venv venv-kvm venv-ldap
 	scripts/test-engine start
 	scripts/test-services start
 	export "$$(scripts/test-engine env)" && $(PY) manage.py build_host_image

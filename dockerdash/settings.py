@@ -187,6 +187,15 @@ OIDC_AUTHENTICATE_CLASS = "machines.services.sso.OIDCLoginView"
 LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
 if OIDC_ISSUER:
     AUTHENTICATION_BACKENDS.insert(1, "machines.services.sso.OIDCBackend")
+# LDAP (django-auth-ldap): a service account binds, finds the user, then their groups.
+AUTH_LDAP_SERVER_URI = os.environ.get("DOCKERDASH_LDAP_URI", "")
+AUTH_LDAP_BIND_DN = os.environ.get("DOCKERDASH_LDAP_BIND_DN", "")
+AUTH_LDAP_BIND_PASSWORD = os.environ.get("DOCKERDASH_LDAP_BIND_PASSWORD", "")
+if AUTH_LDAP_SERVER_URI:
+    from machines.services.ldapconf import ldap_settings
+
+    globals().update(ldap_settings(os.environ))
+    AUTHENTICATION_BACKENDS.insert(1, "machines.services.ldapauth.LDAPBackend")
 
 # Login throttling (django-axes, attempts kept in the database so that every web process
 # shares them). A user name is locked after LOGIN_FAILURE_LIMIT failures, an address after
