@@ -23,6 +23,8 @@ class AuditEntry(models.Model):
         TOKEN = "token", "API token change"
         WEBHOOK = "webhook", "Webhook change"
         ALERTS = "alerts", "Alert rule, channel or alert"
+        TEAM = "team", "Team or machine group change"
+        REFUSED = "refused", "Refused attempt"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # Who: the dashboard user (kept by name once the user is deleted), or on the command line

@@ -12,6 +12,8 @@ runs it holds the server's files and keys already, as docker-machine's user did.
 
 from __future__ import annotations
 
+import time
+
 from django.contrib.auth.backends import BaseBackend
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
@@ -178,9 +180,28 @@ def require(user, perm: str, what: str) -> None:
 def require_on(user, machine: Machine, perm: str, what: str) -> None:
     """A 404 for a machine the user cannot see, a 403 for one they may only look at."""
     if user is not None and role_on(user, machine) is None:
+        refused(user, machine.name, what)
         raise Http404(f"No machine named {machine.name}.")
     if not allowed_on(user, machine, perm):
+        refused(user, machine.name, what)
         raise PermissionDenied(f"You may not {what}.")
+
+
+def refused(user, machine_name: str, what: str) -> None:
+    """A refused attempt in the audit log: at most one per user a minute (a script trying
+    every name must not grow the log without end)."""
+    from django.core.cache import cache
+
+    from machines.audit import log as audit
+
+    if cache.add(f"refused:{getattr(user, 'pk', None)}:{int(time.time() // 60)}", 1, 120):
+        audit.record(
+            audit.Action.REFUSED,
+            f"refused: {what}",
+            user=user,
+            machine_name=machine_name[:63],
+            detail="not in the user's machine groups or role",
+        )
 
 
 def machine_or_404(user, queryset: QuerySet | None = None, **lookup) -> Machine:
@@ -188,6 +209,9 @@ def machine_or_404(user, queryset: QuerySet | None = None, **lookup) -> Machine:
     machines = visible_machines(user, queryset)
     machine = machines.filter(**lookup).first()
     if machine is None:
+        hidden = (queryset if queryset is not None else Machine.objects).filter(**lookup).first()
+        if hidden is not None:
+            refused(user, hidden.name, "open a machine outside their groups")
         raise Http404("No such machine.")
     return machine
 
