@@ -81,3 +81,22 @@ def test_refused_attempts_are_audited_at_most_once_a_minute(client):
         assert client.get(reverse("machines:detail", args=[name])).status_code == 404
     refused = AuditEntry.objects.filter(action="refused")
     assert [(e.username, e.machine_name) for e in refused] == [("mallory", "secret-1")]
+
+
+@pytest.mark.django_db
+def test_a_team_admin_reads_the_audit_log_of_their_groups_machines_only(client):
+    from machines.audit import log as audit
+
+    a = make_machine("generic", name="shop-a", tags={"env": "a"})
+    b = make_machine("generic", name="shop-b", tags={"env": "b"})
+    audit.record(audit.Action.OPERATION, "restart", machine=a, machine_name=a.name)
+    audit.record(audit.Action.OPERATION, "restart", machine=b, machine_name=b.name)
+    audit.record(audit.Action.LOGIN, "logged in", username="someone")
+    client.force_login(team_member("anna", "admin", "a", "env=a"))
+    page = client.get(reverse("machines:audit")).content.decode()
+    assert "shop-a" in page and "shop-b" not in page and "someone" not in page
+    csv = client.get(reverse("machines:audit_export")).content.decode()
+    assert "shop-a" in csv and "shop-b" not in csv
+    # An operator of A (no admin role anywhere) has no audit page at all.
+    client.force_login(team_member("otto", "operator", "a", "env=a"))
+    assert client.get(reverse("machines:audit")).status_code == 403

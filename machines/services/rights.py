@@ -28,13 +28,14 @@ Kind = Operation.Kind
 ADD, OPERATE, DELETE = "machines.add_machine", "machines.operate_machine", "machines.delete_machine"
 VIEW = "machines.view_machine"
 ORDER = (roles.VIEWER, roles.OPERATOR, roles.ADMIN)
-# What a team's role allows on the machines of its groups. Creating machines, drivers,
-# users, webhooks and the audit log stay with the global roles.
+# What a team's role allows on the machines of its groups (a team admin also reads the
+# audit log of those machines). Creating machines, drivers, users and webhooks stay with
+# the global roles.
 _VIEW = {VIEW, "machines.view_driver", "machines.view_operation", "machines.view_operationlogline"}
 MACHINE_PERMISSIONS = {
     roles.VIEWER: _VIEW,
     roles.OPERATOR: _VIEW | {OPERATE, "machines.change_machine"},
-    roles.ADMIN: _VIEW | {OPERATE, "machines.change_machine", DELETE},
+    roles.ADMIN: _VIEW | {OPERATE, "machines.change_machine", DELETE, "machines.view_auditentry"},
 }
 
 
@@ -126,7 +127,8 @@ def visible(user, queryset: QuerySet, prefix: str = "") -> QuerySet:
     """The rows of `queryset` (machines, or rows whose machine sits at `prefix`, e.g.
     "machine__") this user may see."""
     q = visible_q(user, prefix)
-    return queryset if q is None else queryset.filter(q).distinct()
+    # No distinct(): the lookups follow single-valued keys only (a row's machine).
+    return queryset if q is None else queryset.filter(q)
 
 
 def visible_machines(user, machines: QuerySet | None = None) -> QuerySet:
