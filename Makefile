@@ -20,7 +20,7 @@ help:
 	@echo "make bench  print the benchmark figures"
 	@echo "make lint   ruff check + ruff format --check + the locks match pyproject.toml"
 	@echo "make lock   rewrite requirements*.lock from pyproject.toml (uv; UPGRADE=1 for newest)"
-	@echo "make venv   the development environment: runtime + test locks (+ kvm binding where libvirt-dev is)"
+	@echo "make venv   the development environment: runtime + test locks (+ kvm binding where libvirt-dev is, LDAP login where libldap2-dev is)"
 
 # One line per phase, so a first `make run` says what it is waiting for.
 say = echo "dockerdash: $(1)"
@@ -65,8 +65,21 @@ $(VENV)/.test: $(VENV)/.installed requirements-test.lock
 	@touch $@
 
 .PHONY: venv venv-test
-venv: venv-test venv-kvm
+venv: venv-test venv-kvm venv-ldap
 venv-test: $(VENV)/.test
+
+# LDAP login (django-auth-ldap on python-ldap, built from its source against the system's
+# OpenLDAP; requirements-ldap.lock): added by `make venv` and `make test` wherever
+# libldap2-dev is installed (`make test` installs it as root); elsewhere LDAP login is off.
+$(VENV)/.ldap: $(VENV)/.installed requirements-ldap.lock
+	@$(call say,building python-ldap against this machine's OpenLDAP)
+	@$(INSTALL_LOCK) requirements-ldap.lock
+	@touch $@
+
+.PHONY: venv-ldap
+venv-ldap:
+	@if [ -e /usr/include/ldap.h ]; then $(MAKE) --no-print-directory $(VENV)/.ldap; \
+	 else $(call say,LDAP login needs apt-get install -y libldap2-dev libsasl2-dev gcc (skipped)); fi
 
 .PHONY: run
 run: $(VENV)/.installed venv-kvm
@@ -88,8 +101,9 @@ lint: venv-test
 # fish, tcsh and zsh to eval `machine env`'s output in each shell it writes for, an image
 # registry (no public one is reachable) for the image pull tests, sshfs and rsync for
 # `machine mount` and `machine scp -d`, git and a static C toolchain for the swarm stack tests
-# (a git-backed stack; a tiny static image built with gcc -static).
-APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates fish tcsh zsh docker-registry sshfs rsync git gcc libc6-dev
+# (a git-backed stack; a tiny static image built with gcc -static), node for the OIDC test
+# provider, slapd and ldap-utils for the LDAP login tests, libldap2-dev and libsasl2-dev for python-ldap.
+APT_PACKAGES := docker.io debootstrap openssh-client chromium postgresql redis-server iproute2 iptables ca-certificates fish tcsh zsh docker-registry sshfs rsync git gcc libc6-dev nodejs slapd ldap-utils libldap2-dev libsasl2-dev
 # The kvm driver's: libvirt and QEMU, what libvirt-python builds with, the VM image builder's
 # tools, genisoimage for cloud-init seeds, and sshd for the qemu+ssh:// test.
 KVM_BUILD_PACKAGES := libvirt-dev pkg-config gcc
@@ -102,6 +116,8 @@ system-deps:
 	  echo "Installing $$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+	@# npm (the test OpenID provider's installer): in nodesource's nodejs, a package of its own in Debian's.
+	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm
 
 # The private test engine's DOCKER_HOST and the services' URLs, exported for what follows.
 TEST_ENV = set -a; eval "$$(scripts/test-engine env 2>/dev/null)"; \

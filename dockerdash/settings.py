@@ -169,8 +169,38 @@ else:
 AUTHENTICATION_BACKENDS = [
     # First: refuses every login of a locked-out user name or address (django-axes).
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's passwords and permissions (DOCKERDASH_LOCAL_LOGIN=0: no password logins).
+    "machines.services.sso.LocalBackend",
+    # Teams' roles on machine groups (machines/services/rights.py).
+    "machines.services.rights.TeamBackend",
 ]
+
+# Single sign-on (README "Users, teams and single sign-on"). mozilla-django-oidc: a small
+# backend and two views; endpoints come from the issuer's discovery document.
+LOCAL_LOGIN = envbool("DOCKERDASH_LOCAL_LOGIN", "True")
+SSO_GROUP_MAP = os.environ.get("DOCKERDASH_SSO_GROUP_MAP", "")
+OIDC_ISSUER = os.environ.get("DOCKERDASH_OIDC_ISSUER", "")
+OIDC_NAME = os.environ.get("DOCKERDASH_OIDC_NAME", "single sign-on")
+OIDC_RP_CLIENT_ID = os.environ.get("DOCKERDASH_OIDC_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = os.environ.get("DOCKERDASH_OIDC_CLIENT_SECRET", "")
+OIDC_RP_SCOPES = os.environ.get("DOCKERDASH_OIDC_SCOPES", "openid email profile groups")
+OIDC_GROUPS_CLAIM = os.environ.get("DOCKERDASH_OIDC_GROUPS_CLAIM", "groups")
+OIDC_USERNAME_CLAIM = os.environ.get("DOCKERDASH_OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_RP_SIGN_ALGO = os.environ.get("DOCKERDASH_OIDC_SIGN_ALGO", "RS256")
+OIDC_USE_PKCE = True  # with state and nonce (the library's defaults), all checked
+OIDC_AUTHENTICATE_CLASS = "machines.services.sso.OIDCLoginView"
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
+if OIDC_ISSUER:
+    AUTHENTICATION_BACKENDS.insert(1, "machines.services.sso.OIDCBackend")
+# LDAP (django-auth-ldap): a service account binds, finds the user, then their groups.
+AUTH_LDAP_SERVER_URI = os.environ.get("DOCKERDASH_LDAP_URI", "")
+AUTH_LDAP_BIND_DN = os.environ.get("DOCKERDASH_LDAP_BIND_DN", "")
+AUTH_LDAP_BIND_PASSWORD = os.environ.get("DOCKERDASH_LDAP_BIND_PASSWORD", "")
+if AUTH_LDAP_SERVER_URI:
+    from machines.services.ldapconf import ldap_settings
+
+    globals().update(ldap_settings(os.environ))
+    AUTHENTICATION_BACKENDS.insert(1, "machines.services.ldapauth.LDAPBackend")
 
 # Login throttling (django-axes, attempts kept in the database so that every web process
 # shares them). A user name is locked after LOGIN_FAILURE_LIMIT failures, an address after

@@ -138,3 +138,18 @@ class Process:
             self.proc.kill()
             self.proc.wait(10)
         self.log.close()
+
+
+def team_member(username: str, role: str, group: str, selector: str):
+    """A user with no global role, member of team `group`-team holding `role` on machine
+    group `group` (the machines tagged `selector`)."""
+    from django.contrib.auth import get_user_model
+
+    from machines.models.teams import MachineGroup, Team, TeamRole
+
+    user = get_user_model().objects.create_user(username=username, password=f"{username}-pw-1")
+    machines, _ = MachineGroup.objects.get_or_create(name=group, defaults={"selector": selector})
+    team, _ = Team.objects.get_or_create(name=f"{group}-team-{role}")
+    TeamRole.objects.get_or_create(team=team, group=machines, defaults={"role": role})
+    team.members.add(user)
+    return user

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
@@ -185,7 +186,11 @@ def _every_route_has_its_object() -> None:
     """The objects WS_PATHS name (pk 1, container c0ffee), so that every consumer accepts
     (a host's root shell needs a machine dockerdash provisions)."""
     machine = make_machine(
-        "generic", pk=1, name="web-1", engine_url="unix:///nonexistent/docker.sock"
+        "generic",
+        pk=1,
+        name="web-1",
+        engine_url="unix:///nonexistent/docker.sock",
+        tags={"env": "a"},
     )
     Container.objects.create(machine=machine, container_id="c0ffee", name="app")
     Operation.objects.create(pk=1, machine=machine, machine_name="web-1", kind="restart")
@@ -322,3 +327,112 @@ def test_htmx_request_gets_the_rows_partial(viewer_client, generic_machine):
     body = response.content.decode()
     assert body.lstrip().startswith("<tr")
     assert "<html" not in body
+
+
+# -- Teams: every route and websocket x (anonymous, viewer, operator-of-other-group,
+# operator, admin). The operators hold no global role: only their team's, on machine group
+# "a" (env=a, which web-1 is in) or "b" (env=b). A machine outside a user's groups is a 404,
+# and never named on any page the user can open.
+NAMES_THE_MACHINE = {"name", "machine_id", "operation_id", "container_id"}
+ROLES = ("anonymous", "viewer", "other", "operator", "admin")
+
+
+def _people() -> dict:
+    from django.contrib.auth.models import Group
+
+    from .helpers import team_member
+
+    _every_route_has_its_object()
+    make_machine("generic", name="db-9", tags={"env": "b"})
+    people = {"anonymous": None}
+    for role in ("viewer", "admin"):
+        people[role] = User.objects.create_user(role, password="x-pw-12345")
+        people[role].groups.add(Group.objects.get(name=role))
+    people["other"] = team_member("other", "operator", "b", "env=b")
+    people["operator"] = team_member("operator", "operator", "a", "env=a")
+    return people
+
+
+def _names_machine(name: str) -> bool:
+    pattern = dict(_all_patterns())[name]
+    return bool(NAMES_THE_MACHINE & set(pattern.pattern.regex.groupindex))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ROLES)
+def test_every_route_for_every_role(role):
+    person = _people()[role]
+    client = Client()
+    if person is not None:
+        client.force_login(person)
+    for name, url in URLS:
+        if name.startswith("admin:") or _api(name, _NoApi()):
+            continue
+        for method in ("get", "post"):
+            ops = Operation.objects.count()
+            response = getattr(client, method)(url, {"confirm": "web-1"})
+            code = response.status_code
+            assert code < 500, (role, method, name, code)
+            if role == "anonymous":
+                assert code in (302, 403), (method, name, code)
+            elif role == "other" and _names_machine(name):
+                # Exactly what a machine that does not exist gets: a 404 (or a 403/405
+                # that does not depend on the machine: a page for admins, a GET to a POST).
+                missing = getattr(client, method)(url.replace("web-1", "no-such-machine"))
+                assert code == missing.status_code and code in (403, 404, 405), (name, code)
+            elif role == "other":
+                assert b"web-1" not in response.content, (method, name)
+            elif role == "operator" and "/clusters/" in url:
+                # Clusters span machines of any team: global roles only (a 404, as for the
+                # fleet's alerts), whatever a team's role on web-1.
+                assert code in (404, 405), (method, name, code)
+            elif role == "operator" and _names_machine(name) and code == 404:
+                # Only where a global admin gets a 404 too (an action the route lacks, a
+                # machine without TLS certificates): web-1 is the operator's machine.
+                admin = Client()
+                admin.force_login(User.objects.get(username="admin"))
+                assert getattr(admin, method)(url).status_code == 404, (method, name)
+            if role in ("anonymous", "viewer", "other"):
+                assert Operation.objects.count() == ops, (role, method, name)
+
+
+class _NoApi:
+    status_code = 404
+
+
+WS_OPERATE = {"logs", "terminal", "shell"}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("path", WS_PATHS)
+async def test_every_websocket_for_every_role(role, path):
+    from asgiref.sync import sync_to_async
+
+    person = (await sync_to_async(_people)())[role]
+    headers = [(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
+    if person is not None:
+        headers.append((b"cookie", await sync_to_async(_session_cookie)(person)))
+    socket = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await socket.connect()
+    frames = []
+    while connected and not await socket.receive_nothing(timeout=0.3):
+        frames.append(await socket.receive_output())
+    await socket.disconnect()
+    names_machine = "/1/" in path
+    if role == "anonymous":
+        expected = False
+    elif role == "other":
+        # Its own lists open (web-1 absent from them); web-1's sockets and the fleet's
+        # alerts (they name every machine) do not.
+        expected = not names_machine and path != "/ws/alerts/"
+        assert not any("web-1" in f.get("text", "") for f in frames), path
+    elif role == "operator":
+        expected = path != "/ws/machines/1/shell/" and path != "/ws/alerts/"
+        expected = expected and path != "/ws/bulk/1/"  # someone else's bulk action
+        expected = expected and not path.startswith("/ws/clusters/")  # global roles only
+    elif role == "viewer":
+        expected = not any(f"/{word}/" in path for word in WS_OPERATE)
+    else:
+        expected = True
+    assert connected == expected, (role, path)

@@ -11,7 +11,7 @@ from ninja.throttling import BaseThrottle
 
 from dockerdash.throttle import client_address
 from machines.models import ApiToken, Machine
-from machines.services import tokens
+from machines.services import rights, tokens
 
 # What each right is called in a refusal (the pages' words).
 REFUSALS = {
@@ -55,16 +55,24 @@ class TokenThrottle(BaseThrottle):
 
 
 def need(request: HttpRequest, perm: str) -> None:
+    """The token and its user hold `perm` (on some machine); `get_machine` then checks it on
+    the machine the request names."""
     if not tokens.allows(getattr(request, "api_token", None), request.user, perm):
         raise HttpError(403, REFUSALS.get(perm, "This token or its user may not do this."))
+    request.api_needed = perm
 
 
 def visible(request: HttpRequest, machines=None):
-    return tokens.visible_machines(getattr(request, "api_token", None), machines)
+    """The machines the token's selector names, of those its user may see (teams)."""
+    machines = tokens.visible_machines(getattr(request, "api_token", None), machines)
+    return rights.visible_machines(request.user, machines)
 
 
 def get_machine(request: HttpRequest, name: str) -> Machine:
     machine = visible(request, Machine.objects.select_related("driver")).filter(name=name).first()
     if machine is None:
         raise HttpError(404, f"Host does not exist: {name!r}.")
+    perm = getattr(request, "api_needed", rights.VIEW)
+    if not rights.allowed_on(request.user, machine, perm):
+        raise HttpError(403, REFUSALS.get(perm, "This token or its user may not do this."))
     return machine

@@ -16,7 +16,7 @@ from machines.api.machines import ERRORS
 from machines.engine import actions as engine_actions
 from machines.models import AuditEntry, Container, EngineObject
 from machines.pki import usercerts
-from machines.services import certificates
+from machines.services import certificates, rights
 
 router = Router()
 KINDS = {"images": "image", "volumes": "volume", "networks": "network"}
@@ -244,7 +244,9 @@ def client_bundle(request: HttpRequest, name: str):
 def audit_list(request: HttpRequest, filters: Query[AuditFilter]):
     """The audit log, newest first, 100 a page."""
     need(request, "machines.view_auditentry")
-    entries = AuditEntry.objects.select_related("api_token")
+    entries = rights.visible(
+        request.user, AuditEntry.objects.select_related("api_token"), "machine__"
+    )
     if filters.machine:
         entries = entries.filter(machine_name=filters.machine)
     if filters.user:

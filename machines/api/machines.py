@@ -185,7 +185,7 @@ ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 409: Error, 422: Error
 def list_machines(request: HttpRequest, filters: Query[MachineFilter]):
     """The machines this token sees, with the list page's search, filters and sort."""
     need(request, "machines.view_machine")
-    form = MachineFilterForm(filters.dict(exclude={"per_page"}))
+    form = MachineFilterForm(filters.dict(exclude={"per_page"}), user=request.user)
     if form.errors:
         raise HttpError(422, " ".join(e for errs in form.errors.values() for e in errs))
     machines = visible(request, form.queryset()).values(*LIST_FIELDS)

@@ -31,8 +31,20 @@ def _refused_while_locked(request) -> bool:
     )
 
 
+# Which way in, by the authentication backend Django names on the user.
+PROVIDERS = {"OIDCBackend": "OpenID Connect", "LDAPBackend": "LDAP", "LocalBackend": "password"}
+
+
 def _logged_in(sender, request, user, **kwargs) -> None:
-    record(Action.LOGIN, "logged in", user=user, address=request_address(request))
+    backend = getattr(user, "backend", "") or ""
+    provider = PROVIDERS.get(backend.rsplit(".", 1)[-1], backend.rsplit(".", 1)[-1] or "session")
+    record(
+        Action.LOGIN,
+        "logged in",
+        user=user,
+        address=request_address(request),
+        detail=f"with {provider}",
+    )
 
 
 def _login_failed(sender, credentials, request=None, **kwargs) -> None:

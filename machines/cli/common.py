@@ -1,5 +1,5 @@
-"""What several `machine` subcommands share: finding machines by name, asking, the
-program's name in docker-machine's messages."""
+"""What several `machine` subcommands share: who runs them (`--as USER`), finding machines
+by name, asking, the program's name in docker-machine's messages."""
 
 from __future__ import annotations
 
@@ -9,9 +9,37 @@ import sys
 from django.core.management.base import CommandError
 
 from machines.models import Driver, Machine
+from machines.services import rights
 
 # docker-machine's libmachine/drivers.ErrHostIsNotRunning: scripts grep for these words.
 HOST_NOT_RUNNING = "Host is not running"
+
+# `manage.py machine --as USER ...`: the command sees and does what USER may (teams and
+# roles, machines/services/rights.py); without it, None: the server's own operator.
+acting = [None]
+
+
+def act_as(username: str | None) -> None:
+    from django.contrib.auth import get_user_model
+
+    if not username:
+        acting[0] = None
+        return
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise CommandError(f"No active user named {username!r}.")
+    acting[0] = user
+
+
+def acting_user():
+    return acting[0]
+
+
+def visible_machines(machines=None):
+    """The machines the acting user may see (all of them for the server's operator)."""
+    if machines is None:
+        machines = Machine.objects.select_related("driver")
+    return rights.visible_machines(acting[0], machines)
 
 
 def program() -> str:
@@ -33,7 +61,8 @@ def not_found(name: str) -> CommandError:
 def get_machine(name: str, secrets: bool = True) -> Machine:
     """The machine named; without its secrets (not decrypted, for stored-state commands)
     unless asked for."""
-    machines = listed_machines() if not secrets else Machine.objects.select_related("driver")
+    # A machine the acting user may not see does not exist for them, as on the web (404).
+    machines = visible_machines(None if secrets else listed_machines())
     try:
         return machines.get(name=name)
     except Machine.DoesNotExist:

@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import CommandError
 
+from machines.cli.common import acting_user
 from machines.cli.follow import follow
 from machines.drivers import all_drivers, driver_class, registered
 from machines.drivers.base import CLIFlag
@@ -111,9 +112,10 @@ def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None
         return
     kind = driver_class(driver) if driver in registered() else None
     try:
-        row, made = driver_for(None, driver, _given(kind, "settings", opts) if kind else {})
+        user = acting_user()
+        row, made = driver_for(user, driver, _given(kind, "settings", opts) if kind else {})
         op = services.create_from_input(
-            None,
+            user,
             name,
             row,
             made=made,
@@ -123,7 +125,7 @@ def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None
             via="cli",
             swarm=_swarm(opts),
         )
-    except services.InvalidInput as e:
+    except (services.InvalidInput, PermissionDenied) as e:
         raise CommandError(str(e)) from None
     cli.stdout.write(f"Creating machine {name} ({op.machine.driver.kind})...")
     follow(cli, op, verbose)
@@ -146,8 +148,8 @@ def _retry(cli, machine: Machine, verbose: bool) -> None:
     if last is None or last.status == Operation.Status.SUCCEEDED:
         raise CommandError(f'Docker machine "{machine.name}" already exists')
     try:
-        op = services.request_action(None, machine, Operation.Kind.CREATE, via="cli")
-    except services.OperationConflict as e:
+        op = services.request_action(acting_user(), machine, Operation.Kind.CREATE, via="cli")
+    except (services.OperationConflict, PermissionDenied) as e:
         raise CommandError(str(e)) from None
     why = f": {last.error.splitlines()[0]}" if last.error else ""
     cli.stdout.write(

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sys
 
+from django.core.exceptions import PermissionDenied
 from django.core.management.base import CommandError
 
-from machines.cli.common import confirm, get_machine
+from machines.cli.common import acting_user, confirm, get_machine
 from machines.cli.follow import follow
 from machines.models import Machine, Operation
 
@@ -56,8 +57,8 @@ def _each(cli, kind: str, names: list[str], verbose: bool, args: dict | None = N
     for name in names:
         machine = get_machine(name)
         try:
-            op = services.request_action(None, machine, kind, via="cli", args=args)
-        except services.OperationConflict as e:
+            op = services.request_action(acting_user(), machine, kind, via="cli", args=args)
+        except (services.OperationConflict, PermissionDenied) as e:
             cli.stderr.write(str(e))
             failed = True
             continue

@@ -6,7 +6,7 @@ import os
 
 from django.core.management.base import CommandError
 
-from machines.cli.common import get_machine, listed_machines, running
+from machines.cli.common import get_machine, listed_machines, running, visible_machines
 from machines.lib import machinefmt
 from machines.models import Machine
 from machines.services.inspect import inspect_machine
@@ -76,7 +76,7 @@ def run(action: str, cli, **options) -> None:
 def _ls(quiet: bool, filters: list[str], format: str) -> str:
     try:
         wanted = machinefmt.parse_filters(filters, parse_tag)
-        rows = [row(m) for m in listed_machines().order_by("name")]
+        rows = [row(m) for m in visible_machines(listed_machines()).order_by("name")]
         return machinefmt.render_ls(
             [r for r in rows if machinefmt.matches(r, wanted)], quiet, format
         )

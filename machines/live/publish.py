@@ -167,10 +167,10 @@ _counted_states: dict[int, str] = {}
 _last_counts = [""]
 
 
-def state_counts_html(*, oob: bool = True) -> str:
+def state_counts_html(*, oob: bool = True, machines=None) -> str:
     from machines.models.rows import state_counts
 
-    counts = state_counts()
+    counts = state_counts(machines)
     context = {"counts": counts, "counts_total": sum(c["count"] for c in counts), "oob": oob}
     return render_to_string("machines/list.html#state_counts", context)
 
@@ -271,6 +271,7 @@ def container_changed(container) -> None:
         "image": container.image,
         "state": container.state,
         "machine": machine.name,
+        "machine_id": machine.pk,
         "kind": machine.driver.kind,
         "tags": dict(machine.tags or {}),
     }

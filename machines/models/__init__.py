@@ -369,7 +369,7 @@ class OperationLogLine(models.Model):
 
 
 # TLS (tls.py), inside engines (engine.py), who did what (audit.py), bulk, swarm clusters, ...
-from machines.models import alerts as alerts  # noqa: E402 (metrics history and alerts: machines.models.alerts)
+from machines.models import alerts, teams  # noqa: E402, F401 (machines.models.alerts, machines.models.teams)
 from machines.models.audit import AuditEntry  # noqa: E402
 from machines.models.bulk import BulkAction  # noqa: E402
 from machines.models.engine import Container, EngineObject  # noqa: E402

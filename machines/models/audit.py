@@ -28,6 +28,7 @@ class AuditEntry(models.Model):
         PERMISSION = "permission", "Permission grant"
         REFUSED = "refused", "Refused request"
         CLUSTER = "cluster", "Cluster or stack"
+        TEAM = "team", "Team or machine group change"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     # Who: the dashboard user (kept by name once the user is deleted), or on the command line

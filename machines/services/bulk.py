@@ -45,10 +45,11 @@ class BulkForm(forms.Form):
     scope = forms.ChoiceField(choices=[("selected", "selected"), ("filter", "filter")])
     confirm = forms.CharField(required=False, max_length=10)
 
-    def __init__(self, data, *, admin: bool) -> None:
+    def __init__(self, data, *, admin: bool, user) -> None:
         super().__init__(data)
         self.fields["action"].choices = choices(admin=admin)
-        self.filter = MachineFilterForm(data)
+        # Only machines this user sees: the others are never found, let alone acted on.
+        self.filter = MachineFilterForm(data, user=user)
 
     def clean(self):
         data = super().clean()
@@ -60,7 +61,8 @@ class BulkForm(forms.Form):
         else:
             # The names of the rows ticked (any text: only existing machines are found).
             names = self.data.getlist("machine")[:MAX_SELECTED]
-            machines = list(Machine.objects.select_related("driver").filter(name__in=names))
+            found = Machine.objects.select_related("driver").filter(name__in=names)
+            machines = list(rights.visible_machines(self.filter.user, found))
             self.selection = f"{len(machines)} selected"
         if not machines:
             raise forms.ValidationError("No machine is selected: nothing was done.")
@@ -85,7 +87,11 @@ def request_bulk(
         selection=selection[:300],
     )
     skipped = []
+    perm = rights.permission_for(kind)
     for machine in machines:
+        if not rights.allowed_on(user, machine, perm):
+            skipped.append([machine.name, f"You may not {kind} {machine.name}."])
+            continue
         try:
             with transaction.atomic():
                 operations.request(machine, kind, user=user, via="bulk", args=args, bulk=bulk)

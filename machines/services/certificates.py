@@ -29,7 +29,7 @@ def rotate_client_ca(user, *, via: str = "web") -> tuple[list[Operation], list[s
 def issue_download(user, machine: Machine) -> dict[str, str]:
     """What a user downloads for the docker CLI (the page's zip, the API's bundle): the
     engine's CA, a new certificate and key of their own; recorded in the audit log."""
-    rights.require(user, rights.OPERATE, "download client certificates")
+    rights.require_on(user, machine, rights.OPERATE, "download client certificates")
     record, cert, key_pem = usercerts.issue(user, machine)
     audit.record(
         audit.Action.CERTIFICATE,

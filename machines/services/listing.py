@@ -11,13 +11,12 @@ from django import forms
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.lookups import Exact
 from django.utils.http import urlencode
 
 from machines.drivers import all_drivers
 from machines.models import Container, Machine
-from machines.models.rows import with_operations
+from machines.models.rows import tag_q, with_operations
+from machines.services import rights
 from machines.validation import parse_tag, tag_filter
 
 SORTS = {
@@ -68,7 +67,9 @@ class MachineFilterForm(forms.Form):
     sort = forms.ChoiceField(required=False, choices=list(SORT_LABELS.items()))
     page = forms.IntegerField(required=False, min_value=1)
 
-    def __init__(self, data=None, *args, **kwargs):
+    def __init__(self, data=None, *args, user, **kwargs):
+        # Whose view: only the machines this user may see (None: the server's own CLI).
+        self.user = user
         super().__init__(data or {}, *args, **kwargs)
         self.fields["state"].choices = [("", "any state"), *Machine.State.choices]
         self.fields["driver"].choices = [("", "any driver")] + [
@@ -103,7 +104,7 @@ class MachineFilterForm(forms.Form):
         return machines
 
     def queryset(self) -> QuerySet:
-        machines = Machine.objects.select_related("driver")
+        machines = rights.visible_machines(self.user, Machine.objects.select_related("driver"))
         order = SORTS.get(self.value("sort") or "name", SORTS["name"])
         return self.filter(machines).order_by(*order)
 
@@ -118,6 +119,8 @@ class MachineFilterForm(forms.Form):
 
     def matches(self, fields: dict) -> bool:
         """Whether a pushed machine (see `fields_of`) belongs in this view."""
+        if not rights.sees(self.user, fields):
+            return False
         for word in self.words:
             if not _word_matches(word, fields):
                 return False
@@ -157,14 +160,6 @@ class MachineFilterForm(forms.Form):
         """The filter in words, for a bulk action's summary."""
         parts = [f"{k}={self.data.get(k, '').strip()}" for k in ("q", "state", "driver", "tag")]
         return ", ".join(p for p in parts if not p.endswith("=")) or "every machine"
-
-
-def tag_q(key: str, value: str | None = None, field: str = "tags") -> Q:
-    """Rows whose tags hold `key` (equal to `value` when given). The key is only ever a JSON
-    key, never part of a lookup path: `tags__{key}` would make `regex` or `a__b` a database
-    lookup (a catastrophic regular expression run over every row, seen)."""
-    has = Q(**{f"{field}__has_key": key})
-    return has if value is None else has & Q(Exact(KeyTextTransform(key, field), value))
 
 
 def _word_q(word: str) -> Q:
@@ -238,7 +233,8 @@ class ContainerFilterForm(forms.Form):
     )
     page = forms.IntegerField(required=False, min_value=1)
 
-    def __init__(self, data=None, *args, **kwargs):
+    def __init__(self, data=None, *args, user, **kwargs):
+        self.user = user
         super().__init__(data or {}, *args, **kwargs)
         self.fields["driver"].choices = [("", "any driver")] + [(k, k) for k, _ in all_drivers()]
         self.is_valid()
@@ -256,7 +252,9 @@ class ContainerFilterForm(forms.Form):
 
     def rows(self, machine: Machine | None = None):
         """The containers of a table, newest first as in `docker ps -a` (or as sorted)."""
-        containers = Container.objects.select_related("machine")
+        containers = rights.visible(
+            self.user, Container.objects.select_related("machine"), "machine__"
+        )
         if machine is not None:
             containers = containers.filter(machine=machine)
         return self.filter(containers).order_by(*self.SORTS[self.cleaned_data.get("sort", "")])
@@ -281,6 +279,8 @@ class ContainerFilterForm(forms.Form):
 
     def matches(self, fields: dict) -> bool:
         """Whether a pushed container (its name, image, state, machine) is in this view."""
+        if not rights.sees(self.user, fields):
+            return False
         q = self.query
         if q and not any(q in (fields.get(k) or "").lower() for k in ("name", "image", "machine")):
             return False

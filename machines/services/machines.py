@@ -74,12 +74,15 @@ def request_action(
     says why not in one sentence."""
     if kind not in operations.ACTIONS:
         raise InvalidInput(f"Unknown action {kind!r}.")
-    rights.require(user, rights.permission_for(kind), f"{kind} machines")
+    rights.require_on(user, machine, rights.permission_for(kind), f"{kind} machines")
     return operations.request(machine, kind, user=user, via=via, args=args)
 
 
 def cancel_operation(user, op: Operation) -> bool:
-    rights.require(user, rights.OPERATE, "cancel operations")
+    if op.machine is not None:
+        rights.require_on(user, op.machine, rights.OPERATE, "cancel operations")
+    else:
+        rights.require(user, rights.OPERATE, "cancel operations")
     return operations.cancel(op)
 
 
@@ -88,7 +91,7 @@ def edit_tags(
 ) -> Machine:
     """Replace a machine's tags, or add and remove some; checked by the model (as create and
     the import check them), then shown on every page that lists the machine."""
-    rights.require(user, rights.OPERATE, "edit tags")
+    rights.require_on(user, machine, rights.OPERATE, "edit tags")
     unknown = [key for key in remove if key not in machine.tags]
     if unknown:
         raise InvalidInput(f"{machine.name} has no tag {', '.join(unknown)}")

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from machines import live
 from machines.alerts.history import live_context
-from machines.models import Machine
+from machines.services import rights
 from machines.sockets.base import LiveConsumer
 
 
 class AlertsConsumer(LiveConsumer):
+    def object_exists(self) -> bool:
+        # The fleet's alerts name every machine: global roles only (teams: not yet scoped).
+        return rights.sees_all(self.user)
+
     def groups_for(self) -> list[str]:
         return [live.ALERTS]
 
@@ -24,7 +28,7 @@ class MetricsConsumer(LiveConsumer):
 
     def object_exists(self) -> bool:
         self.machine_id = self.scope["url_route"]["kwargs"]["machine_id"]
-        return Machine.objects.filter(pk=self.machine_id).exists()
+        return self.route_machine() is not None
 
     def groups_for(self) -> list[str]:
         return [live.metrics_group(self.machine_id)]

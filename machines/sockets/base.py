@@ -24,6 +24,7 @@ from django.utils.module_loading import import_string
 from machines.audit import log as audit
 from machines.live.hub import local_groups
 from machines.models import Container, Machine
+from machines.services import rights
 from machines.services.rights import roles_of
 
 KEEPALIVE = getattr(settings, "WEBSOCKET_KEEPALIVE", 25)
@@ -79,9 +80,19 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await getattr(self, get_handler_name(event))(event)
 
     def _allowed(self, user) -> bool:
-        roles = roles_of(user)
+        # Rechecked on every keepalive with the user as now: a team left, a role lost.
+        self.user = user
+        self.route_machine_found = None
+        # Read here (a thread that may query) so that pushes check them without the ORM.
+        rights.global_role(user), rights.grants(user)
+        if not (user.has_perm(self.permission) and self.object_exists()):
+            return False
+        machine = self.route_machine_found
+        if machine is not None and not rights.allowed_on(user, machine, self.permission):
+            return False
+        roles = roles_of(user, machine)
         self.can_operate, self.can_admin = roles["can_operate"], roles["can_admin"]
-        return user.has_perm(self.permission) and self.object_exists()
+        return True
 
     def _still_allowed(self) -> bool:
         """The session's user now (not as at connect): logged out, deactivated, demoted?"""
@@ -106,11 +117,15 @@ class LiveConsumer(AsyncWebsocketConsumer):
     def route_machine(self) -> Machine | None:
         """The machine named by the socket's URL (with its driver), if it exists."""
         machine_id = self.scope["url_route"]["kwargs"]["machine_id"]
-        return Machine.objects.select_related("driver").filter(pk=machine_id).first()
+        machines = rights.visible_machines(self.user, Machine.objects.select_related("driver"))
+        self.route_machine_found = machines.filter(pk=machine_id).first()
+        return self.route_machine_found
 
     def route_container(self) -> Container | None:
         """The container of a machine named by the socket's URL, if it exists."""
         kwargs = self.scope["url_route"]["kwargs"]
+        if self.route_machine() is None:
+            return None
         return (
             Container.objects.select_related("machine__driver")
             .filter(machine_id=kwargs["machine_id"], container_id=kwargs["container_id"])

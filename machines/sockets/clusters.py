@@ -14,7 +14,7 @@ from machines.engine.streams.servicelogs import ServiceLogFollower
 from machines.lib.errors import DriverError
 from machines.models import Cluster, Stack
 from machines.operations.swarmsteps import reachable_manager
-from machines.services import clusters, stacks
+from machines.services import clusters, rights, stacks
 from machines.sockets.base import LiveConsumer
 from machines.sockets.machines import ContainerLogConsumer
 
@@ -27,6 +27,9 @@ DEBOUNCE = 0.3
 
 class ClusterConsumer(LiveConsumer):
     def object_exists(self) -> bool:
+        # Clusters span machines of any team: global roles only (as on the pages).
+        if not rights.sees_all(self.user):
+            return False
         kwargs = self.scope["url_route"]["kwargs"]
         self.cluster = Cluster.objects.filter(pk=kwargs["cluster_id"]).first()
         stack_id = kwargs.get("stack_id")
@@ -83,6 +86,8 @@ class ServiceLogConsumer(ContainerLogConsumer):
     """A stack's service's log, through a manager (operators: logs can hold secrets)."""
 
     def object_exists(self) -> bool:
+        if not rights.sees_all(self.user):
+            return False
         kwargs = self.scope["url_route"]["kwargs"]
         self.stack = Stack.objects.select_related("cluster").filter(pk=kwargs["stack_id"]).first()
         self.service = kwargs["service"]

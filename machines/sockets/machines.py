@@ -19,6 +19,7 @@ from machines.engine.streams.logs import (
     log_streams,
 )
 from machines.models import Machine, Operation
+from machines.services import rights
 from machines.services.listing import ContainerFilterForm
 from machines.sockets.base import LiveConsumer
 
@@ -28,7 +29,7 @@ class MachineConsumer(LiveConsumer):
 
     def object_exists(self) -> bool:
         self.machine_id = self.scope["url_route"]["kwargs"]["machine_id"]
-        return Machine.objects.filter(pk=self.machine_id).exists()
+        return self.route_machine() is not None
 
     def groups_for(self) -> list[str]:
         return [live.machine_group(self.machine_id)]
@@ -61,7 +62,8 @@ class OperationConsumer(LiveConsumer):
 
     def object_exists(self) -> bool:
         self.operation_id = self.scope["url_route"]["kwargs"]["operation_id"]
-        return Operation.objects.filter(pk=self.operation_id).exists()
+        operations = rights.visible(self.user, Operation.objects.all(), "machine__")
+        return operations.filter(pk=self.operation_id).exists()
 
     def groups_for(self) -> list[str]:
         return [live.operation_group(self.operation_id)]
@@ -97,7 +99,7 @@ class _ContainersConsumer(LiveConsumer):
 
     def _allowed(self, user) -> bool:
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        self.filter = ContainerFilterForm({k: v[-1] for k, v in query.items()})
+        self.filter = ContainerFilterForm({k: v[-1] for k, v in query.items()}, user=user)
         return super()._allowed(user)
 
     def snapshot(self) -> list[str]:

@@ -211,3 +211,11 @@ def connect_unzip(machine) -> str:
         return f"mkdir -p {folder} && unzip -o {archive} -d {folder}"
 
     return _snippet(build)
+
+
+@register.filter
+def sees_every_machine(user) -> bool:
+    """A global role (the fleet-wide pages such as the alerts'), not only teams' roles."""
+    from machines.services.rights import sees_all
+
+    return bool(getattr(user, "is_authenticated", False)) and sees_all(user)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -14,9 +14,11 @@ from machines.alerts import metrics, notify, state
 from machines.alerts.history import live_context
 from machines.alerts.rules import KINDS
 from machines.audit import log as audit
-from machines.models import AuditEntry, Machine
+from machines.models import AuditEntry
 from machines.models.alerts import Alert, AlertRule, NotificationChannel
+from machines.services import rights
 from machines.web.alertforms import ChannelForm, RuleForm, SilenceForm
+from machines.web.roles import machine_for
 
 ADMIN = "machines.add_machine"
 
@@ -28,6 +30,13 @@ def _roles(request: HttpRequest) -> dict:
     }
 
 
+def _fleet_wide(request: HttpRequest) -> None:
+    """The fleet's alerts name every machine: for global roles only (a team member sees
+    their machines' charts on the machines' pages)."""
+    if not rights.sees_all(request.user):
+        raise Http404("No such page.")
+
+
 def _audit(request: HttpRequest, what: str, target: str, detail: str = "", **kw) -> None:
     audit.record(
         AuditEntry.Action.ALERTS, what, user=request.user, target=target, detail=detail, **kw
@@ -37,12 +46,14 @@ def _audit(request: HttpRequest, what: str, target: str, detail: str = "", **kw)
 @require_GET
 @permission_required("machines.view_machine", raise_exception=True)
 def alert_history(request: HttpRequest) -> HttpResponse:
+    _fleet_wide(request)
     return render(request, "alerts/history.html", {**live_context(), **_roles(request)})
 
 
 @require_POST
 @permission_required("machines.operate_machine", raise_exception=True)
 def acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    _fleet_wide(request)
     alert = get_object_or_404(Alert, pk=pk)
     state.acknowledge(alert, request.user)
     _audit(
@@ -156,7 +167,7 @@ def channel_test(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("machines.view_machine", raise_exception=True)
 def chart(request: HttpRequest, name: str) -> HttpResponse:
     """A machine's (or, with ?container=, a container's) history over ?range=1h|24h|7d|30d."""
-    machine = get_object_or_404(Machine, name=name)
+    machine = machine_for(request, name, "machines.view_machine")
     container = request.GET.get("container", "")[:255]
     span = request.GET.get("range", "24h")
     if span not in metrics.RANGES:

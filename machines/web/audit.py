@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from machines.models import AuditEntry
+from machines.services import rights
 
 PAGE = 100
 CSV_COLUMNS = [
@@ -46,13 +47,17 @@ class AuditFilterForm(forms.Form):
         required=False, label="Until", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
 
-    def __init__(self, data=None, *args, **kwargs):
+    def __init__(self, data=None, *args, user, **kwargs):
+        self.user = user
         super().__init__(data or {}, *args, **kwargs)
         self.is_valid()
 
     def entries(self):
         data = self.cleaned_data if self.is_bound else {}
-        entries = AuditEntry.objects.select_related("operation", "machine")
+        # A team admin reads the entries of their groups' machines only.
+        entries = rights.visible(
+            self.user, AuditEntry.objects.select_related("operation", "machine"), "machine__"
+        )
         if who := data.get("who", "").strip():
             entries = entries.filter(username__iexact=who)
         if action := data.get("action"):
@@ -69,7 +74,7 @@ class AuditFilterForm(forms.Form):
 @require_GET
 @permission_required("machines.view_auditentry", raise_exception=True)
 def audit_log(request: HttpRequest) -> HttpResponse:
-    form = AuditFilterForm(request.GET)
+    form = AuditFilterForm(request.GET, user=request.user)
     page = Paginator(form.entries(), PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -116,7 +121,7 @@ def audit_export(request: HttpRequest) -> HttpResponse:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    for entry in AuditFilterForm(request.GET).entries().iterator(chunk_size=500):
+    for entry in AuditFilterForm(request.GET, user=request.user).entries().iterator(chunk_size=500):
         writer.writerow(_row(entry))
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")

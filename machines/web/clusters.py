@@ -4,13 +4,14 @@ diff before a deploy, its services and tasks (live), its history. Operators act.
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 import yaml
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -19,6 +20,7 @@ from machines.engine.streams.logs import LOG_TAIL
 from machines.lib.errors import DriverError
 from machines.models import Cluster, Operation, Stack
 from machines.services import clusters as cluster_service
+from machines.services import rights
 from machines.services import stacks as stack_service
 from machines.services.errors import InvalidInput
 from machines.web.clusterforms import ClusterForm, NodeForm, StackForm
@@ -28,7 +30,21 @@ VIEW = "machines.view_machine"
 OPERATE = "machines.operate_machine"
 
 
+def global_roles_only(view):
+    """Clusters span machines of any team: their pages are for global roles only (a team
+    member gets the 404 of a page that is not there for them, as for the fleet's alerts)."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not rights.sees_all(request.user):
+            raise Http404("No such page.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 @permission_required(VIEW, raise_exception=True)
+@global_roles_only
 def cluster_list(request: HttpRequest) -> HttpResponse:
     form = ClusterForm(request.POST or None)
     if request.method == "POST":
@@ -59,6 +75,7 @@ def operations_of(cluster: Cluster):
 
 
 @permission_required(VIEW, raise_exception=True)
+@global_roles_only
 def cluster_detail(request: HttpRequest, name: str) -> HttpResponse:
     cluster = get_object_or_404(Cluster, name=name)
     ctx = {
@@ -74,6 +91,7 @@ def cluster_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 @require_POST
 @permission_required(OPERATE, raise_exception=True)
+@global_roles_only
 def cluster_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
     """add-node, rotate-tokens, or a node change (drain, activate, promote, demote, remove)."""
     cluster = get_object_or_404(Cluster, name=name)
@@ -98,12 +116,14 @@ def cluster_action(request: HttpRequest, name: str, action: str) -> HttpResponse
 
 
 @permission_required(VIEW, raise_exception=True)
+@global_roles_only
 def stack_new(request: HttpRequest, name: str) -> HttpResponse:
     cluster = get_object_or_404(Cluster, name=name)
     return _stack_form(request, cluster, Stack(cluster=cluster))
 
 
 @permission_required(VIEW, raise_exception=True)
+@global_roles_only
 def stack_detail(request: HttpRequest, name: str, stack: str) -> HttpResponse:
     found = get_object_or_404(
         Stack.objects.select_related("cluster"), cluster__name=name, name=stack
@@ -161,6 +181,7 @@ def _webhook_url(request: HttpRequest, stack: Stack) -> str:
 
 @require_POST
 @permission_required(OPERATE, raise_exception=True)
+@global_roles_only
 def stack_action(request: HttpRequest, name: str, stack: str, action: str) -> HttpResponse:
     """preview (the diff, as a fragment), deploy, rollback, scale."""
     found = get_object_or_404(

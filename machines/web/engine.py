@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import permission_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from machines import live
 from machines.engine import actions as engine_actions
 from machines.models import EngineObject, Machine
-from machines.web.roles import roles
+from machines.web.roles import machine_for, roles
 
 Kind = EngineObject.Kind
 LABELS = {Kind.IMAGE: "images", Kind.VOLUME: "volumes", Kind.NETWORK: "networks"}
@@ -20,7 +20,7 @@ LABELS = {Kind.IMAGE: "images", Kind.VOLUME: "volumes", Kind.NETWORK: "networks"
 @require_GET
 @permission_required("machines.view_machine", raise_exception=True)
 def engine_page(request: HttpRequest, name: str) -> HttpResponse:
-    machine = get_object_or_404(Machine, name=name)
+    machine = machine_for(request, name, "machines.view_machine")
     tables = live.engine_tables(EngineObject.objects.filter(machine=machine))
     sections = [
         (Kind.IMAGE.value, "Images", tables["images"]),
@@ -39,7 +39,7 @@ def _notice(request: HttpRequest, text: str, *, error: bool = False) -> HttpResp
 @permission_required("machines.operate_machine", raise_exception=True)
 def engine_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
     """remove-<kind> and pull (POST); prune-<kind>s: its preview (GET), then the prune (POST)."""
-    machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
+    machine = machine_for(request, name, "machines.operate_machine")
     verb, _, noun = action.partition("-")
     if action == "pull" and request.method == "POST":
         try:

@@ -10,18 +10,19 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from machines.models import BulkAction, Machine
 from machines.operations import actions as operations
 from machines.services import bulk as bulks
 from machines.services import machines as services
+from machines.services import rights
 from machines.web.forms import TagsForm
+from machines.web.roles import machine_for
 
 
 @require_POST
 @permission_required("machines.operate_machine", raise_exception=True)
 def machine_tags(request: HttpRequest, name: str) -> HttpResponse:
     """Replace a machine's tags (validated by the model, as create, the CLI and import are)."""
-    machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
+    machine = machine_for(request, name, "machines.operate_machine")
     form = TagsForm(request.POST, instance=machine)
     saved = form.is_valid()
     if saved:
@@ -43,7 +44,7 @@ def bulk_request(request: HttpRequest) -> HttpResponse:
     admin = request.user.has_perm("machines.delete_machine")
     if request.POST.get("action") == operations.Kind.REMOVE and not admin:
         raise PermissionDenied("Only admins remove machines.")
-    form = bulks.BulkForm(request.POST, admin=admin)
+    form = bulks.BulkForm(request.POST, admin=admin, user=request.user)
     if not form.is_valid():
         errors = [e for field_errors in form.errors.values() for e in field_errors]
         messages.error(request, " ".join(errors))
@@ -62,7 +63,7 @@ def bulk_request(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("machines.view_machine", raise_exception=True)
 def bulk_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    bulk = get_object_or_404(BulkAction, pk=pk)
+    bulk = get_object_or_404(rights.visible_bulks(request.user), pk=pk)
     ops = list(bulk.operations.order_by("machine_name"))
     context = {
         "bulk": bulk,
@@ -77,7 +78,7 @@ def bulk_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("machines.add_machine", raise_exception=True)
 def retry_create(request: HttpRequest, name: str) -> HttpResponse:
     """Run a machine's failed create again, without removing it first."""
-    machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
+    machine = machine_for(request, name, "machines.add_machine")
     try:
         services.request_action(request.user, machine, operations.Kind.CREATE)
     except services.OperationConflict as e:

@@ -18,7 +18,7 @@ from machines.lib.ssh import public_key_of
 from machines.models import ClientCertificate, Container, Driver, Machine, Operation, rows
 from machines.operations import actions as operations
 from machines.pki import usercerts
-from machines.services import bulk, certificates
+from machines.services import bulk, certificates, rights
 from machines.services import machines as services
 from machines.services.listing import ContainerFilterForm, MachineFilterForm
 from machines.web.forms import (
@@ -27,7 +27,7 @@ from machines.web.forms import (
     TagsForm,
     options_form_for,
 )
-from machines.web.roles import roles
+from machines.web.roles import machine_for, roles
 
 
 @require_GET
@@ -35,7 +35,7 @@ from machines.web.roles import roles
 def machine_list(request: HttpRequest) -> HttpResponse:
     """One page of machines, searched, filtered and sorted on the server (query in the URL);
     the filter form asks for the list alone, whose socket then follows the new filter."""
-    filter_form = MachineFilterForm(request.GET)
+    filter_form = MachineFilterForm(request.GET, user=request.user)
     page = filter_form.get_page()
     ctx = {"filter": filter_form, "page": page, "machines": page.object_list, **roles(request)}
     if ctx["can_operate"]:
@@ -48,7 +48,7 @@ def machine_list(request: HttpRequest) -> HttpResponse:
         return response
     if request.htmx:
         return render(request, "machines/list.html#machine_rows", ctx)
-    counts = rows.state_counts()
+    counts = rows.state_counts(rights.visible_machines(request.user))
     ctx |= {"counts": counts, "counts_total": sum(c["count"] for c in counts)}
     ctx["fleet_empty"] = ctx["counts_total"] == 0
     return render(request, "machines/list.html", ctx)
@@ -66,8 +66,8 @@ def _container_table(request: HttpRequest, template: str, ctx: dict) -> HttpResp
 @require_GET
 @permission_required("machines.view_machine", raise_exception=True)
 def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
-    machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
-    filter_form = ContainerFilterForm(request.GET)
+    machine = machine_for(request, name, "machines.view_machine")
+    filter_form = ContainerFilterForm(request.GET, user=request.user)
     page = filter_form.get_page(machine)
     ctx = {
         "machine": machine,
@@ -75,7 +75,7 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
         "containers": page.object_list,
         "page": page,
         "filter": filter_form,
-        **roles(request),
+        **roles(request, machine),
     }
     if machine.ssh_private_key:
         ctx["ssh_public_key"] = public_key_of(machine.ssh_private_key)
@@ -89,7 +89,7 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
 @permission_required("machines.view_machine", raise_exception=True)
 def fleet(request: HttpRequest) -> HttpResponse:
     """Every container of every machine, in one table with a search."""
-    filter_form = ContainerFilterForm(request.GET)
+    filter_form = ContainerFilterForm(request.GET, user=request.user)
     page = filter_form.get_page()
     ctx = {
         "containers": page.object_list,
@@ -104,7 +104,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
 @require_POST
 @permission_required("machines.operate_machine", raise_exception=True)
 def container_action(request: HttpRequest, name: str, container_id: str, action: str):
-    machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
+    machine = machine_for(request, name, "machines.operate_machine")
     if action not in containers.CONTAINER_ACTIONS:
         raise Http404(f"Unknown container action {action!r}")
     try:
@@ -121,7 +121,7 @@ def container_action(request: HttpRequest, name: str, container_id: str, action:
 @permission_required("machines.operate_machine", raise_exception=True)
 def container_logs(request: HttpRequest, name: str, container_id: str) -> HttpResponse:
     """The panel that follows a container's log. Operators only: logs can hold secrets."""
-    machine = get_object_or_404(Machine, name=name)
+    machine = machine_for(request, name, "machines.operate_machine")
     container = get_object_or_404(Container, machine=machine, container_id=container_id)
     return render(
         request,
@@ -135,7 +135,7 @@ def container_logs(request: HttpRequest, name: str, container_id: str) -> HttpRe
 def client_bundle(request: HttpRequest, name: str) -> HttpResponse:
     """ca.pem (to verify the engine), and a new client certificate and key of the user's own,
     for the docker CLI. A new certificate each time; the dashboard's own key never leaves."""
-    machine = get_object_or_404(Machine, name=name)
+    machine = machine_for(request, name, "machines.operate_machine")
     if not machine.tls_server_cert:
         raise Http404(f"{machine.name} has no TLS certificates yet (not provisioned)")
     if problem := usercerts.download_problem(machine):
@@ -166,7 +166,7 @@ def _client_cert_context(request: HttpRequest, machine: Machine) -> dict:
 @permission_required("machines.operate_machine", raise_exception=True)
 def client_cert(request: HttpRequest, name: str) -> HttpResponse:
     """The Connect panel's line about the user's own certificate (pushed panels lack it)."""
-    machine = get_object_or_404(Machine, name=name)
+    machine = machine_for(request, name, "machines.operate_machine")
     ctx = {"machine": machine, "client_cert": _client_cert_context(request, machine)}
     return render(request, "machines/detail.html#client_cert", ctx)
 
@@ -278,7 +278,7 @@ def _row_response(request: HttpRequest, machine: Machine) -> HttpResponse:
 @require_POST
 @permission_required("machines.operate_machine", raise_exception=True)
 def machine_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
-    machine = get_object_or_404(Machine, name=name)
+    machine = machine_for(request, name, "machines.operate_machine")
     if action not in operations.BUTTONS:
         return HttpResponse(f"Unknown action {action!r}", status=404)
     try:
@@ -305,7 +305,7 @@ def _notice(request: HttpRequest, text: str, *, error: bool = False) -> HttpResp
 
 @permission_required("machines.delete_machine", raise_exception=True)
 def machine_remove(request: HttpRequest, name: str) -> HttpResponse:
-    machine = get_object_or_404(Machine, name=name)
+    machine = machine_for(request, name, "machines.delete_machine")
     form = ConfirmRemoveForm(request.POST or None, machine=machine)
     if request.method == "POST" and form.is_valid():
         try:
@@ -331,7 +331,8 @@ def machine_remove(request: HttpRequest, name: str) -> HttpResponse:
 @require_POST
 @permission_required("machines.operate_machine", raise_exception=True)
 def operation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    op = get_object_or_404(Operation, pk=pk)
+    ops = rights.visible(request.user, Operation.objects.all(), "machine__")
+    op = get_object_or_404(ops, pk=pk)
     if services.cancel_operation(request.user, op):
         messages.info(request, f"Cancelling {op.kind} of {op.machine_name}")
     else:

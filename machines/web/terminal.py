@@ -12,14 +12,14 @@ from django.views.decorators.http import require_GET
 from machines.engine.streams.terminal import TerminalError, parse_command
 from machines.models import Container, Machine
 from machines.templatetags.dashboard import compact_duration
-from machines.web.roles import roles
+from machines.web.roles import machine_for, roles
 
 
 @require_GET
 @permission_required("machines.view_machine", raise_exception=True)
 def container_panel(request: HttpRequest, name: str, container_id: str) -> HttpResponse:
     """A container's panel: its live stats, and (for operators) its terminal and logs."""
-    machine = get_object_or_404(Machine, name=name)
+    machine = machine_for(request, name, "machines.view_machine")
     container = get_object_or_404(Container, machine=machine, container_id=container_id)
     ctx = {"machine": machine, "container": container, **roles(request)}
     return render(request, "machines/terminal.html#container_panel", ctx)
@@ -42,7 +42,7 @@ def container_terminal(request: HttpRequest, name: str, container_id: str) -> Ht
 
     The panel only holds the terminal; the exec starts when its websocket connects (the
     consumer checks the role again, and the command)."""
-    machine = get_object_or_404(Machine, name=name)
+    machine = machine_for(request, name, "machines.operate_machine")
     container = get_object_or_404(Container, machine=machine, container_id=container_id)
     command = request.GET.get("cmd", "")
     error = ""
@@ -59,7 +59,7 @@ def container_terminal(request: HttpRequest, name: str, container_id: str) -> Ht
 @permission_required("machines.add_machine", raise_exception=True)
 def host_shell(request: HttpRequest, name: str) -> HttpResponse:
     """A root shell on the machine's host, over its SSH connection with the pinned host key."""
-    machine = get_object_or_404(Machine.objects.select_related("driver"), name=name)
+    machine = machine_for(request, name, "machines.add_machine")
     if not (machine.driver_class.provisioned and machine.ssh_host_key):
         raise Http404(f"{machine.name} has no SSH connection of dockerdash's (not provisioned).")
     return _terminal(request, machine, {"host": True}, f"/ws/machines/{machine.pk}/shell/")

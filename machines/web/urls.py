@@ -9,6 +9,7 @@ from machines.web import engine as engine_views
 from machines.web import fleet as fleet_views
 from machines.web import machines as views
 from machines.web import providers as provider_views
+from machines.web import teams as team_views
 from machines.web import terminal as terminal_views
 from machines.web import tokens as token_views
 from machines.web import webhooks as webhook_views
@@ -79,6 +80,8 @@ urlpatterns = [
     path("api-tokens/", token_views.api_tokens, name="api_tokens"),
     path("api-tokens/<int:pk>/revoke/", token_views.revoke_api_token, name="revoke_api_token"),
     path("api-tokens/revoke-all/", token_views.revoke_all_api_tokens, name="revoke_all_api_tokens"),
+    path("teams/", team_views.team_list, name="teams"),
+    path("teams/preview/", team_views.group_preview, name="group_preview"),
     path("webhooks/", webhook_views.webhooks, name="webhooks"),
     path("webhooks/<int:pk>/enable/", webhook_views.enable_webhook, name="enable_webhook"),
     path("webhooks/<int:pk>/remove/", webhook_views.remove_webhook, name="remove_webhook"),

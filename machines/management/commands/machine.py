@@ -51,12 +51,20 @@ class Command(BaseCommand):
         for flag in IGNORED:
             if flag != "native_ssh":
                 group.add_argument(f"--{flag.replace('_', '-')}", help="accepted, ignored")
+        parser.add_argument(
+            "--as",
+            dest="as_user",
+            metavar="USER",
+            help="see and act as this dashboard user (their roles and teams)",
+        )
         parser.add_argument("action", choices=COMMANDS, metavar="ACTION")
         parser.add_argument("args", nargs=argparse.REMAINDER, help="the action's arguments")
 
-    def handle(self, *args: str, action: str, **options):
+    def handle(self, *args: str, action: str, as_user: str | None = None, **options):
         # Django hands the REMAINDER ("args") over as positional arguments.
         self._global_options(options)
+        from machines.cli.common import act_as
+
         module_name, help_text = COMMANDS[action]
         module = import_module(f"machines.cli.{module_name}")
         parser = CommandParser(
@@ -71,6 +79,7 @@ class Command(BaseCommand):
         if options["debug"] and "verbose" in parsed:
             parsed["verbose"] = True
         try:
+            act_as(as_user)
             module.run(action, self, **parsed)
         except CommandError as e:
             # As docker-machine: the error alone on stderr, exit status 1.
