@@ -82,10 +82,10 @@ def test_crafted_tag_filters_answer_at_once_on_page_partial_and_socket(dashboard
 
 def test_a_tag_key_that_is_a_lookup_word_is_refused_in_words():
     for crafted in CRAFTED:
-        form = MachineFilterForm({"tag": crafted})
+        form = MachineFilterForm({"tag": crafted}, user=None)
         assert "tag" in form.errors, crafted
-    assert "database word" in MachineFilterForm({"tag": SLOW}).errors["tag"][0]
-    assert "'__'" in MachineFilterForm({"tag": "a__b=1"}).errors["tag"][0]
+    assert "database word" in MachineFilterForm({"tag": SLOW}, user=None).errors["tag"][0]
+    assert "'__'" in MachineFilterForm({"tag": "a__b=1"}, user=None).errors["tag"][0]
 
 
 @pytest.mark.django_db
@@ -96,7 +96,7 @@ def test_tags_still_filter_by_key_and_exact_value():
     other.save()
 
     def names(query: dict) -> list[str]:
-        return sorted(m.name for m in MachineFilterForm(query).queryset())
+        return sorted(m.name for m in MachineFilterForm(query, user=None).queryset())
 
     assert names({"tag": "env=prod"}) == ["web-0", "web-1"]
     assert names({"tag": "env"}) == ["web-0", "web-1", "web-2"]

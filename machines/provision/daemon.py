@@ -55,7 +55,8 @@ def _systemd_env(value: str) -> str:
 def in_cluster(machine: Machine) -> bool:
     from machines.models import ClusterNode
 
-    return ClusterNode.objects.filter(machine_id=machine.pk).exists()
+    # An unsaved machine (a plan rendered before create) is in no cluster yet.
+    return machine.pk is not None and ClusterNode.objects.filter(machine_id=machine.pk).exists()
 
 
 def daemon_args(machine: Machine, facts: HostFacts) -> list[str]:

@@ -29,6 +29,8 @@ def check(consumer, secret: str, address: str | None) -> str:
     except tokens.TokenError as e:
         return str(e)
     consumer.api_token = token
+    # Whose rights find the route's machine (sockets/base.route_machine: teams, roles).
+    consumer.user = token.user
     if not reaches(consumer, token, token.user):
         machine = consumer.machine
         if machine is None or not tokens.visible_machines(token).filter(pk=machine.pk).exists():
