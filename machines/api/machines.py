@@ -15,6 +15,7 @@ from machines.api import calls
 from machines.api.auth import get_machine, need, visible
 from machines.models import Driver, Machine, Operation
 from machines.operations.actions import BUTTONS as ACTIONS
+from machines.services.inspect import ls_row
 from machines.services.listing import MachineFilterForm, page_size
 
 router = Router(tags=["machines"])
@@ -149,20 +150,12 @@ def _row_out(row: dict) -> dict:
 
 
 def machine_out(m: Machine) -> dict:
+    # ls's row (services/inspect), with the state's value beside its label.
     return {
         "id": m.pk,
-        "name": m.name,
-        "driver": m.driver.kind,
-        "driver_name": m.driver.name,
+        **ls_row(m),
         "state": m.state,
         "state_label": m.get_state_display(),
-        "url": m.url,
-        "ip": m.ip,
-        "docker_version": m.docker_version,
-        "last_error": m.last_error,
-        "response_time_ms": m.response_time_ms,
-        "tags": m.tags,
-        "engine_labels": m.engine_labels,
         "last_seen": m.last_seen,
         "created_at": m.created_at,
     }

@@ -9,25 +9,8 @@ from django.core.management.base import CommandError
 from machines.cli.common import get_machine, listed_machines, running, visible_machines
 from machines.lib import machinefmt
 from machines.models import Machine
-from machines.services.inspect import inspect_machine
+from machines.services.inspect import inspect_machine, ls_row
 from machines.validation import parse_tag
-
-
-def row(m: Machine) -> dict:
-    """A machine as `ls` prints it (the remote client builds the same from the API)."""
-    return {
-        "name": m.name,
-        "driver": m.driver.kind,
-        "driver_name": m.driver.name,
-        "state": m.get_state_display(),
-        "url": m.url,
-        "ip": m.ip,
-        "docker_version": m.docker_version,
-        "last_error": m.last_error,
-        "response_time_ms": m.response_time_ms,
-        "tags": m.tags,
-        "engine_labels": m.engine_labels,
-    }
 
 
 def add_arguments(action: str, parser) -> None:
@@ -76,7 +59,7 @@ def run(action: str, cli, **options) -> None:
 def _ls(quiet: bool, filters: list[str], format: str) -> str:
     try:
         wanted = machinefmt.parse_filters(filters, parse_tag)
-        rows = [row(m) for m in visible_machines(listed_machines()).order_by("name")]
+        rows = [ls_row(m) for m in visible_machines(listed_machines()).order_by("name")]
         return machinefmt.render_ls(
             [r for r in rows if machinefmt.matches(r, wanted)], quiet, format
         )

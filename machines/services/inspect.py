@@ -6,6 +6,23 @@ from machines.fields import hidden_options
 from machines.models import Machine
 
 
+def ls_row(m: Machine) -> dict:
+    """A machine as `ls` prints it (lib/machinefmt), and the core of the API's machine."""
+    return {
+        "name": m.name,
+        "driver": m.driver.kind,
+        "driver_name": m.driver.name,
+        "state": m.get_state_display(),
+        "url": m.url,
+        "ip": m.ip,
+        "docker_version": m.docker_version,
+        "last_error": m.last_error,
+        "response_time_ms": m.response_time_ms,
+        "tags": m.tags,
+        "engine_labels": m.engine_labels,
+    }
+
+
 def inspect_machine(machine: Machine) -> dict:
     """`machine inspect NAME`'s document (docker-machine's keys), for both transports."""
     return {
