@@ -21,3 +21,10 @@ if _worker and "pytest" in sys.modules:
     os.environ["DOCKERDASH_DATA_DIR"] = str(Path(_base) / _worker)
 
 from dockerdash.settings import *  # noqa: E402, F403
+
+# Passwords in the suite are hashed with PBKDF2-SHA256 as in production, with few rounds
+# (tests/hashers.py); the default hasher stays, to verify hashes made elsewhere.
+PASSWORD_HASHERS = [
+    "tests.hashers.QuickPBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
