@@ -8,7 +8,6 @@ in-memory channel layer in one process. DATABASE_URL (PostgreSQL) and REDIS_URL
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import secrets
 from datetime import timedelta
@@ -85,9 +84,10 @@ INSTALLED_APPS = [
     "axes",
     "machines",
 ]
-# django-ninja's Swagger UI (no CDN): its templates and static files from its folder, as
-# listing the app would import pydantic, django.test and jinja2 (0.15 s) in every `machine ls`.
-NINJA_DIR = Path(importlib.util.find_spec("ninja").origin).parent
+# django-ninja, for its vendored Swagger UI (no CDN); not in `machine` commands (no pages):
+# its import (pydantic, django.test, jinja2) would cost every `machine ls` 0.15 s.
+if os.getenv("DOCKERDASH_CLI_PROCESS") != "1":
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("machines"), "ninja")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -113,7 +113,7 @@ ASGI_APPLICATION = "dockerdash.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates", NINJA_DIR / "templates"],
+        "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -243,7 +243,7 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static", NINJA_DIR / "static"]
+STATICFILES_DIRS = [BASE_DIR / "static"]
 # WhiteNoise serves the files where they are (as the finders see them), indexed at start: no
 # collectstatic step a fresh clone or a second web process could miss, no copy that goes
 # stale; a handful of files, so no hashed names or precompression; cached for 60 s.

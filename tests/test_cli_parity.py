@@ -96,21 +96,28 @@ def test_active_version_url_and_status(shell):
 
 def test_ctrl_c_detaches_and_the_operation_goes_on(shell):
     _, b = shell.names
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "machine", "restart", b],
-        cwd=ROOT,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("DOCKER")},
-            "DOCKERDASH_DATA_DIR": str(shell.data),
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    first = proc.stdout.readline()
-    assert first.startswith("[1/")
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    # A container machine restarts in seconds: on a loaded machine this test may be slower to
+    # send Ctrl-C than the restart is to end (the command then exits 0 with "Done"); it tries
+    # again then, as a user would, up to three times.
+    for _attempt in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "machine", "restart", b],
+            cwd=ROOT,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("DOCKER")},
+                "DOCKERDASH_DATA_DIR": str(shell.data),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        first = proc.stdout.readline()
+        assert first.startswith("[1/")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        if proc.returncode == 0 and out.rstrip().endswith("Done"):
+            continue  # finished before the signal came
+        break
     assert proc.returncode == 130
     assert f"Detached: the restart of {b} goes on in the runner" in err
 
