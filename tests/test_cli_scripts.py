@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import stat
@@ -231,3 +232,33 @@ def test_rm_without_a_terminal_is_no_and_rm_f_does_not_ask(sh):
     removed = sh(f"{M} rm -f {sh.name} < /dev/null")
     assert f"Successfully removed {sh.name}" in removed.stdout
     assert sh(f"{M} ls -q").stdout == ""
+
+
+def _create_status(sh, name: str) -> str:
+    ops = json.loads(sh(f"{M} inspect {name}").stdout)["Operations"]
+    return next(op["Status"] for op in ops if op["Kind"] == "create")
+
+
+def test_a_create_outlives_its_reader_and_create_again_follows_one_left_pending(sh):
+    """`create ... | true`: the reader is gone before the first line, and the machine is made
+    all the same (its runner starts before anything is printed). A create left pending with
+    no runner, as by a command killed before its runner started (here: asked for through
+    the services in a shell, which runs nothing), is run and followed by `create NAME`."""
+    gone, left = f"gone-{uuid.uuid4().hex[:5]}", f"left-{uuid.uuid4().hex[:5]}"
+    sh(f"{M} create -d container --container-engine {sh.engine} {gone} | true")
+    wait_until(lambda: _create_status(sh, gone) == "succeeded", timeout=180, every=1)
+
+    script = (
+        "from machines.services import machines as s\n"
+        "from machines.services.drivers import driver_for\n"
+        f"row, made = driver_for(None, 'container', {{'engine': {sh.engine!r}}})\n"
+        f"s.create_from_input(None, {left!r}, row, made=made, options={{}}, engine={{}}, "
+        "tags={}, via='cli')\n"
+    )
+    sh(f"{MANAGE} shell -c {shlex.quote(script)}")
+    assert _create_status(sh, left) == "pending"
+    resumed = sh(f"{M} create -d container --container-engine {sh.engine} {left}").stdout
+    assert resumed.startswith(f"Following the create of {left}, not ended.\n[1/")
+    assert resumed.rstrip().endswith("Done")
+    assert sh(f"{M} status {left}").stdout.strip() == "Running"
+    sh(f"{M} rm -y {gone} {left}")

@@ -127,8 +127,7 @@ def run(action: str, cli, name: str, driver: str, verbose: bool, **opts) -> None
         )
     except (services.InvalidInput, PermissionDenied) as e:
         raise CommandError(str(e)) from None
-    cli.stdout.write(f"Creating machine {name} ({op.machine.driver.kind})...")
-    follow(cli, op, verbose)
+    follow(cli, op, verbose, header=f"Creating machine {name} ({op.machine.driver.kind})...")
 
 
 def _swarm(opts: dict) -> dict | None:
@@ -147,16 +146,23 @@ def _retry(cli, machine: Machine, verbose: bool) -> None:
     last = machine.operations.filter(kind=Operation.Kind.CREATE).order_by("-created_at").first()
     if last is None or last.status == Operation.Status.SUCCEEDED:
         raise CommandError(f'Docker machine "{machine.name}" already exists')
+    if last.is_active:
+        # Not ended: a command that died before a runner took it left it pending (this
+        # starts one), or a runner is at it (this follows it).
+        follow(cli, last, verbose, header=f"Following the create of {machine.name}, not ended.")
+        return
     try:
         op = services.request_action(acting_user(), machine, Operation.Kind.CREATE, via="cli")
     except (services.OperationConflict, PermissionDenied) as e:
         raise CommandError(str(e)) from None
     why = f": {last.error.splitlines()[0]}" if last.error else ""
-    cli.stdout.write(
-        f"Retrying the create of {machine.name} ({machine.driver.kind}), which ended "
-        f"{last.status}{why}. Its options are the ones it was created with."
+    follow(
+        cli,
+        op,
+        verbose,
+        header=f"Retrying the create of {machine.name} ({machine.driver.kind}), which ended "
+        f"{last.status}{why}. Its options are the ones it was created with.",
     )
-    follow(cli, op, verbose)
 
 
 def _given(driver: type, source: str, opts: dict) -> dict[str, str | bool]:

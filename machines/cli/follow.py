@@ -31,13 +31,16 @@ def run(action: str, cli, operation_id: int, **_) -> None:
         runner.run_claimed(claimed)
 
 
-def follow(cli, op: Operation, verbose: bool) -> None:
-    """Follow an operation to its end, printing its steps (every line with --verbose).
+def follow(cli, op: Operation, verbose: bool, header: str = "") -> None:
+    """Follow an operation to its end, printing its steps (every line with --verbose), after
+    a `header` line.
 
     A live runner (serve or worker) runs it; without one, this process forks a runner of
     its own (no second start-up), detached, so that Ctrl-C here only stops following: the
-    operation goes on. Runners on this host wake this process at each change of the
-    operation (live.wakeups); a poll remains for runners elsewhere.
+    operation goes on. Nothing is printed before that: a reader gone at once (`| true`, a
+    closed terminal) must not leave the operation pending with no runner. Runners on this
+    host wake this process at each change of the operation (live.wakeups); a poll remains
+    for runners elsewhere.
     """
     from machines.live import wakeups
     from machines.operations.stale import interrupt_stale, runner_alive
@@ -47,6 +50,8 @@ def follow(cli, op: Operation, verbose: bool) -> None:
         if not runner_alive():
             _spawn_runner(op)
         try:
+            if header:
+                cli.stdout.write(header)
             _print_until_done(cli, op, verbose, woken)
         except KeyboardInterrupt:
             cli.stderr.write(

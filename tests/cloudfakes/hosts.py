@@ -13,6 +13,7 @@ import contextlib
 import io
 import tarfile
 import threading
+import time
 import uuid
 from types import SimpleNamespace
 
@@ -84,9 +85,18 @@ class Host:
             self._refresh_ip()
 
     def pause(self) -> None:
-        """Frozen: its SSH port still accepts connections (the kernel does), then silence."""
+        """Frozen: its SSH port still accepts connections (the kernel does), then silence.
+        The freezer can fail while the host is busy starting ("unable to freeze", seen with
+        four test workers on two cores): tried again for a few seconds."""
         with self.hosts.lock:
-            self.container.pause()
+            for attempt in range(10):
+                try:
+                    self.container.pause()
+                    return
+                except docker.errors.APIError as e:
+                    if "unable to freeze" not in str(e) or attempt == 9:
+                        raise
+                    time.sleep(0.5)
 
     def remove(self) -> None:
         with self.hosts.lock:
@@ -140,7 +150,10 @@ class Hosts:
     def alive(self) -> list[str]:
         """The host containers ever booted here that are still on the engine."""
         with self.lock:
-            existing = {c.name for c in self.client.containers.list(all=True)}
+            # The list alone (the SDK's containers.list inspects each one, and another test
+            # worker may remove one of its own in between: a 404).
+            listed = self.client.api.containers(all=True)
+            existing = {name.lstrip("/") for c in listed for name in c["Names"]}
         return sorted(existing & set(self.booted))
 
     def close(self) -> None:
