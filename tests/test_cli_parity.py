@@ -118,7 +118,7 @@ def test_ctrl_c_detaches_and_the_operation_goes_on(shell):
         if proc.returncode == 0 and out.rstrip().endswith("Done"):
             continue  # finished before the signal came
         break
-    assert proc.returncode == 130
+    assert proc.returncode == 130, (first, out, err)
     assert f"Detached: the restart of {b} goes on in the runner" in err
 
     def restarted():

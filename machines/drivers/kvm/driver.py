@@ -166,7 +166,7 @@ class KVMDriver(BaseDriver):
     def _boot(self, hv: Hypervisor, dom: Any, machine: Machine, log=print) -> None:
         started = time.monotonic()
         if not hv.call("reading the VM's state", dom.isActive):
-            hv.call("starting the VM", dom.create)
+            self._start_domain(hv, dom, log)
             log(f"Started {dom.name()}; waiting for its address")
         machine.ip = self._wait_address(hv, dom, machine)
         log(f"{dom.name()} has the address {machine.ip}; waiting for SSH")
@@ -180,6 +180,20 @@ class KVMDriver(BaseDriver):
         ) as session:
             machine.ssh_host_key = session.host_key
         log(f"SSH answers {time.monotonic() - started:.1f} s after the VM started")
+
+    @staticmethod
+    def _start_domain(hv: Hypervisor, dom: Any, log) -> None:
+        """Start the domain; once more a second later when libvirt could not make its cgroup
+        ("Failed to create v1 controller cpu for group: No such file or directory", seen once
+        on a cgroup v1 host with two VMs starting at the same moment): a transient error."""
+        try:
+            hv.call("starting the VM", dom.create)
+        except DriverError as e:
+            if "controller" not in str(e) or "for group" not in str(e):
+                raise
+            log(f"{e}; trying once more")
+            time.sleep(1)
+            hv.call("starting the VM", dom.create)
 
     def _wait_address(self, hv: Hypervisor, dom: Any, machine: Machine) -> str:
         deadline = time.monotonic() + ADDRESS_WAIT
