@@ -62,6 +62,11 @@ venv-kvm:
 $(VENV)/.test: $(VENV)/.installed requirements-test.lock
 	@$(call say,installing the test lock: $$(grep -c '^[a-z]' requirements-test.lock) pinned packages)
 	@$(INSTALL_LOCK) requirements-test.lock
+	@# Every module compiled once now (15 s on two cores): otherwise the suite's four workers
+	@# and the hundreds of commands it starts each compile what they import until a .pyc is
+	@# written (a fresh clone's suite: 16.1 min; the same clone again, compiled: 12.7 min).
+	@$(call say,compiling the environment's Python modules)
+	@$(VENV)/bin/python -m compileall -q -j 0 $(VENV)/lib >/dev/null
 	@touch $@
 
 .PHONY: venv venv-test
