@@ -96,7 +96,7 @@ def _spawn_runner(op: Operation) -> None:
     open), a new process is started instead."""
     from django.db import connection, connections
 
-    if not hasattr(os, "fork") or threading.active_count() > 1 or connection.in_atomic_block:
+    if not hasattr(os, "fork") or _threads() > 1 or connection.in_atomic_block:
         _start_runner_process(op)
         return
     connections.close_all()  # neither process may use the other's database connection
@@ -114,6 +114,14 @@ def _spawn_runner(op: Operation) -> None:
             runner.run_claimed(claimed)
     finally:
         os._exit(0)  # the parent's exit handlers and buffers are not the child's
+
+
+def _threads() -> int:
+    """This process's threads, those of libraries too (Python counts only its own)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 def _start_runner_process(op: Operation) -> None:
