@@ -19,6 +19,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.conf import settings
@@ -55,6 +56,10 @@ class Watching:
         self.wakers: dict[int, asyncio.Event] = {}
         self.connected: set[int] = set()
         self.started = False
+        self.stopped = False
+        # What other threads wait on: cancelled at stop, so that none waits on a loop that
+        # no longer runs (a health cycle in flight when the runner stopped hung its thread).
+        self._waited: weakref.WeakSet[Future] = weakref.WeakSet()
         self._lock = threading.Lock()
 
     # -- from any thread -----------------------------------------------------------------
@@ -67,9 +72,14 @@ class Watching:
                 self.thread.start()
 
     def submit(self, coro) -> Future:
-        """Run a coroutine on the watching loop (health checks' pings use it too)."""
+        """Run a coroutine on the watching loop (health checks' pings use it too); once
+        stopped, the future is cancelled (its waiter gets CancelledError, never a hang)."""
         self.start()
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        self._waited.add(future)
+        if self.stopped:
+            future.cancel()
+        return future
 
     def sync(self, machine_ids: set[int]) -> None:
         """Watch exactly these machines' engines."""
@@ -95,6 +105,9 @@ class Watching:
             self.submit(self._sync(set())).result(timeout)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(max(0.1, deadline - time.monotonic()))
+        self.stopped = True
+        for future in list(self._waited):
+            future.cancel()
         self.db.shutdown(wait=False, cancel_futures=True)
         self.writer.stop(max(0.1, deadline - time.monotonic()))
 
