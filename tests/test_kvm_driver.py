@@ -79,7 +79,7 @@ class CLI:
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory) -> CLI:
     check_hypervisor()
-    ensure_vm_images()  # built by `make test`; built here (as root) when missing
+    ensure_vm_images((VM_IMAGE,))  # built by `make test`; built here (as root) when missing
     data = tmp_path_factory.mktemp("kvm-data")
     cli = CLI(user_env(data))
     cli("migrate", "--noinput")

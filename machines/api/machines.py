@@ -251,8 +251,8 @@ def machine_tags(request: HttpRequest, name: str, body: TagsIn):
 def _operation(request: HttpRequest, pk: int) -> Operation:
     need(request, "machines.view_machine")
     op = Operation.objects.filter(pk=pk).first()
-    hidden = op is not None and op.machine_id is not None
-    if hidden and not visible(request).filter(pk=op.machine_id).exists():
+    linked = op is not None and op.machine_id is not None
+    if linked and not visible(request).filter(pk=op.machine_id).exists():
         # Unless its machine was removed since the first read (the end of an `rm` being
         # followed): the operation stays, unlinked, as the removal's record.
         op = Operation.objects.filter(pk=pk, machine__isnull=True).first()
