@@ -142,14 +142,12 @@ test-fleet: system-deps venv
 # Files run on TEST_WORKERS pytest-xdist workers, a whole file per worker (--dist loadfile: a
 # file's shared fixtures, such as the kvm tests' VM, stay in one process), in the order
 # tests/conftest.py gives (the longest files first; xdist would sort files by their number of
-# tests). Two by default, as many as CI's cores. TEST_WORKERS=4 ran a fresh clone's suite in
-# 13 min 52 s (two: 20 min, measured before the cheap password hashes and the compiled
-# modules, which shorten both; most tests wait on engines, VMs, SSH and browsers), but four
-# workers on one test engine still shake out races in the test fleet now and then (the last
-# one seen: a fake EC2 host's address taken by another worker's host while it rebooted), so
-# it is not the default yet. Each worker has its own data dir (tests/settings.py);
-# TEST_WORKERS=0 runs in one process.
-TEST_WORKERS ?= 2
+# tests). Four by default (twice CI's two cores: most tests wait on engines, VMs, SSH and
+# browsers, and two workers left the cores idle a third of the time). Four workers share one
+# test engine, so the fleet keeps what a worker makes apart from the others' (labels by
+# instance id; the fake clouds' hosts have fixed addresses). Each worker has its own data dir
+# (tests/settings.py); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 4
 PYTEST_PARALLEL = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile \
 	--no-loadscope-reorder)
 

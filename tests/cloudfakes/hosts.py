@@ -5,12 +5,19 @@ sshd, Docker) on the test engine, with the public keys registered for it in root
 authorized_keys; its address on the engine's network is the VM's public IPv4. Everything
 after the provider's API (SSH, provisioning, TLS, `machine env`, `docker run`) is real.
 Power actions stop, kill, start and restart the container, as a console's buttons would.
+
+A VM keeps its public address through a reboot or a stop and start, as a cloud's does: the
+hosts live on a network of their own with a fixed address each (Docker hands a stopped
+container's dynamic address to the next container made, and with several test workers on one
+engine that was another worker's host: its changed host key was rightly refused).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
+import random
 import tarfile
 import threading
 import time
@@ -18,13 +25,37 @@ import uuid
 from types import SimpleNamespace
 
 import docker.errors
+import docker.types
 
-from machines.drivers.container.driver import NETWORK, ContainerDriver
+from machines.drivers.container.driver import LABEL, ContainerDriver, DriverError
 from machines.lib.hostimage import HOST_IMAGE
+
+# The fake clouds' hosts' own network: clear of the test engine's bridge (10.213.0.0/24), its
+# pool for other networks (10.214.0.0/16), the suite's libvirt network (10.215.0.0/24) and the
+# nested engines' 172.17.0.0/16. Every address in it is given out by boot() (no dynamic range
+# is used: a container is always made with its address).
+CLOUD_NETWORK = "dockerdash-test-cloudvms"
+CLOUD_SUBNET = ipaddress.ip_network("10.216.0.0/20")
 
 
 class _Maker(ContainerDriver):
-    """The container driver's own code paths, with the VM's registered keys installed."""
+    """The container driver's own code paths, with the VM's registered keys installed and a
+    fixed address on the fake clouds' network."""
+
+    def _container_config(self, client, machine, image, network, info, privileged) -> dict:
+        # (The driver's fall-back without --privileged names its own network: this one wins.)
+        config = super()._container_config(client, machine, image, CLOUD_NETWORK, info, privileged)
+        config["networking_config"] = client.api.create_networking_config(
+            {CLOUD_NETWORK: client.api.create_endpoint_config(ipv4_address=machine.ip)}
+        )
+        return config
+
+    def _ip_of(self, container) -> str:
+        container.reload()
+        net = (container.attrs["NetworkSettings"]["Networks"] or {}).get(CLOUD_NETWORK) or {}
+        if ip := net.get("IPAddress"):
+            return ip
+        raise DriverError(f"The container {container.name} has no address on {CLOUD_NETWORK}")
 
     def _install_key(self, container, machine) -> None:
         keys = "".join(f"{key.strip()}\n" for key in machine.public_keys).encode()
@@ -119,11 +150,60 @@ class Hosts:
         self.maker = _Maker({"engine": engine_url})
         self.client = self.maker.client(timeout=120)
         self.info = self.client.info()
-        self.maker._ensure_network(self.client)
+        self._ensure_network()
         self.made: dict[str, Host] = {}
         self.booted: list[str] = []
         # One Docker client (a requests session) for the fake's threads: one call at a time.
         self.lock = threading.RLock()
+
+    def _ensure_network(self) -> None:
+        """The hosts' network, made once on the engine (test workers may race to make it: the
+        fixed subnet lets only one succeed; the others find it)."""
+        for _ in range(3):
+            if self.client.networks.list(names=[CLOUD_NETWORK]):
+                return
+            pool = docker.types.IPAMPool(subnet=str(CLOUD_SUBNET))
+            with contextlib.suppress(docker.errors.APIError):
+                self.client.networks.create(
+                    CLOUD_NETWORK,
+                    driver="bridge",
+                    ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+                    labels={LABEL: "test-cloudvms"},
+                )
+            time.sleep(0.2)
+        if not self.client.networks.list(names=[CLOUD_NETWORK]):
+            raise RuntimeError(f"the network {CLOUD_NETWORK} ({CLOUD_SUBNET}) could not be made")
+
+    def _free_address(self) -> str:
+        """An address no container on the engine holds or was made with (stopped ones keep
+        theirs): another worker may pick the same one at once, so create retries."""
+        taken = set()
+        for container in self.client.api.containers(all=True):
+            nets = (container.get("NetworkSettings") or {}).get("Networks") or {}
+            endpoint = nets.get(CLOUD_NETWORK) or {}
+            taken.add(endpoint.get("IPAddress"))
+            taken.add((endpoint.get("IPAMConfig") or {}).get("IPv4Address"))
+        hosts = list(CLOUD_SUBNET.hosts())[1:]  # the first is the bridge's gateway
+        free = [str(ip) for ip in hosts if str(ip) not in taken]
+        return random.choice(free)
+
+    def _create(self, stand_in: SimpleNamespace):
+        for attempt in range(5):
+            stand_in.ip = self._free_address()
+            try:
+                container = self.maker._create_container(
+                    self.client, stand_in, HOST_IMAGE, CLOUD_NETWORK, self.info, lambda text: 0
+                )
+                self.maker._start(self.client, stand_in, container, self.info, lambda text: 0)
+                return container
+            except (DriverError, docker.errors.APIError) as e:
+                if "already in use" not in str(e) or attempt == 4:
+                    raise
+                with contextlib.suppress(docker.errors.NotFound):
+                    self.client.containers.get(self.maker.container_name(stand_in)).remove(
+                        force=True
+                    )
+        raise AssertionError("unreachable")
 
     def boot(self, public_keys: list[str], user: str = "root") -> Host:
         """A running host whose `user` logs in with these keys (another user than root gets
@@ -135,12 +215,9 @@ class Hosts:
             ip="",
         )
         with self.lock:
-            container = self.maker._create_container(
-                self.client, stand_in, HOST_IMAGE, NETWORK, self.info, lambda text: None
-            )
+            container = self._create(stand_in)
             host = self.made[stand_in.name] = Host(self, stand_in, container)
-            self.booted.append(container.name)
-            self.maker._start(self.client, stand_in, container, self.info, lambda text: None)
+            self.booted.append(self.maker.container_name(stand_in))
             # (Started again without --privileged where the engine refuses it: a new id.)
             host.container = self.client.containers.get(stand_in.driver_options["container_id"])
             if user != "root":
