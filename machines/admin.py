@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 
 from machines.audit.log import Action, record
 from machines.fields import hidden_options
@@ -59,6 +61,37 @@ class SuperuserOnlyChanges:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return request.user.is_active and request.user.is_superuser
+
+
+class GuardedUserAdmin(UserAdmin):
+    """Django's user admin, where superuser status and single permissions are a superuser's
+    to give. The admin role holds auth.change_user (admins manage accounts and make other
+    admins), but a superuser is more than an admin (machine rows, every permission): an admin
+    may not tick it (its own or another's), grant single permissions, or change, set the
+    password of or delete a superuser's account (the password form asks this too)."""
+
+    GUARDED = ("is_superuser", "user_permissions")
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if request.user.is_superuser else fields + self.GUARDED
+
+    def _of_a_superuser(self, request, obj) -> bool:
+        return obj is not None and obj.is_superuser and not request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return not self._of_a_superuser(request, obj) and super().has_change_permission(
+            request, obj
+        )
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return not self._of_a_superuser(request, obj) and super().has_delete_permission(
+            request, obj
+        )
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), GuardedUserAdmin)
 
 
 @admin.register(Driver)

@@ -89,6 +89,51 @@ def test_staff_roles_see_machines_in_the_admin_but_cannot_change_them(role):
     assert refusals.filter(what__startswith="refused POST /admin/machines/machine/").count() == 3
 
 
+def _user_form(user, **fields) -> dict:
+    return {"username": user.username, "email": user.email, "is_active": "on",
+            "last_login_0": "", "last_login_1": "", "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00", "groups": [g.pk for g in user.groups.all()],
+            **fields}  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_an_admin_manages_accounts_but_cannot_make_or_take_over_a_superuser():
+    """The admin role holds auth.change_user (admins manage users): in the Django admin it
+    deactivates an operator, but cannot tick superuser status (its own or another's), grant
+    single permissions, or change, reset the password of or delete a superuser's account."""
+    admin_user, client = _staff(ADMIN)
+    root = get_user_model().objects.create_superuser("root", password="root-pw-1234")
+    operator = get_user_model().objects.create_user("op", password="op-pw-1234-long")
+    own = reverse("admin:auth_user_change", args=[admin_user.pk])
+    changed = client.post(own, _user_form(admin_user, is_staff="on", is_superuser="on",
+                                          user_permissions=[Permission.objects.get(
+                                              codename="change_machine").pk]))  # fmt: skip
+    assert changed.status_code == 302, changed.content.decode()[:3000]
+    admin_user.refresh_from_db()
+    assert not admin_user.is_superuser and not admin_user.user_permissions.exists()
+    assert not admin_user.has_perm("machines.change_machine")
+
+    form = {**_user_form(operator), "is_superuser": "on"}
+    del form["is_active"]  # unticked
+    done = client.post(reverse("admin:auth_user_change", args=[operator.pk]), form)
+    assert done.status_code == 302, done.content.decode()[:3000]
+    operator.refresh_from_db()
+    assert not operator.is_active and not operator.is_superuser
+
+    page = client.get(reverse("admin:auth_user_change", args=[root.pk]))
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    takeover = client.post(reverse("admin:auth_user_change", args=[root.pk]),
+                           {**_user_form(root), "is_active": ""})  # fmt: skip
+    assert takeover.status_code == 403
+    password = reverse("admin:auth_user_password_change", args=[root.pk])
+    reset = client.post(password, {"password1": "mine-now-1234", "password2": "mine-now-1234"})
+    assert reset.status_code == 403
+    delete = reverse("admin:auth_user_delete", args=[root.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    root.refresh_from_db()
+    assert root.is_active and root.check_password("root-pw-1234")
+
+
 @pytest.mark.django_db
 def test_a_superusers_admin_changes_are_audited_by_field_never_by_value():
     root = get_user_model().objects.create_superuser("root", password="root-pw-1234")
