@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import http.server
 import shlex
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -145,6 +146,32 @@ def test_non_public_urls_and_redirects_elsewhere_are_refused_unless_a_mirror(
     with pytest.raises(HostImageError, match="redirects to another host"):
         fetch_image(f"{local_server}/away")
     assert not list((tmp_path / "cache" / "images").glob("*.partial"))
+
+
+def test_a_name_that_resolves_elsewhere_at_download_time_is_refused(
+    local_server, settings, monkeypatch, tmp_path
+):
+    """DNS rebinding: the name is public when checked and the local server's loopback address
+    when the download connects. The address connected to is what counts: the download stops
+    before a byte is sent."""
+    monkeypatch.setenv("DOCKERDASH_CACHE_DIR", str(tmp_path / "cache"))
+    settings.KVM_IMAGE_MIRRORS = []
+    real = socket.getaddrinfo
+    asked = []
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "images.example":
+            return real(host, port, *args, **kwargs)
+        asked.append(host)
+        address = "151.101.2.132" if len(asked) == 1 else "127.0.0.1"
+        return real(address, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    port = local_server.rsplit(":", 1)[1]
+    with pytest.raises(HostImageError, match=r"images\.example connected to 127\.0\.0\.1"):
+        fetch_image(f"http://images.example:{port}/image.qcow2")
+    assert len(asked) == 2  # checked, then connected
+    assert not list((tmp_path / "cache" / "images").glob("*"))
 
 
 @pytest.mark.libvirt

@@ -6,7 +6,9 @@
 - A URL is fetched only from a public address: loopback, private, link-local (the cloud
   metadata service) and other reserved addresses are refused, and so is a redirect to
   another host, unless its origin is a mirror the administrator allows
-  (DOCKERDASH_KVM_IMAGE_MIRRORS).
+  (DOCKERDASH_KVM_IMAGE_MIRRORS). The name is checked before the download, and the address
+  the download connects to is checked again before a byte is sent (a name that resolves
+  elsewhere the second time, DNS rebinding, is refused).
 - The file is inspected with `qemu-img info --output json`: a backing file, an external data
   file or a `json:` name would make the hypervisor open another file on its host.
 """
@@ -59,6 +61,18 @@ def _mirror(url: str) -> bool:
     return _origin(url) in {_origin(m) for m in settings.KVM_IMAGE_MIRRORS}
 
 
+def _refused(url: str, host: str) -> HostImageError:
+    return HostImageError(
+        f"Refused to download {url}: {host} is a loopback, private or link-local address (an "
+        "administrator can allow a mirror with DOCKERDASH_KVM_IMAGE_MIRRORS)"
+    )
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    return ip.is_global and not ip.is_multicast
+
+
 def check_address(url: str) -> None:
     """Refuse a URL whose host resolves to a non-public address (unless it is a mirror)."""
     parts = urllib.parse.urlsplit(url)
@@ -70,25 +84,60 @@ def check_address(url: str) -> None:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
     except OSError as e:
         raise HostImageError(f"Downloading {url} failed: {parts.hostname}: {e}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not address.is_global or address.is_multicast:
-            raise HostImageError(
-                f"Refused to download {url}: {parts.hostname} is a loopback, private or "
-                "link-local address (an administrator can allow a mirror with "
-                "DOCKERDASH_KVM_IMAGE_MIRRORS)"
-            )
+    if not all(_public(info[4][0]) for info in infos):
+        raise _refused(url, parts.hostname)
+
+
+def _session():
+    """A requests session whose every connection checks the address it reached before it
+    sends anything (the same rule as check_address, on the address actually used)."""
+    import requests
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class Checked:
+        scheme = "http"
+
+        def _new_conn(self):
+            sock = super()._new_conn()
+            peer = sock.getpeername()[0]
+            origin = f"{self.scheme}://{self.host}:{self.port}"
+            if not _mirror(origin) and not _public(peer):
+                sock.close()
+                raise HostImageError(
+                    f"Refused to download from {self.host}: it was checked as a public address "
+                    f"but {self.host} connected to {peer}, a loopback, private or link-local one"
+                )
+            return sock
+
+    class CheckedHTTP(Checked, HTTPConnection):
+        pass
+
+    class CheckedHTTPS(Checked, HTTPSConnection):
+        scheme = "https"
+
+    class Adapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {
+                "http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": CheckedHTTP}),
+                "https": type("SPool", (HTTPSConnectionPool,), {"ConnectionCls": CheckedHTTPS}),
+            }
+
+    session = requests.Session()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, Adapter())
+    return session
 
 
 def open_download(url: str):
     """A streaming response for `url`, following at most MAX_REDIRECTS redirects, each on the
     same origin or to an allowed mirror, every address checked."""
-    import requests
 
-    current = url
+    current, session = url, _session()
     for _ in range(MAX_REDIRECTS + 1):
         check_address(current)
-        answer = requests.get(current, stream=True, timeout=30, allow_redirects=False)
+        answer = session.get(current, stream=True, timeout=30, allow_redirects=False)
         if not answer.is_redirect:
             answer.raise_for_status()
             return answer
