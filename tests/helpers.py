@@ -153,3 +153,27 @@ def team_member(username: str, role: str, group: str, selector: str):
     TeamRole.objects.get_or_create(team=team, group=machines, defaults={"role": role})
     team.members.add(user)
     return user
+
+
+def cancel_a_provision_on_a_frozen_host(host, name: str, command) -> None:
+    """The host container paused, `command("provision", name)` waits in its first step (SSH);
+    `command("cancel", name)` says the provision stops after that step and returns once it
+    has, the host thawed meanwhile: cancel exits 0, the provision 1 ("Cancelled before step
+    2"). `command` starts a CLI (the server's or the remote one) with its output piped."""
+    host.pause()
+    try:
+        provision = command("provision", name)
+        first = provision.stdout.readline()
+        assert first.startswith("[1/") and "Connect to " in first, first
+        cancel = command("cancel", name)
+        said = cancel.stdout.readline().strip()  # printed at once, even into a pipe
+        assert said == f"The provision of {name} stops at the end of its current step..."
+    finally:
+        host.unpause()
+    out, err = cancel.communicate(timeout=120)
+    assert (cancel.returncode, out.strip()) == (0, f"Cancelled the provision of {name}"), (
+        err,
+        provision.communicate(timeout=30),
+    )
+    out, err = provision.communicate(timeout=30)
+    assert provision.returncode == 1 and "Cancelled before step 2" in err, (out, err)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from machines.models import Machine
 from machines.operations import runner
 
 from .dmstores import configure_as_docker_machine, go_style_cert
-from .helpers import MANAGE, ROOT, run, user_env, wait_until
+from .helpers import MANAGE, ROOT, cancel_a_provision_on_a_frozen_host, run, user_env, wait_until
 
 pytestmark = pytest.mark.engine
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
@@ -94,13 +95,9 @@ def test_active_version_url_and_status(shell):
     assert f"{b} * Running" in ls
 
 
-def test_ctrl_c_detaches_and_the_operation_goes_on(shell):
-    _, b = shell.names
-    # A provision (SSH, OS detection, certificates, the daemon restarted, its API waited for)
-    # runs for seconds after its first step: time enough for Ctrl-C to land mid-way even on a
-    # loaded machine (a container machine's restart could end first, under a second).
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "machine", "provision", b],
+def _manage(shell, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "machine", *args],
         cwd=ROOT,
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("DOCKER")},
@@ -110,12 +107,21 @@ def test_ctrl_c_detaches_and_the_operation_goes_on(shell):
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_ctrl_c_detaches_and_the_operation_goes_on(shell):
+    _, b = shell.names
+    # A provision (SSH, OS detection, certificates, the daemon restarted, its API waited for)
+    # runs for seconds after its first step: time enough for Ctrl-C to land mid-way even on a
+    # loaded machine (a container machine's restart could end first, under a second).
+    proc = _manage(shell, "provision", b)
     first = proc.stdout.readline()
     assert first.startswith("[1/")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, (first, out, err)
     assert f"Detached: the provision of {b} goes on in the runner" in err
+    assert f"machine cancel {b} stops it" in err
 
     def provisioned():
         info = json.loads(shell(f"{shell.manage} machine inspect {b}").stdout)
@@ -126,6 +132,23 @@ def test_ctrl_c_detaches_and_the_operation_goes_on(shell):
 
     wait_until(provisioned, timeout=180, every=1)
     assert shell(f"{shell.manage} machine status {b}").stdout.strip() == "Running"
+
+
+def test_cancel_stops_an_operation_under_way_and_waits_for_it(shell, parent):
+    """The host frozen, a provision waits in its first step (SSH); `machine cancel` asks it to
+    stop, says it stops after that step, and returns once it has: the provision ends
+    cancelled (exit 1), the host untouched and running."""
+    a, _ = shell.names
+    host = parent.containers.get(f"dockerdash-{a}")
+    cancel_a_provision_on_a_frozen_host(host, a, functools.partial(_manage, shell))
+    info = json.loads(shell(f"{shell.manage} machine inspect {a}").stdout)
+    assert info["Operations"][0]["Kind"] == "provision"
+    assert info["Operations"][0]["Status"] == "cancelled"
+    again = shell(f"{shell.manage} machine cancel {a} nosuch", check=False)
+    assert again.returncode == 1
+    assert f"{a} has no operation under way." in again.stderr
+    assert 'Docker machine "nosuch" does not exist.' in again.stderr
+    assert shell(f"{shell.manage} machine status {a}").stdout.strip() == "Running"
 
 
 def test_a_generic_machine_over_the_same_commands(shell, tmp_path):

@@ -5,6 +5,7 @@ host's root shell through the terminal websocket, with the token) included."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -21,7 +22,7 @@ from dockerdash.client.websocket import WebSocket
 from machines.drivers.container.driver import INSTANCE_LABEL
 
 from .browser import free_port
-from .helpers import MANAGE, Process, run, user_env, wait_until
+from .helpers import MANAGE, Process, cancel_a_provision_on_a_frozen_host, run, user_env, wait_until
 from .tinyimage import tiny_image_tar
 
 DOCKERDASH = str(Path(sys.executable).parent / "dockerdash")
@@ -57,8 +58,14 @@ def laptop_env(home: Path) -> dict[str, str]:
     return {k: os.environ[k] for k in keep if k in os.environ} | {"HOME": str(home)}
 
 
+def _laptop(env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [DOCKERDASH, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 @pytest.mark.engine
-def test_login_create_env_docker_run_rm_from_a_laptop(dashboard, tmp_path, engine_url):
+def test_login_create_env_docker_run_rm_from_a_laptop(dashboard, tmp_path, engine_url, parent):
     url, token, server_env = dashboard
     laptop = laptop_env(tmp_path / "home")
 
@@ -97,6 +104,14 @@ def test_login_create_env_docker_run_rm_from_a_laptop(dashboard, tmp_path, engin
         laptop,
     )
     assert ran.stdout.strip() == "ran"
+
+    # cancel: a provision waiting on the frozen host stops after its first step.
+    host = parent.containers.get(f"dockerdash-{name}")
+    cancel_a_provision_on_a_frozen_host(host, name, functools.partial(_laptop, laptop))
+    nothing = dd(f"cancel {name}", check=False)
+    assert nothing.returncode == 1
+    assert nothing.stderr.strip() == f"{name} has no operation under way."
+    assert dd(f"status {name}").stdout.strip() == "Running"
 
     removed = dd(f"rm -y {name}")
     assert f"Successfully removed {name}" in removed.stdout

@@ -16,7 +16,7 @@ SERVER_LOCAL = {
     "scp": "scp stays on the dashboard's server: run `dockerdash scp` there.",
     "mount": "mount stays on the dashboard's server: run `dockerdash mount` there.",
 }
-COMMANDS = {"login", "ls", "create", "env", "config", "tag", "context", "logs", "ssh"}
+COMMANDS = {"login", "ls", "create", "env", "config", "tag", "context", "logs", "ssh", "cancel"}
 COMMANDS |= {*LIFECYCLE, *SHOW}
 
 
@@ -30,6 +30,8 @@ def _parser(action: str, api: Api | None) -> argparse.ArgumentParser:
         parser.add_argument("-f", "--filter", action="append", default=[])
         parser.add_argument("--format", default="")
         parser.add_argument("-t", "--timeout", type=int, default=10)
+    elif action == "cancel":
+        parser.add_argument("names", nargs="+")
     elif action in LIFECYCLE:
         parser.add_argument("names", nargs="+")
         parser.add_argument("-v", "--verbose", action="store_true")
@@ -90,7 +92,14 @@ def run(argv: list[str]) -> int:
     except KeyboardInterrupt:
         if action in ("logs", "ssh"):
             return 130
-        print("\nDetached: the operation goes on on the server.", file=sys.stderr)
+        if action == "cancel":
+            print("\nStopped waiting: the operation stops at its next step.", file=sys.stderr)
+        else:
+            print(
+                "\nDetached: the operation goes on on the server "
+                "(`dockerdash cancel MACHINE` stops it).",
+                file=sys.stderr,
+            )
         return 130
 
 
@@ -103,6 +112,8 @@ def _dispatch(api: Api | None, action: str, opts: dict) -> int:
         create.run(api, api.get("/drivers/flags"), opts)
     elif action in LIFECYCLE:
         return commands.lifecycle(api, action, **opts)
+    elif action == "cancel":
+        return commands.cancel(api, **opts)
     elif action == "logs":
         from dockerdash.client.logs import logs
 

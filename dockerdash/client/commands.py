@@ -100,6 +100,36 @@ def lifecycle(api: Api, action: str, names: list[str], verbose: bool, **flags) -
     return failed
 
 
+def cancel(api: Api, names: list[str]) -> int:
+    """The operation under way on each machine cancelled, waited for until it has stopped (a
+    running one stops at the end of its current step); 1 if one was not cancelled."""
+    failed = 0
+    for name in names:
+        try:
+            active = [op for op in api.get(f"{_path(name)}/operations") if op["active"]]
+            if not active:
+                raise ClientError(f"{name} has no operation under way.")
+            op = api.post(f"/operations/{active[0]['id']}/cancel")
+        except ClientError as e:  # no such machine, it ended meanwhile (409), a read token
+            print(e, file=sys.stderr)
+            failed = 1
+            continue
+        if op["active"]:
+            print(f"The {op['kind']} of {name} stops at the end of its current step...", flush=True)
+        while op["active"]:
+            time.sleep(0.2)
+            op = api.get(f"/operations/{op['id']}")
+        if op["status"] == "cancelled":
+            print(f"Cancelled the {op['kind']} of {name}")
+        else:
+            print(
+                f"The {op['kind']} of {name} ended {op['status']} before it could stop",
+                file=sys.stderr,
+            )
+            failed = 1
+    return failed
+
+
 def _confirm(question: str, refused: str) -> None:
     if input(question).strip().lower() not in ("y", "yes"):
         raise ClientError(refused)

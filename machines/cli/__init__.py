@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "upgrade": ("lifecycle", "Upgrade Docker on machines to the newest package"),
     "regenerate-certs": ("lifecycle", "New TLS certificates for machines (restarts Docker only)"),
     "rm": ("lifecycle", "Remove machines"),
+    "cancel": ("lifecycle", "Cancel the operation under way on machines, and wait for it to stop"),
     "tag": ("tags", "Show, set (key=value) or remove (--rm key) the tags of a machine"),
     "env": ("env", "Print the commands pointing the docker CLI at a machine"),
     "config": ("env", "Print the docker CLI's flags for a machine"),

@@ -56,11 +56,30 @@ def follow(cli, op: Operation, verbose: bool, header: str = "") -> None:
         except KeyboardInterrupt:
             cli.stderr.write(
                 f"\nDetached: the {op.kind} of {op.machine_name} goes on in the runner "
-                f"(machine inspect {op.machine_name} shows how it ends)."
+                f"(machine inspect {op.machine_name} shows how it ends; "
+                f"machine cancel {op.machine_name} stops it)."
             )
             sys.exit(130)
     if op.status != Operation.Status.SUCCEEDED:
         raise CommandError(op.error or f"{op.kind} of {op.machine_name} ended {op.status}")
+
+
+def wait_until_ended(op: Operation) -> None:
+    """Until `op` has ended (woken by this host's runners, polling for others'); op refreshed.
+    Its runner gone meanwhile ends it as interrupted (stale detection), so this ends too."""
+    from machines.live import wakeups
+    from machines.operations.stale import interrupt_stale
+
+    checked_at = time.monotonic()
+    with wakeups.listen_to_operation(op.pk) as woken:
+        while True:
+            op.refresh_from_db()
+            if not op.is_active:
+                return
+            if time.monotonic() - checked_at > STALE_CHECK_EVERY:
+                interrupt_stale(refresh=False)
+                checked_at = time.monotonic()
+            woken.wait(POLL_EVERY)
 
 
 def _print_until_done(cli, op: Operation, verbose: bool, woken) -> None:

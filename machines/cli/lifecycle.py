@@ -1,5 +1,6 @@
 """start, stop, restart, kill, provision, upgrade, regenerate-certs, rm: one operation per
-machine named, each followed to its end (as docker-machine, which ran them in turn)."""
+machine named, each followed to its end (as docker-machine, which ran them in turn); cancel:
+the operation under way on each machine named, stopped."""
 
 from __future__ import annotations
 
@@ -35,11 +36,14 @@ def add_arguments(action: str, parser) -> None:
             action="store_true",
             help="first undo dockerdash's Docker configuration on a host that stays",
         )
-    parser.add_argument("-v", "--verbose", action="store_true", help="stream the whole log")
+    if action != "cancel":
+        parser.add_argument("-v", "--verbose", action="store_true", help="stream the whole log")
 
 
-def run(action: str, cli, names: list[str], verbose: bool, **options) -> None:
-    if action == "rm":
+def run(action: str, cli, names: list[str], verbose: bool = False, **options) -> None:
+    if action == "cancel":
+        _cancel(cli, names)
+    elif action == "rm":
         _remove(cli, names, verbose, **options)
     elif action == "regenerate-certs":
         _regenerate(cli, names, verbose, **options)
@@ -66,6 +70,43 @@ def _each(cli, kind: str, names: list[str], verbose: bool, args: dict | None = N
             follow(cli, op, verbose)
         except CommandError as e:
             cli.stderr.write(str(e))
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+def _cancel(cli, names: list[str]) -> None:
+    """A pending operation ends at once; a running one at its next step (waited for here:
+    Ctrl-C stops waiting only). Exit 1 when one was not cancelled."""
+    from machines.cli.follow import wait_until_ended
+    from machines.operations import runner
+    from machines.services import machines as services
+
+    runner.interrupt_stale(refresh=False)
+    failed = False
+    for name in names:
+        op = get_machine(name).active_operation
+        if op is None:
+            cli.stderr.write(f"{name} has no operation under way.")
+            failed = True
+            continue
+        try:
+            services.cancel_operation(acting_user(), op)
+        except PermissionDenied as e:
+            cli.stderr.write(str(e))
+            failed = True
+            continue
+        if op.status == Operation.Status.RUNNING:
+            cli.stdout.write(f"The {op.kind} of {name} stops at the end of its current step...")
+        try:
+            wait_until_ended(op)
+        except KeyboardInterrupt:
+            cli.stderr.write(f"\nStopped waiting: the {op.kind} of {name} stops at its next step.")
+            sys.exit(130)
+        if op.status == Operation.Status.CANCELLED:
+            cli.stdout.write(f"Cancelled the {op.kind} of {name}")
+        else:
+            cli.stderr.write(f"The {op.kind} of {name} ended {op.status} before it could stop")
             failed = True
     if failed:
         sys.exit(1)
