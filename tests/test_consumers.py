@@ -158,6 +158,41 @@ async def test_machine_page_gets_new_operations_and_its_summary(viewer):
     await socket.disconnect()
 
 
+async def test_a_machine_page_keeps_each_roles_buttons_as_the_machine_changes(admin_user):
+    """A global admin keeps Remove and Root shell when the machine changes under the page
+    (the push carried the operators' buttons only); a team's admin gets Remove, never the
+    buttons that need creating machines (Root shell, Retry create: a 403 for a team role)."""
+    from django.test import Client
+    from django.urls import reverse
+
+    from .helpers import team_member
+
+    machine = await sync_to_async(make_machine)(
+        name="web-1", state="running", tags={"env": "a"}, ip="192.0.2.10",
+        ssh_host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE5hTGFxK2VHcmVhdEhvc3RLZXlGb3JUZXN0",
+    )  # fmt: skip
+    anna = await sync_to_async(team_member)("anna", "admin", "group-a", "env=a")
+
+    def page(user) -> str:
+        client = Client()
+        client.force_login(user)
+        return client.get(reverse("machines:detail", args=[machine.name])).content.decode()
+
+    for user, shell in ((admin_user, True), (anna, False)):
+        html = await sync_to_async(page)(user)
+        assert "Remove…" in html and ("Root shell" in html) is shell
+        socket = await connect(user, f"/ws/machines/{machine.pk}/")
+        snapshot = await socket.receive_from()
+        assert "Remove…" in snapshot and ("Root shell" in snapshot) is shell
+        machine.state = Machine.State.STOPPED if shell else Machine.State.RUNNING
+        await sync_to_async(machine.save)()
+        await sync_to_async(live.machine_changed)(machine)
+        pushed = await socket.receive_from()
+        assert 'id="machine-summary"' in pushed
+        assert "Remove…" in pushed and ("Root shell" in pushed) is shell, user
+        await socket.disconnect()
+
+
 async def test_operation_log_replays_then_streams_without_duplicates_then_closes(viewer):
     machine = await sync_to_async(make_machine)("none", name="web-1", state="running")
     op = await sync_to_async(Operation.objects.create)(

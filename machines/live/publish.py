@@ -103,15 +103,18 @@ def group_send(group: str, event: dict) -> None:
 
 
 def per_role(template: str, context: dict, *, admin: bool = False) -> dict[str, str]:
-    """One rendering per role whose page differs: viewers must not even see buttons."""
+    """One rendering per role whose page differs: viewers must not even see buttons. With
+    `admin`, the admins' too, and a team admin's (no buttons that need creating machines)."""
+    operator = {**context, "can_operate": True}
     renderings = {
         "html": render_to_string(template, context),
-        "html_operator": render_to_string(template, {**context, "can_operate": True}),
+        "html_operator": render_to_string(template, operator),
     }
     if admin:
         renderings["html_admin"] = render_to_string(
-            template, {**context, "can_operate": True, "can_admin": True}
+            template, {**operator, "can_admin": True, "can_create": True}
         )
+        renderings["html_team_admin"] = render_to_string(template, {**operator, "can_admin": True})
     return renderings
 
 
@@ -202,7 +205,7 @@ def machine_changed(machine) -> None:
         machine_group(machine.pk),
         {
             "type": "machine.changed",
-            **per_role("machines/detail.html#machine_oob", {"machine": machine}),
+            **per_role("machines/detail.html#machine_oob", {"machine": machine}, admin=True),
         },
     )
 

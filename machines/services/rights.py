@@ -234,14 +234,21 @@ def visible_bulks(user) -> QuerySet:
 
 
 def roles_of(user, machine: Machine | None = None) -> dict[str, bool]:
-    """What a page or a socket shows this user: the operators' buttons, the admins' ones
-    (on one machine, or on any)."""
+    """What a page or a socket shows this user: the operators' buttons, the admins' ones, and
+    those that need creating machines (Retry create, Root shell: a team's admin holds the
+    admins' on its machines, never these), on one machine or on any."""
     if machine is not None:
         return {
             "can_operate": allowed_on(user, machine, OPERATE),
             "can_admin": allowed_on(user, machine, DELETE),
+            "can_create": allowed_on(user, machine, ADD),
         }
-    return {"can_operate": allowed(user, OPERATE), "can_admin": allowed(user, ADD)}
+    can_create = allowed(user, ADD)
+    return {
+        "can_operate": allowed(user, OPERATE),
+        "can_admin": can_create,
+        "can_create": can_create,
+    }
 
 
 class TeamBackend(BaseBackend):

@@ -92,6 +92,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return False
         roles = roles_of(user, machine)
         self.can_operate, self.can_admin = roles["can_operate"], roles["can_admin"]
+        self.can_create = roles["can_create"]
         return True
 
     def _still_allowed(self) -> bool:
@@ -154,7 +155,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
         raise NotImplementedError
 
     def render(self, template: str, context: dict) -> str:
-        roles = {"can_operate": self.can_operate, "can_admin": self.can_admin}
+        roles = {
+            "can_operate": self.can_operate,
+            "can_admin": self.can_admin,
+            "can_create": self.can_create,
+        }
         return render_to_string(template, {**context, **roles})
 
     async def _forward(self, event: dict) -> None:
@@ -187,8 +192,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=self.pick(event, "insert_"))
 
     def pick(self, event: dict, prefix: str = "") -> str:
-        if self.can_admin and event.get(f"{prefix}html_admin"):
-            return event[f"{prefix}html_admin"]
+        admin = f"{prefix}html_admin" if self.can_create else f"{prefix}html_team_admin"
+        if self.can_admin and event.get(admin):
+            return event[admin]
         if self.can_operate and event.get(f"{prefix}html_operator"):
             return event[f"{prefix}html_operator"]
         return event[f"{prefix}html"]
