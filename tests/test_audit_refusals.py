@@ -17,8 +17,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from machines.models import AuditEntry, Driver, Machine
+from machines.models.teams import Team
 from machines.services.roles import ADMIN, OPERATOR, ensure_roles
-from tests.helpers import MANAGE, process_env, run
+from tests.helpers import MANAGE, process_env, run, team_member
 from tests.sockets import refused
 
 Action = AuditEntry.Action
@@ -232,3 +233,21 @@ def test_tag_edits_on_the_command_line_are_recorded_as_the_os_user():
         (getpass.getuser(), "cli", "env=prod"),
         (getpass.getuser(), "cli", "team=ops -env"),
     ]
+
+
+@pytest.mark.django_db
+def test_a_team_members_refused_action_is_recorded_once():
+    """Vera operates group A's machines and only sees group B's: restarting one of B's is a
+    403 and one entry (with the machine), not one from the rights check and another from the
+    middleware's 403."""
+    machine = _machine(tags={"env": "b"})
+    vera = team_member("vera", "operator", "group-a", "env=a")
+    team_member("vic", "viewer", "group-b", "env=b")  # the team of B's viewers ...
+    Team.objects.get(name="group-b-team-viewer").members.add(vera)  # ... Vera joins
+    client = Client()
+    client.force_login(vera)
+    AuditEntry.objects.all().delete()
+    restart = reverse("machines:action", args=[machine.name, "restart"])
+    assert client.post(restart).status_code == 403
+    entries = AuditEntry.objects.filter(action=Action.REFUSED)
+    assert [(e.username, e.machine_name) for e in entries] == [("vera", "web-1")]

@@ -38,7 +38,7 @@ class AuditMiddleware:
         token = _request.set(request)
         try:
             response = self.get_response(request)
-            if response.status_code == 403:
+            if response.status_code == 403 and not getattr(request, "_audit_refusal_kept", 0):
                 why = getattr(request, "_audit_refusal", "") or "forbidden"
                 record_refusal(f"refused {request.method} {request.path}"[:200], detail=why)
             return response
@@ -133,6 +133,14 @@ def record_refusal(what: str, *, user=None, address: str | None = None, detail: 
         count = 1
     if count <= settings.AUDIT_REFUSALS_PER_MINUTE:
         record(Action.REFUSED, what, user=user, via="web", address=address, detail=detail)
+
+
+def refusal_kept() -> None:
+    """The request under way had its refusal recorded already (by the rights check, with
+    its machine): the middleware's entry for its 403 would say it twice."""
+    request = _request.get()
+    if request is not None:
+        request._audit_refusal_kept = True
 
 
 def record_socket_refusal(scope: dict, user) -> None:

@@ -203,6 +203,7 @@ def refused(user, machine_name: str, what: str) -> None:
 
     from machines.audit import log as audit
 
+    audit.refusal_kept()  # (even when this minute's entry exists: one limit, not two)
     if cache.add(f"refused:{getattr(user, 'pk', None)}:{int(time.time() // 60)}", 1, 120):
         audit.record(
             audit.Action.REFUSED,
