@@ -178,3 +178,27 @@ def test_engines_that_keep_refusing_cost_only_their_state_changes(settings, runn
         assert "refused" in machine.last_error
         # ... and the pages still call it a fresh observation, not "as of" some time ago.
         assert not machine.stale, (machine.last_checked, timezone.now())
+
+
+@pytest.mark.django_db
+def test_a_probe_in_flight_when_watching_stops_is_cancelled_and_hangs_up(tmp_path):
+    """A health probe waiting on an engine that never answers when the runner stops: the
+    probe is cancelled and closes its connection (it was left pending with the loop, its
+    socket open: "Task was destroyed but it is pending" at exit)."""
+    from machines.engine.http import Endpoint, get_json
+    from machines.engine.watching import Watching
+    from tests.helpers import BlackHole
+
+    hole = BlackHole(str(tmp_path / "engine.sock"))
+    watching = Watching()
+    future = watching.submit(get_json(Endpoint(hole.address), "/version", timeout=60))
+    wait_until(lambda: hole.held, timeout=10)
+    watching.stop()
+    assert future.cancelled()
+    conn = hole.held[0]
+    conn.settimeout(5)
+    received = b""
+    while chunk := conn.recv(4096):  # the request, then the end of the connection
+        received += chunk
+    assert received.startswith(b"GET /v1.") and b"/version HTTP/1.1" in received
+    hole.close()

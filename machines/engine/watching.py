@@ -116,6 +116,14 @@ class Watching:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
+        # Stopped: what still ran here (a health cycle's probe of an engine that does not
+        # answer) is cancelled and unwinds, closing its connection, instead of being
+        # destroyed pending with the loop.
+        pending = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.wait(pending, timeout=1))
 
     async def _sync(self, wanted: set[int]) -> None:
         gone = [pk for pk in self.tasks if pk not in wanted or self.tasks[pk].done()]
