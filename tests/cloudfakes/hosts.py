@@ -42,20 +42,14 @@ class _Maker(ContainerDriver):
     """The container driver's own code paths, with the VM's registered keys installed and a
     fixed address on the fake clouds' network."""
 
+    network = CLOUD_NETWORK
+
     def _container_config(self, client, machine, image, network, info, privileged) -> dict:
-        # (The driver's fall-back without --privileged names its own network: this one wins.)
-        config = super()._container_config(client, machine, image, CLOUD_NETWORK, info, privileged)
+        config = super()._container_config(client, machine, image, network, info, privileged)
         config["networking_config"] = client.api.create_networking_config(
-            {CLOUD_NETWORK: client.api.create_endpoint_config(ipv4_address=machine.ip)}
+            {network: client.api.create_endpoint_config(ipv4_address=machine.ip)}
         )
         return config
-
-    def _ip_of(self, container) -> str:
-        container.reload()
-        net = (container.attrs["NetworkSettings"]["Networks"] or {}).get(CLOUD_NETWORK) or {}
-        if ip := net.get("IPAddress"):
-            return ip
-        raise DriverError(f"The container {container.name} has no address on {CLOUD_NETWORK}")
 
     def _install_key(self, container, machine) -> None:
         keys = "".join(f"{key.strip()}\n" for key in machine.public_keys).encode()

@@ -94,6 +94,8 @@ class ContainerDriver(BaseDriver):
     settings_form = ContainerSettingsForm
     options_form = ContainerOptionsForm
     secret_fields = ("tls_key",)
+    # The network its hosts live on (the test fleet's fake clouds use one of their own).
+    network = NETWORK
 
     # -- the parent engine -------------------------------------------------------------
     @property
@@ -205,7 +207,7 @@ class ContainerDriver(BaseDriver):
                 self._call(
                     "creating the machines' network",
                     client.networks.create,
-                    NETWORK,
+                    self.network,
                     driver="bridge",
                     labels={LABEL: "network"},
                 )
@@ -213,17 +215,18 @@ class ContainerDriver(BaseDriver):
         for pool in (net.attrs.get("IPAM") or {}).get("Config") or []:
             if str(pool.get("Subnet", "")).startswith(INNER_BRIDGE):
                 raise DriverError(
-                    f"The network {NETWORK} on {self.engine_url} uses {pool['Subnet']}, the "
-                    f"range the engines inside machines use for their own bridge; recreate it "
-                    f"with another subnet (docker network create --subnet 10.99.0.0/24 {NETWORK})"
+                    f"The network {self.network} on {self.engine_url} uses {pool['Subnet']}, "
+                    f"the range the engines inside machines use for their own bridge; recreate "
+                    f"it with another subnet (docker network create --subnet 10.99.0.0/24 "
+                    f"{self.network})"
                 )
-        return NETWORK
+        return self.network
 
     def _network(self, client: docker.DockerClient):
         """The machines' network; when another process made one too, the oldest is kept."""
-        found = self._call("looking up the machines' network", client.networks.list, [NETWORK])
+        found = self._call("looking up the machines' network", client.networks.list, [self.network])
         found = sorted(
-            (n for n in found if n.name == NETWORK),
+            (n for n in found if n.name == self.network),
             key=lambda n: (n.attrs.get("Created", ""), n.id),
         )
         for extra in found[1:]:
@@ -308,7 +311,7 @@ class ContainerDriver(BaseDriver):
             self._call("removing the container", container.remove, force=True)
             machine.driver_options["privileged"] = False
             image = machine.driver_options.get("image") or HOST_IMAGE
-            container = self._create_container(client, machine, image, NETWORK, info, log)
+            container = self._create_container(client, machine, image, self.network, info, log)
             self._call("starting the container", container.start)
         machine.ip = self._ip_of(container)
         machine.driver_options["container_id"] = container.id
@@ -316,11 +319,11 @@ class ContainerDriver(BaseDriver):
     def _ip_of(self, container) -> str:
         for _ in range(50):
             self._call("inspecting the container", container.reload)
-            net = (container.attrs["NetworkSettings"]["Networks"] or {}).get(NETWORK) or {}
+            net = (container.attrs["NetworkSettings"]["Networks"] or {}).get(self.network) or {}
             if ip := net.get("IPAddress"):
                 return ip
             time.sleep(0.1)
-        raise DriverError(f"The container {container.name} got no IP address on {NETWORK}")
+        raise DriverError(f"The container {container.name} got no IP address on {self.network}")
 
     def _wait_ssh(self, machine: Machine, log=print) -> None:
         log(f"Waiting for SSH on {machine.ip}")
@@ -385,7 +388,7 @@ class ContainerDriver(BaseDriver):
 
     def ip(self, machine: Machine) -> str:
         container = self._container(machine, self.client(timeout=5))
-        net = (container.attrs["NetworkSettings"]["Networks"] or {}).get(NETWORK) or {}
+        net = (container.attrs["NetworkSettings"]["Networks"] or {}).get(self.network) or {}
         return net.get("IPAddress") or ""
 
     def ssh_address(self, machine: Machine) -> SSHAddress:
