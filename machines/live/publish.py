@@ -102,9 +102,13 @@ def group_send(group: str, event: dict) -> None:
         log.exception("Publishing to %s failed", group)
 
 
-def per_role(template: str, context: dict, *, admin: bool = False) -> dict[str, str]:
+def per_role(
+    template: str, context: dict, *, admin: bool = False, team_admin: bool = False
+) -> dict[str, str]:
     """One rendering per role whose page differs: viewers must not even see buttons. With
-    `admin`, the admins' too, and a team admin's (no buttons that need creating machines)."""
+    `admin`, the admins' too; with `team_admin`, a team admin's, for a page of one machine
+    (where a team's role counts: its admin's buttons, without those that need creating
+    machines). Fleet-wide pages go by the global role, where an admin may create."""
     operator = {**context, "can_operate": True}
     renderings = {
         "html": render_to_string(template, context),
@@ -114,6 +118,7 @@ def per_role(template: str, context: dict, *, admin: bool = False) -> dict[str, 
         renderings["html_admin"] = render_to_string(
             template, {**operator, "can_admin": True, "can_create": True}
         )
+    if team_admin:
         renderings["html_team_admin"] = render_to_string(template, {**operator, "can_admin": True})
     return renderings
 
@@ -205,7 +210,12 @@ def machine_changed(machine) -> None:
         machine_group(machine.pk),
         {
             "type": "machine.changed",
-            **per_role("machines/detail.html#machine_oob", {"machine": machine}, admin=True),
+            **per_role(
+                "machines/detail.html#machine_oob",
+                {"machine": machine},
+                admin=True,
+                team_admin=True,
+            ),
         },
     )
 

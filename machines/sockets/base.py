@@ -90,9 +90,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         machine = self.route_machine_found
         if machine is not None and not rights.allowed_on(user, machine, self.permission):
             return False
-        roles = roles_of(user, machine)
-        self.can_operate, self.can_admin = roles["can_operate"], roles["can_admin"]
-        self.can_create = roles["can_create"]
+        self.roles = roles_of(user, machine)
         return True
 
     def _still_allowed(self) -> bool:
@@ -155,12 +153,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         raise NotImplementedError
 
     def render(self, template: str, context: dict) -> str:
-        roles = {
-            "can_operate": self.can_operate,
-            "can_admin": self.can_admin,
-            "can_create": self.can_create,
-        }
-        return render_to_string(template, {**context, **roles})
+        return render_to_string(template, {**context, **self.roles})
 
     async def _forward(self, event: dict) -> None:
         await self.send(text_data=self.pick(event))
@@ -192,10 +185,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=self.pick(event, "insert_"))
 
     def pick(self, event: dict, prefix: str = "") -> str:
-        admin = f"{prefix}html_admin" if self.can_create else f"{prefix}html_team_admin"
-        if self.can_admin and event.get(admin):
+        admin = f"{prefix}html_admin" if self.roles["can_create"] else f"{prefix}html_team_admin"
+        if self.roles["can_admin"] and event.get(admin):
             return event[admin]
-        if self.can_operate and event.get(f"{prefix}html_operator"):
+        if self.roles["can_operate"] and event.get(f"{prefix}html_operator"):
             return event[f"{prefix}html_operator"]
         return event[f"{prefix}html"]
 
