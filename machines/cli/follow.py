@@ -68,44 +68,44 @@ def wait_until_ended(op: Operation) -> None:
     """Until `op` has ended (woken by this host's runners, polling for others'); op refreshed.
     Its runner gone meanwhile ends it as interrupted (stale detection), so this ends too."""
     from machines.live import wakeups
+
+    with wakeups.listen_to_operation(op.pk) as woken:
+        for _ in _refreshed_until_ended(op, woken):
+            pass
+
+
+def _refreshed_until_ended(op: Operation, woken):
+    """Yields each time `op` was read again, until it has ended: at each wake-up or poll,
+    and meanwhile every STALE_CHECK_EVERY asks whether the runner running it is alive (if
+    not, it ends as interrupted)."""
     from machines.operations.stale import interrupt_stale
 
     checked_at = time.monotonic()
-    with wakeups.listen_to_operation(op.pk) as woken:
-        while True:
-            op.refresh_from_db()
-            if not op.is_active:
-                return
-            if time.monotonic() - checked_at > STALE_CHECK_EVERY:
-                interrupt_stale(refresh=False)
-                checked_at = time.monotonic()
-            woken.wait(POLL_EVERY)
+    while True:
+        op.refresh_from_db()
+        yield
+        if not op.is_active:
+            return
+        if time.monotonic() - checked_at > STALE_CHECK_EVERY:
+            interrupt_stale(refresh=False)
+            checked_at = time.monotonic()
+        woken.wait(POLL_EVERY)
 
 
 def _print_until_done(cli, op: Operation, verbose: bool, woken) -> None:
-    from machines.operations.stale import interrupt_stale
-
-    spawned_at = checked_at = time.monotonic()
+    spawned_at = time.monotonic()
     seen = 0
-    while True:
-        op.refresh_from_db()
+    for _ in _refreshed_until_ended(op, woken):
         lines = op.log_lines.filter(seq__gt=seen).order_by("seq")
         if not verbose:
             lines = lines.exclude(kind=OperationLogLine.Kind.DETAIL)
         for line in lines:
             seen = line.seq
             cli.stdout.write(line.text)
-        if not op.is_active:
-            return
         if op.status == Operation.Status.PENDING and time.monotonic() - spawned_at > 10:
             # The runner we counted on has not taken it: run it ourselves.
             _spawn_runner(op)
             spawned_at = time.monotonic()
-        if time.monotonic() - checked_at > STALE_CHECK_EVERY:
-            # Is the runner running it still alive? If not, it is interrupted (said above).
-            interrupt_stale(refresh=False)
-            checked_at = time.monotonic()
-        woken.wait(POLL_EVERY)
 
 
 def _spawn_runner(op: Operation) -> None:
